@@ -1,0 +1,152 @@
+"""Every public exception and warning fermion raises, in one module.
+
+Each error names what happened, to which object, and what to do about it; keeps the
+facts as attributes so programs can act on them; subclasses the standard error users
+already catch; and survives pickling, so it can cross from a worker to the caller.
+"""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import BrokenExecutor, CancelledError
+from typing import Any
+
+__all__ = [
+    "DeadlockError",
+    "ExtraMissingError",
+    "FermionError",
+    "FermionWarning",
+    "LockOrderError",
+    "LockOrderWarning",
+    "RaceWarning",
+    "RemoteTraceback",
+    "SerializationError",
+    "StarvationWarning",
+    "TaskKilledError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+]
+
+
+class FermionError(Exception):
+    """Base class of every exception fermion raises itself.
+
+    Subclasses keep their constructor's keyword arguments in ``_fields`` so that
+    ``__reduce__`` can rebuild them on the other side of a pipe.
+    """
+
+    _fields: dict[str, Any]
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self._fields = fields
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self._fields))
+
+
+def _rebuild(cls: type[FermionError], message: str, fields: dict[str, Any]) -> FermionError:
+    return cls(message, **fields)
+
+
+class FermionWarning(UserWarning):
+    """Base class of every warning fermion issues."""
+
+
+class ExtraMissingError(FermionError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    Fields: ``extra`` (the name to put in ``pip install 'fermion[extra]'``),
+    ``package`` (the module that failed to import), ``feature``.
+    """
+
+    @classmethod
+    def for_feature(cls, feature: str, extra: str, package: str) -> ExtraMissingError:
+        return cls(
+            f"{feature} needs the optional package {package!r}, which is not installed; "
+            f"install it with: pip install 'fermion[{extra}]'",
+            extra=extra,
+            package=package,
+            feature=feature,
+        )
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, attached as ``__cause__``.
+
+    Printing the caller's traceback then shows the worker's frames too, as
+    concurrent.futures does for process pools.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class WorkerCrashedError(FermionError, BrokenExecutor):
+    """A worker process died while it held a task.
+
+    Only the tasks that worker held fail with this error; the pool replaces the worker
+    and goes on. Fields: ``pid``, ``exitcode`` (negative for a signal, as in
+    multiprocessing), ``signal_name`` (e.g. ``"SIGKILL"`` or ``None``), ``task`` (a
+    short description of the task that was running).
+    """
+
+
+class TaskTimeoutError(FermionError, TimeoutError):
+    """A task ran longer than its timeout.
+
+    In the processes backend the worker running it was killed and replaced. Fields:
+    ``timeout`` (seconds), ``task`` (a short description), ``backend``.
+    """
+
+
+class TaskKilledError(FermionError, CancelledError):
+    """A running task was stopped on request (``Executor.kill``). Fields: ``task``."""
+
+
+class SerializationError(FermionError, pickle.PicklingError):
+    """An argument, result or function of a task could not be pickled or unpickled.
+
+    Fields: ``task`` (a short description), ``what`` (e.g. ``"argument 2"``,
+    ``"keyword argument 'data'"``, ``"result"``, ``"function"``), ``type_name``
+    (the type of the culprit), ``reason`` (the pickler's own message).
+    """
+
+
+class DeadlockError(FermionError, RuntimeError):
+    """Threads wait for each other in a cycle, or every thread waits and none can wake.
+
+    Raised in the thread whose wait closes the cycle. Fields: ``cycle``, a tuple with
+    one entry per thread, each a mapping with keys ``thread``, ``holds`` (what it
+    holds, with ``file``/``line`` where it took it), ``waits_for`` and ``file``/``line``
+    of the wait.
+    """
+
+
+class LockOrderError(FermionError, RuntimeError):
+    """Locks were taken in orders that can deadlock (A then B here, B then A there).
+
+    Fields: ``cycle``, the locks in the cycle and both acquisition sites of each edge.
+    """
+
+
+class LockOrderWarning(FermionWarning, RuntimeWarning):
+    """Like LockOrderError, issued as a warning when checks run in warn mode."""
+
+
+class StarvationWarning(FermionWarning, RuntimeWarning):
+    """A thread waited past a threshold while others kept taking the same primitive."""
+
+
+class RaceWarning(FermionWarning, RuntimeWarning):
+    """Two threads accessed one location without synchronisation, one of them writing."""

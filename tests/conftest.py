@@ -1,0 +1,98 @@
+"""Safety nets for every test: a stack dump on hang, and leak checks after each test.
+
+A test that leaves behind a non-daemon thread, a child process or a fermion
+shared-memory segment fails, naming what it left.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+faulthandler.enable(file=sys.stderr, all_threads=True)
+
+SHM_DIR = "/dev/shm"
+
+
+def _fermion_segments() -> set[str]:
+    try:
+        return {n for n in os.listdir(SHM_DIR) if n.startswith("fermion")}
+    except FileNotFoundError:  # not Linux
+        return set()
+
+
+def _multiprocessing_helpers() -> set[int]:
+    """Long-lived helper processes that multiprocessing itself keeps per interpreter."""
+    pids: set[int] = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        fs = getattr(forkserver, "_forkserver", None)
+        if fs is not None and getattr(fs, "_forkserver_pid", None):
+            pids.add(fs._forkserver_pid)
+        rt = getattr(resource_tracker, "_resource_tracker", None)
+        if rt is not None and getattr(rt, "_pid", None):
+            pids.add(rt._pid)
+    except ImportError:
+        pass
+    return pids
+
+
+def _live_children() -> set[int]:
+    me = psutil.Process()
+    helpers = _multiprocessing_helpers()
+    out = set()
+    for child in me.children(recursive=False):
+        try:
+            if child.pid in helpers or child.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        out.add(child.pid)
+    return out
+
+
+def _non_daemon_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if not t.daemon and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    threads_before = _non_daemon_threads()
+    children_before = _live_children()
+    shm_before = _fermion_segments()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        threads = _non_daemon_threads() - threads_before
+        children = _live_children() - children_before
+        shm = _fermion_segments() - shm_before
+        if not (threads or children or shm) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    problems = []
+    if threads:
+        problems.append(f"threads still running: {sorted(t.name for t in threads)}")
+    if children:
+        problems.append(f"child processes still alive: {sorted(children)}")
+        for pid in children:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+    if shm:
+        problems.append(f"shared-memory segments leaked in {SHM_DIR}: {sorted(shm)}")
+        for name in shm:
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+            except OSError:
+                pass
+    if problems:
+        pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(problems), pytrace=False)
