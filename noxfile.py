@@ -40,7 +40,7 @@ def find_interpreter(version: str) -> str:
 
 
 def _tests(session: nox.Session) -> None:
-    session.install("-e", ".[test,plot,dask]")
+    session.install("--prefer-binary", "-e", ".[test,plot,dask]")
     session.run("python", "-m", "pytest", "--durations=10", *session.posargs)
 
 
@@ -51,7 +51,7 @@ for _version in VERSIONS:
 @nox.session(python=find_interpreter("3.11"))
 def lint(session: nox.Session) -> None:
     """ruff and mypy over the package, tests, benchmarks and examples."""
-    session.install("-e", ".[test,plot,dask]", "ruff", "mypy", "types-psutil")
+    session.install("--prefer-binary", "-e", ".[test,plot,dask]", "ruff", "mypy", "types-psutil")
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("mypy")
