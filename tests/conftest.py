@@ -6,6 +6,7 @@ shared-memory segment fails, naming what it left.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import sys
@@ -22,8 +23,12 @@ SHM_DIR = "/dev/shm"
 
 
 def _fermion_segments() -> set[str]:
+    """This test process's segments: fermion names them ``fermion-<creator pid>-...``,
+    and workers name theirs after the caller's pid, so other test runs on the same
+    machine are left alone."""
+    prefix = f"fermion-{os.getpid()}-"
     try:
-        return {n for n in os.listdir(SHM_DIR) if n.startswith("fermion")}
+        return {n for n in os.listdir(SHM_DIR) if n.startswith(prefix)}
     except FileNotFoundError:  # not Linux
         return set()
 
@@ -83,16 +88,12 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     if children:
         problems.append(f"child processes still alive: {sorted(children)}")
         for pid in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).kill()
-            except psutil.NoSuchProcess:
-                pass
     if shm:
         problems.append(f"shared-memory segments leaked in {SHM_DIR}: {sorted(shm)}")
         for name in shm:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(os.path.join(SHM_DIR, name))
-            except OSError:
-                pass
     if problems:
         pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(problems), pytrace=False)

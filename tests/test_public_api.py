@@ -26,7 +26,9 @@ def test_every_error_is_reexported() -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        errors.WorkerCrashedError("worker 12 died", pid=12, exitcode=-9, signal_name="SIGKILL", task="t"),
+        errors.WorkerCrashedError(
+            "worker 12 died", pid=12, exitcode=-9, signal_name="SIGKILL", task="t"
+        ),
         errors.TaskTimeoutError("too slow", timeout=1.5, task="t", backend="processes"),
         errors.SerializationError("no", task="t", what="argument 1", type_name="lock", reason="r"),
         errors.ExtraMissingError.for_feature("the dask backend", "dask", "distributed"),

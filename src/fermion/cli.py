@@ -14,8 +14,18 @@ import click
 __all__ = ["main"]
 
 # name -> "module:attribute" of a click.Command. Add a line to register a command.
-_COMMANDS: dict[str, str] = {}
-_DEMOS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "check": "fermion.check._cli:check_command",
+    "advise": "fermion.measure._cli:advise_command",
+    "bench": "fermion.measure._cli:bench_command",
+    "example": "fermion._example:example_command",
+    "stress": "fermion._stress_cli:stress_command",
+    "tour": "fermion.tour._cli:tour_command",
+}
+_DEMOS: dict[str, str] = {
+    "deadlock": "fermion.check._demo:deadlock_demo",
+    "race": "fermion.check._races._demo:race_demo",
+}
 
 
 class _LazyGroup(click.Group):
@@ -38,7 +48,9 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=_LazyGroup, lazy=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup, lazy=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(package_name="fermion")
 def main() -> None:
     """fermion: run Python work concurrently without fear."""

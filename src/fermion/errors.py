@@ -12,13 +12,18 @@ from concurrent.futures import BrokenExecutor, CancelledError
 from typing import Any
 
 __all__ = [
+    "DaskClusterError",
+    "DaskWorkerLostError",
     "DeadlockError",
     "ExtraMissingError",
     "FermionError",
     "FermionWarning",
+    "InitializerError",
     "LockOrderError",
     "LockOrderWarning",
+    "RaceSessionError",
     "RaceWarning",
+    "RemoteError",
     "RemoteTraceback",
     "SerializationError",
     "StarvationWarning",
@@ -102,6 +107,40 @@ class WorkerCrashedError(FermionError, BrokenExecutor):
     """
 
 
+class DaskWorkerLostError(WorkerCrashedError):
+    """The dask backend: every Dask worker that ran a task died (Dask's KilledWorker).
+
+    Dask reruns a task whose worker died on another worker, up to
+    ``distributed.scheduler.allowed-failures`` times, then gives up on it. Fields as
+    WorkerCrashedError (``pid``/``exitcode``/``signal_name`` are None: the scheduler
+    does not know them), plus ``worker``, the address of the last worker that died.
+    """
+
+
+class DaskClusterError(FermionError, BrokenExecutor):
+    """The dask backend cannot reach its scheduler, or the cluster dropped a task.
+
+    Fields: ``address`` (the scheduler's address, or ``"local cluster"``).
+    """
+
+
+class RemoteError(FermionError, RuntimeError):
+    """A task raised an exception that could not be pickled back to the caller.
+
+    Carries what could travel: ``type_name`` (the exception's class), ``remote_message``
+    (its ``str``) and ``remote_traceback``; the worker's traceback is also attached as
+    ``__cause__`` (a RemoteTraceback), as for exceptions that do travel.
+    """
+
+
+class InitializerError(FermionError, BrokenExecutor):
+    """A worker's ``initializer`` raised; the pool cannot run tasks and is broken.
+
+    Pending and later tasks fail with this error. Fields: ``type_name``,
+    ``remote_message``, ``remote_traceback`` (of the initializer's exception).
+    """
+
+
 class TaskTimeoutError(FermionError, TimeoutError):
     """A task ran longer than its timeout.
 
@@ -126,17 +165,22 @@ class SerializationError(FermionError, pickle.PicklingError):
 class DeadlockError(FermionError, RuntimeError):
     """Threads wait for each other in a cycle, or every thread waits and none can wake.
 
-    Raised in the thread whose wait closes the cycle. Fields: ``cycle``, a tuple with
-    one entry per thread, each a mapping with keys ``thread``, ``holds`` (what it
-    holds, with ``file``/``line`` where it took it), ``waits_for`` and ``file``/``line``
-    of the wait.
+    Raised at once in the thread whose wait closes a wait-for cycle (``kind ==
+    "cycle"``), or, for a global stall (``kind == "stall"``: every thread blocked for
+    good), in every stalled thread within about a second. Fields: ``kind``; ``cycle``,
+    a tuple with one entry per thread, each a mapping with keys ``thread`` (its name),
+    ``holds`` (a tuple of mappings ``lock``/``file``/``line``/``function``: each lock
+    it holds and where it took it), ``waits_for`` (what it waits for) and
+    ``file``/``line``/``function`` of the wait.
     """
 
 
 class LockOrderError(FermionError, RuntimeError):
     """Locks were taken in orders that can deadlock (A then B here, B then A there).
 
-    Fields: ``cycle``, the locks in the cycle and both acquisition sites of each edge.
+    Fields: ``cycle``, a tuple with one mapping per edge of the cycle: ``first`` and
+    ``second`` (the locks), ``thread``, ``first_file``/``first_line`` and
+    ``second_file``/``second_line`` (both acquisition sites) and ``stack``.
     """
 
 
@@ -145,8 +189,20 @@ class LockOrderWarning(FermionWarning, RuntimeWarning):
 
 
 class StarvationWarning(FermionWarning, RuntimeWarning):
-    """A thread waited past a threshold while others kept taking the same primitive."""
+    """A thread waited past a threshold while others kept taking the same primitive.
+
+    The message gives the counts: how long it waited, and how many times other threads
+    took the primitive (or were served by the condition) meanwhile.
+    """
 
 
 class RaceWarning(FermionWarning, RuntimeWarning):
     """Two threads accessed one location without synchronisation, one of them writing."""
+
+
+class RaceSessionError(FermionError, RuntimeError):
+    """A race-detection session could not start: one is already recording in this process.
+
+    The detector's hooks and patches are process-wide, so sessions do not nest. Leave
+    the running ``fermion.check.races()`` block (or call ``handle.stop()``) first.
+    """

@@ -10,12 +10,21 @@ a small subclass of ``Backend``; nothing else in fermion knows how it works.
 from __future__ import annotations
 
 import itertools
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
-__all__ = ["Backend", "Call", "Outcome", "Task", "describe_callable"]
+__all__ = [
+    "Backend",
+    "BatchOutcomes",
+    "Call",
+    "Outcome",
+    "PositionalCalls",
+    "Task",
+    "describe_callable",
+]
 
 #: The arguments of one call of the task's function.
 Call = tuple[tuple[Any, ...], dict[str, Any]]
@@ -23,6 +32,106 @@ Call = tuple[tuple[Any, ...], dict[str, Any]]
 Outcome = tuple[bool, Any]
 
 _task_ids = itertools.count(1)
+
+#: The keyword arguments of a call that has none. Shared, so never mutate it.
+NO_KWARGS: dict[str, Any] = {}
+
+
+class PositionalCalls(Sequence[Call]):
+    """Calls with positional arguments only, stored compactly (the chunks of map/imap).
+
+    ``items`` holds one entry per call: its single argument (``unpack=False``) or the
+    tuple of its arguments (``unpack=True``). It reads like any ``Sequence[Call]``
+    (``len``, indexing, iteration give ``(args, kwargs)`` pairs) but keeps one list
+    instead of two tuples per call: a 100,000-item map would otherwise create 200,000
+    long-lived tuples, and the garbage collector's passes over them cost more than the
+    work itself. It pickles as the list.
+    """
+
+    __slots__ = ("items", "unpack")
+
+    def __init__(self, items: list[Any], *, unpack: bool) -> None:
+        self.items = items
+        self.unpack = unpack
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Call: ...
+    @overload
+    def __getitem__(self, index: slice) -> PositionalCalls: ...
+    def __getitem__(self, index: int | slice) -> Call | PositionalCalls:
+        if isinstance(index, slice):
+            return PositionalCalls(self.items[index], unpack=self.unpack)
+        item = self.items[index]
+        return (item if self.unpack else (item,)), NO_KWARGS
+
+    def __iter__(self) -> Iterator[Call]:
+        args = iter(self.items) if self.unpack else zip(self.items, strict=False)
+        return zip(args, itertools.repeat(NO_KWARGS), strict=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_calls, (self.items, self.unpack))
+
+    def __repr__(self) -> str:
+        return f"<PositionalCalls {len(self.items)} calls, unpack={self.unpack}>"
+
+
+def _rebuild_calls(items: list[Any], unpack: bool) -> PositionalCalls:
+    return PositionalCalls(items, unpack=unpack)
+
+
+class BatchOutcomes(Sequence[Outcome]):
+    """The outcomes of a batch, stored compactly: ``values`` holds one entry per call
+    (None where it failed) and ``errors`` maps the index of each failed call to its
+    exception. Reads like a list of ``(ok, value)`` pairs; a backend may pass it to
+    ``Task.finish`` instead, which saves a tuple per call (see PositionalCalls for
+    why that matters). Pickles as the list and the dict.
+    """
+
+    __slots__ = ("errors", "values")
+
+    def __init__(self, values: list[Any], errors: dict[int, BaseException] | None = None) -> None:
+        self.values = values
+        self.errors: dict[int, BaseException] = errors if errors is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> Outcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Outcome]: ...
+    def __getitem__(self, index: int | slice) -> Outcome | list[Outcome]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self.values)))]
+        if index < 0:
+            index += len(self.values)
+        value = self.values[index]  # IndexError as a list would
+        error = self.errors.get(index)
+        return (False, error) if error is not None else (True, value)
+
+    def __iter__(self) -> Iterator[Outcome]:
+        if not self.errors:
+            return zip(itertools.repeat(True), self.values, strict=False)
+        return (self[i] for i in range(len(self.values)))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same outcomes, as the list it stands for."""
+        if isinstance(other, BatchOutcomes):
+            return self.values == other.values and self.errors == other.errors
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it stands for
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BatchOutcomes, (self.values, self.errors))
+
+    def __repr__(self) -> str:
+        return f"<BatchOutcomes {len(self.values)} calls, {len(self.errors)} failed>"
 
 
 def describe_callable(fn: Callable[..., Any]) -> str:
@@ -41,7 +150,7 @@ class Task:
     failing item does not hide the others.
     """
 
-    __slots__ = ("batch", "calls", "fn", "future", "id", "timeout")
+    __slots__ = ("batch", "calls", "fn", "future", "id", "started_at", "timeout")
 
     def __init__(
         self,
@@ -60,6 +169,9 @@ class Task:
         self.batch = batch
         self.timeout = timeout
         self.future: Future[Any] = future if future is not None else Future()
+        #: ``time.monotonic()`` when ``start()`` marked the task running, else None.
+        #: The chunk planner measures a chunk from here to its future's completion.
+        self.started_at: float | None = None
 
     def describe(self) -> str:
         """E.g. ``"task 17 (mymodule.f, 1 call)"``, for error messages."""
@@ -68,14 +180,18 @@ class Task:
 
     def start(self) -> bool:
         """Mark the task running; False if it was cancelled and must be skipped."""
-        return self.future.set_running_or_notify_cancel()
+        if self.future.set_running_or_notify_cancel():
+            self.started_at = time.monotonic()
+            return True
+        return False
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         """Report one outcome per call."""
         if self.future.done():
             return
         if self.batch:
-            self.future.set_result(list(outcomes))
+            kept = outcomes if isinstance(outcomes, BatchOutcomes) else list(outcomes)
+            self.future.set_result(kept)
             return
         ok, value = outcomes[0]
         if ok:
@@ -93,7 +209,20 @@ class Task:
 
 
 class Backend(ABC):
-    """Runs tasks. Thread-safe: ``submit``/``kill`` may be called from any thread."""
+    """Runs tasks. Thread-safe: ``submit``/``kill`` may be called from any thread.
+
+    The Executor relies on three more rules:
+
+    - ``submit`` does not block, and may be called from inside a done-callback of a
+      task's future, i.e. from whichever thread called ``finish``/``fail`` (the
+      Executor submits the next chunk of a ``map`` as the previous one completes).
+      So a backend must not hold its own lock while it calls ``finish``/``fail``.
+    - ``submit`` after ``shutdown`` raises RuntimeError("cannot schedule new futures
+      after shutdown").
+    - The constructor is called as ``cls(workers=workers, **options)``, with
+      ``workers`` None (the backend's default) or a positive int, and raises
+      TypeError naming any option it does not know.
+    """
 
     #: The name users pass as ``Executor(backend=...)``.
     name: ClassVar[str]

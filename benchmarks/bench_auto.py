@@ -1,0 +1,152 @@
+"""Is ``backend="auto"`` as good as the best fixed backend? All backends x workloads.
+
+For each workload of ``workloads.py``: ``Executor(backend).map(fn, items)`` on serial,
+threads (one per core, and the default count), processes (one per core) and auto,
+each on a fresh executor (start-up counts, as in a program), best of ``--repeat``
+runs. Reports seconds, auto's choice, and the ratios the goals are about:
+
+- auto / best fixed backend  (goal: at most 1.10)
+- auto / serial              (goal: at most 1.05 where serial is best; auto must never
+                              be more than 5% slower than serial)
+
+Run:  python benchmarks/bench_auto.py [--repeat 3] [--only a,b] [--json FILE] [--markdown FILE]
+      python benchmarks/bench_auto.py --quick   (a smoke test: seconds, numbers meaningless)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import workloads
+
+from fermion import Executor
+from fermion.measure._cost import cpu_count, gil_enabled
+
+
+def _configurations(cpus: int) -> list[tuple[str, str, int | None]]:
+    """(label, backend, workers)."""
+    return [
+        ("serial", "serial", None),
+        (f"threads x{cpus}", "threads", cpus),
+        ("threads (default)", "threads", None),
+        (f"processes x{cpus}", "processes", cpus),
+        ("auto", "auto", None),
+    ]
+
+
+def _time(backend: str, workers: int | None, fn: Any, items: list[Any]) -> tuple[float, str]:
+    started = time.perf_counter()
+    with Executor(backend, workers) as executor:
+        for _ in executor.map(fn, items):
+            pass
+    seconds = time.perf_counter() - started
+    choice = getattr(executor.backend, "choice", None)
+    if backend != "auto":
+        return seconds, ""
+    return seconds, "still measuring" if choice is None else f"{choice.backend} x{choice.workers}"
+
+
+def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
+    cpus = cpu_count()
+    rows = []
+    for workload in workloads.WORKLOADS:
+        if only and workload.name not in only:
+            continue
+        with workloads.prepared(workload, quick=quick) as items:
+            times: dict[str, float] = {}
+            chosen = ""
+            for label, backend, count in _configurations(cpus):
+                best = float("inf")
+                for _ in range(repeat):
+                    seconds, choice = _time(backend, count, workload.fn, items)
+                    best = min(best, seconds)
+                    chosen = choice or chosen
+                times[label] = best
+        fixed = {k: v for k, v in times.items() if k != "auto"}
+        best_label = min(fixed, key=fixed.__getitem__)
+        row = {
+            "workload": workload.name,
+            "items": len(items),
+            "suits": workload.suits,
+            "seconds": times,
+            "best_fixed": best_label,
+            "auto_chose": chosen,
+            "auto_vs_best": times["auto"] / fixed[best_label],
+            "auto_vs_serial": times["auto"] / times["serial"],
+        }
+        row["ok"] = (row["auto_vs_best"] <= 1.10 and row["auto_vs_serial"] <= 1.05) or (
+            row["auto_vs_best"] <= 1.10 and best_label != "serial"
+        )
+        rows.append(row)
+        print(_line(row), flush=True)
+    return {
+        "python": platform.python_version() + ("t" if not gil_enabled() else ""),
+        "gil": gil_enabled(),
+        "cpus": cpus,
+        "quick": quick,
+        "repeat": repeat,
+        "rows": rows,
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    seconds = "  ".join(f"{k} {v:.3f}" for k, v in row["seconds"].items())
+    return (
+        f"{row['workload']:<11} {seconds}  | auto chose {row['auto_chose']}; "
+        f"auto/best {row['auto_vs_best']:.2f}, auto/serial {row['auto_vs_serial']:.2f}"
+        f" {'ok' if row['ok'] else 'MISSED'}"
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    labels = list(report["rows"][0]["seconds"]) if report["rows"] else []
+    head = (
+        "| workload | items | " + " | ".join(labels) + " | auto chose | auto/best | auto/serial |"
+    )
+    lines = [
+        f"Python {report['python']} ({'GIL' if report['gil'] else 'free-threaded'}), "
+        f"{report['cpus']} cores, best of {report['repeat']}; seconds"
+        + (" (--quick: meaningless)" if report["quick"] else ""),
+        "",
+        head,
+        "|" + "---|" * (len(labels) + 5),
+    ]
+    for row in report["rows"]:
+        cells = " | ".join(f"{row['seconds'][k]:.3f}" for k in labels)
+        lines.append(
+            f"| {row['workload']} | {row['items']} | {cells} | {row['auto_chose']} | "
+            f"{row['auto_vs_best']:.2f} | {row['auto_vs_serial']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (best kept)")
+    parser.add_argument("--only", default="", help="comma-separated workload names")
+    parser.add_argument("--json", dest="json_path", help="write the results as JSON")
+    parser.add_argument("--markdown", dest="markdown_path", help="write the table as Markdown")
+    args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name} or None
+    report = run(args.quick, 1 if args.quick else max(1, args.repeat), only)
+    if args.json_path:
+        with open(args.json_path, "w") as file:
+            json.dump(report, file, indent=2)
+    if args.markdown_path:
+        with open(args.markdown_path, "w") as file:
+            file.write(markdown(report))
+    print()
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""The wiring: feeds the registry's events into the pure graphs, and acts on findings.
+
+One :class:`Checker` is active while checks are enabled. It subscribes to
+:mod:`fermion.sync._registry`:
+
+* ``on_wait_begin`` — an unbounded wait that closes a wait-for cycle raises
+  :class:`DeadlockError` in that thread, before it blocks;
+* ``on_nested_acquire`` — feeds the lock-order graphs (per lock, per allocation site);
+  a new cycle is recorded and, by ``on_lock_order``, warned about or raised;
+
+and runs a daemon *watchdog* thread that polls the waits every ``poll_interval``
+seconds: a global stall (confirmed on two consecutive polls) is recorded and every
+stalled wait is aborted with a :class:`DeadlockError`; starving waits are recorded
+and warned about.
+
+Every finding goes to the process-wide list (:func:`findings`) and to the finding
+listeners (``fermion check``'s runner streams them to its parent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fermion.check._lockorder import LockOrderGraph, OrderEdge
+from fermion.check._report import Finding, Location
+from fermion.check._starvation import StarvationTracker
+from fermion.check._waitfor import StallConfirmer, find_cycle, find_stall
+from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning, StarvationWarning
+from fermion.sync._conditions import describe
+from fermion.sync._registry import Site, Wait, caller_stack, held, thread_name, waiting
+
+__all__ = ["CheckConfig", "Checker", "add_finding_listener", "clear_findings", "findings"]
+
+_allocate_lock = threading._allocate_lock  # type: ignore[attr-defined]
+LOCK_ORDER_MODES = ("record", "warn", "raise")
+
+_findings: list[Finding] = []
+_findings_lock = _allocate_lock()
+_finding_listeners: list[Callable[[Finding], None]] = []
+
+
+def findings() -> list[Finding]:
+    """Every finding recorded in this process so far (a copy)."""
+    with _findings_lock:
+        return list(_findings)
+
+
+def clear_findings() -> None:
+    """Forget the recorded findings."""
+    with _findings_lock:
+        _findings.clear()
+
+
+def add_finding_listener(listener: Callable[[Finding], None]) -> Callable[[], None]:
+    """Call *listener(finding)* for each new finding; returns a function that unsubscribes."""
+    _finding_listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _finding_listeners.remove(listener)
+
+    return remove
+
+
+def record(finding: Finding) -> None:
+    """Add *finding* to the list and tell the listeners."""
+    with _findings_lock:
+        _findings.append(finding)
+    for listener in list(_finding_listeners):
+        try:
+            listener(finding)
+        except Exception as exc:  # a broken listener must not break the checked program
+            print(f"fermion: a finding listener failed: {exc!r}", file=sys.stderr)
+
+
+@dataclass
+class CheckConfig:
+    """What the checker looks for, and how it reacts."""
+
+    deadlocks: bool = True
+    lock_order: bool = True
+    starvation: bool = True
+    on_lock_order: str = "warn"
+    starvation_threshold: float = 1.0
+    starvation_min_others: int = 20
+    poll_interval: float = 0.25
+    ignored_threads: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.on_lock_order not in LOCK_ORDER_MODES:
+            raise ValueError(
+                f"on_lock_order={self.on_lock_order!r} is not one of "
+                f"{', '.join(map(repr, LOCK_ORDER_MODES))}"
+            )
+        if self.poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {self.poll_interval}")
+
+
+def _where(site: Site) -> str:
+    return f"{site.file}:{site.line} in {site.function}"
+
+
+def _owners_text(wait: Wait) -> str:
+    owners = wait.owners()
+    if not owners:
+        return ""
+    return " (held by " + ", ".join(repr(thread_name(o)) for o in owners) + ")"
+
+
+def describe_waits(
+    waits: Sequence[Wait], kind: str
+) -> tuple[str, tuple[dict[str, Any], ...], tuple[Location, ...]]:
+    """The message, the ``cycle`` field and the locations of a deadlock or stall."""
+    entries: list[dict[str, Any]] = []
+    lines: list[str] = []
+    wait_locations: list[Location] = []
+    hold_locations: list[Location] = []
+    waited_on = {id(w.primitive) for w in waits}
+    for wait in waits:
+        name = thread_name(wait.thread)
+        holds = held(wait.thread)
+        waits_for = describe(wait.primitive)
+        entries.append(
+            {
+                "thread": name,
+                "holds": tuple(
+                    {
+                        "lock": describe(h.primitive),
+                        "file": h.site.file,
+                        "line": h.site.line,
+                        "function": h.site.function,
+                    }
+                    for h in holds
+                ),
+                "waits_for": waits_for,
+                "file": wait.site.file,
+                "line": wait.site.line,
+                "function": wait.site.function,
+            }
+        )
+        lines.append(f"  thread {name!r}")
+        for h in holds:
+            lines.append(f"    holds {describe(h.primitive)}, taken at {_where(h.site)}")
+            if id(h.primitive) in waited_on:
+                hold_locations.append(Location(h.site.file, h.site.line, h.site.function, name))
+        lines.append(f"    waits for {waits_for}{_owners_text(wait)} at {_where(wait.site)}")
+        wait_locations.append(Location(wait.site.file, wait.site.line, wait.site.function, name))
+    if kind == "cycle":
+        if len(waits) == 1:
+            head = "deadlock: a thread waits for a lock it already holds itself:"
+            advice = "Use an RLock if re-entry is intended, or release the lock before calling code that takes it again."
+        else:
+            head = f"deadlock: {len(waits)} threads wait for each other in a cycle:"
+            advice = (
+                "Take locks in one global order everywhere, and never join a thread while "
+                "holding a lock it needs."
+            )
+    else:
+        head = (
+            f"deadlock (global stall): all {len(waits)} running thread(s) are blocked with "
+            "no timeout, and none of them can wake the others:"
+        )
+        advice = (
+            "Make sure every wait has a thread that will satisfy it (a set(), put(), "
+            "notify(), release() or enough parties), or give the wait a timeout."
+        )
+    message = "\n".join([head, *lines, advice])
+    return message, tuple(entries), tuple(wait_locations + hold_locations)
+
+
+class Checker:
+    """Deadlock, stall, lock-order and starvation checks for one enabled period."""
+
+    def __init__(self, config: CheckConfig) -> None:
+        self.config = config
+        self._graph_lock = _allocate_lock()
+        self._order_lock = _allocate_lock()
+        self._by_lock = LockOrderGraph()
+        self._by_site = LockOrderGraph()
+        self._starvation = StarvationTracker(
+            threshold=config.starvation_threshold, min_others=config.starvation_min_others
+        )
+        self._confirmer = StallConfirmer()
+        self._stop = _allocate_lock()
+        self._watchdog: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        if not (self.config.deadlocks or self.config.starvation) or self._watchdog is not None:
+            return
+        self._stop.acquire()
+        # The watchdog must not be built from patched primitives: use _thread directly.
+        import _thread
+
+        ready = _allocate_lock()
+        ready.acquire()
+        holder: list[int] = []
+
+        def run() -> None:
+            holder.append(threading.get_ident())
+            ready.release()
+            self._watch()
+
+        _thread.start_new_thread(run, ())
+        ready.acquire()
+        self._watchdog_ident = holder[0]
+        self._watchdog = threading.current_thread()  # marker: started
+
+    def stop(self) -> None:
+        if self._watchdog is None:
+            return
+        self._watchdog = None
+        self._stop.release()
+
+    # -- registry events ---------------------------------------------------------------
+    def on_wait_begin(self, wait: Wait) -> None:
+        if not self.config.deadlocks or wait.timeout is not None:
+            return
+        with self._graph_lock:
+            cycle = find_cycle(wait.thread, waiting())
+            if cycle is None:
+                return
+            message, entries, locations = describe_waits(cycle, "cycle")
+        record(Finding("deadlock", message, locations))
+        raise DeadlockError(message, cycle=entries, kind="cycle")
+
+    def on_nested_acquire(self, primitive: Any, thread: int, holds: list[Any]) -> None:
+        if not self.config.lock_order:
+            return
+        serial = primitive._serial
+        for other in holds:
+            if other is primitive or self._by_lock.has_edge(other._serial, serial):
+                continue
+            self._new_order_edge(other, primitive, thread)
+
+    def _new_order_edge(self, first: Any, second: Any, thread: int) -> None:
+        name = thread_name(thread)
+        stack = caller_stack(2)
+        first_site, second_site = first._fermion_site(), second._fermion_site()
+        edge = OrderEdge(
+            first._serial, second._serial, first._describe(), second._describe(),
+            first_site, second_site, name, stack,
+        )  # fmt: skip
+        site_edge = OrderEdge(
+            first._created, second._created, first._describe(), second._describe(),
+            first_site, second_site, name, stack,
+        )  # fmt: skip
+        with self._order_lock:
+            cycle = self._by_lock.add(edge)
+            site_cycle = self._by_site.add(site_edge)
+        if cycle is None and site_cycle is None:
+            return
+        per_site = cycle is None
+        chosen: list[OrderEdge] = cycle if cycle is not None else site_cycle  # type: ignore[assignment]
+        message, locations = self._order_message(chosen, per_site)
+        record(Finding("lock-order", message, locations))
+        mode = self.config.on_lock_order
+        if mode == "raise":
+            raise LockOrderError(message, cycle=tuple(_edge_fields(e) for e in chosen))
+        if mode == "warn":
+            warnings.warn(LockOrderWarning(message), stacklevel=4)
+
+    @staticmethod
+    def _order_message(cycle: list[OrderEdge], per_site: bool) -> tuple[str, tuple[Location, ...]]:
+        scope = "locks created at the same places" if per_site else "locks"
+        lines = [
+            f"lock-order inversion (potential deadlock): {len(cycle)} {scope} taken in "
+            "orders that form a cycle; threads running these paths at the same time can deadlock:"
+        ]
+        locations: list[Location] = []
+        for edge in cycle:
+            lines.append(
+                f"  thread {edge.thread!r} took {edge.first_label} at {_where(edge.first_site)}, "
+                f"then {edge.second_label} at {_where(edge.second_site)}"
+            )
+            if edge.stack:
+                lines.append("    stack: " + " <- ".join(_where(s) for s in edge.stack))
+            for site in (edge.first_site, edge.second_site):
+                locations.append(Location(site.file, site.line, site.function, edge.thread))
+        lines.append("Take these locks in one global order everywhere.")
+        return "\n".join(lines), tuple(locations)
+
+    # -- the watchdog ------------------------------------------------------------------
+    def _watch(self) -> None:
+        interval = self.config.poll_interval
+        while not self._stop.acquire(True, interval):
+            try:
+                self._poll()
+            except Exception as exc:  # keep watching; say what went wrong
+                print(f"fermion: the check watchdog failed: {exc!r}", file=sys.stderr)
+        self._stop.release()
+
+    def _poll(self) -> None:
+        waits = waiting()
+        if self.config.deadlocks:
+            self._check_stall(waits)
+        if self.config.starvation:
+            self._check_starvation(waits)
+
+    def _check_stall(self, waits: dict[int, Wait]) -> None:
+        ignored = self.config.ignored_threads
+        me = threading.get_ident()
+        threads = [
+            t for t in threading.enumerate()
+            if t.is_alive() and t.ident is not None and t.ident != me and t.ident not in ignored
+        ]  # fmt: skip
+        if not any(not t.daemon for t in threads):
+            self._confirmer.observe(None)
+            return
+        idents = [t.ident for t in threads if t.ident is not None]
+        stalled = self._confirmer.observe(find_stall(idents, waits))
+        if not stalled:
+            return
+        message, entries, locations = describe_waits(stalled, "stall")
+        record(Finding("deadlock", message, locations))
+        for wait in stalled:
+            wait.abort(DeadlockError(message, cycle=entries, kind="stall"))
+
+    def _check_starvation(self, waits: dict[int, Wait]) -> None:
+        now = time.monotonic()
+        for wait in waits.values():
+            primitive = wait.primitive
+            name = thread_name(wait.thread)
+            acquisitions = getattr(primitive, "_fermion_acquisitions", None)
+            if acquisitions is not None:
+                others = acquisitions - wait.acquisitions_at_start
+                waited = now - wait.since
+                if self._starvation.wait_starves((id(wait), wait.since), waited, others):
+                    self._starving(
+                        f"starvation: thread {name!r} has waited {waited:.1f} s for "
+                        f"{describe(primitive)} at {_where(wait.site)} while other threads "
+                        f"took it {others} times. Use fermion.sync.FairLock (FIFO hand-off) "
+                        "or hold the lock for less time.",
+                        wait,
+                    )
+            streaks = getattr(primitive, "_fermion_streaks", None)
+            if streaks:
+                streak = streaks.get(wait.thread)
+                if streak is not None:
+                    start, rewaits, exits_at_start = streak
+                    others = int(getattr(primitive, "_fermion_exits", 0) - exits_at_start)
+                    waited = now - start
+                    key = ("streak", id(primitive), wait.thread, start)
+                    if self._starvation.streak_starves(key, waited, int(rewaits), others):
+                        self._starving(
+                            f"starvation: thread {name!r} has re-waited {int(rewaits)} times "
+                            f"over {waited:.1f} s on {describe(primitive)} at "
+                            f"{_where(wait.site)} while other threads were served "
+                            f"{others} times. Wake the waiter whose condition holds (one "
+                            "condition per predicate) or serve waiters in order.",
+                            wait,
+                        )
+
+    def _starving(self, message: str, wait: Wait) -> None:
+        site = wait.site
+        record(
+            Finding(
+                "starvation",
+                message,
+                (Location(site.file, site.line, site.function, thread_name(wait.thread)),),
+            )
+        )
+        # Warnings turned into errors must not kill the watchdog.
+        with contextlib.suppress(Exception):
+            warnings.warn(StarvationWarning(message), stacklevel=1)
+
+
+def _edge_fields(edge: OrderEdge) -> dict[str, Any]:
+    return {
+        "first": edge.first_label,
+        "second": edge.second_label,
+        "thread": edge.thread,
+        "first_file": edge.first_site.file,
+        "first_line": edge.first_site.line,
+        "second_file": edge.second_site.file,
+        "second_line": edge.second_site.line,
+        "stack": tuple(str(s) for s in edge.stack),
+    }

@@ -1,0 +1,192 @@
+"""patch_threading(): make the standard library's primitives checked ones.
+
+Swaps ``threading.Lock``/``RLock``/``Condition``/``Semaphore``/``BoundedSemaphore``/
+``Event``/``Barrier`` and ``queue.Queue``/``LifoQueue``/``PriorityQueue``/
+``SimpleQueue`` for fermion's checked versions, and instruments ``Thread.join`` (a
+registered, deadlock-checked wait), ``Thread.start`` and the thread bootstrap (the
+happens-before hand-offs of start and exit), so unmodified programs and libraries are
+checked. Primitives created before the patch stay what they were. Undo restores every
+attribute exactly.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from fermion.sync import _registry
+from fermion.sync._conditions import (
+    CheckedBarrier,
+    CheckedBoundedSemaphore,
+    CheckedCondition,
+    CheckedEvent,
+    CheckedSemaphore,
+)
+from fermion.sync._locks import CheckedLock, CheckedRLock
+from fermion.sync._queues import (
+    CheckedLifoQueue,
+    CheckedPriorityQueue,
+    CheckedQueue,
+    CheckedSimpleQueue,
+)
+from fermion.sync._registry import blocking_wait, caller_site
+
+__all__ = ["Patch", "patch_threading"]
+
+_original_join = threading.Thread.join
+_original_start = threading.Thread.start
+_original_bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+
+def _lenient_lock() -> CheckedLock:
+    """``threading.Lock()`` while patched: checked, but any thread may release it."""
+    return CheckedLock(strict=False, _created=caller_site())
+
+
+def _checked_rlock(*args: Any, **kwargs: Any) -> CheckedRLock:
+    return CheckedRLock(_created=caller_site())
+
+
+def _checked_join(self: threading.Thread, timeout: float | None = None) -> None:
+    if not self._started.is_set() or self is threading.current_thread():  # type: ignore[attr-defined]
+        _original_join(self, timeout)  # raises the standard error
+        return
+    if timeout is not None:
+        _original_join(self, timeout)
+    elif self.is_alive():
+
+        def try_join(seconds: float) -> bool:
+            _original_join(self, seconds)
+            return not self.is_alive()
+
+        blocking_wait(
+            self,
+            caller_site(),
+            None,
+            try_join,
+            lambda: not self.is_alive(),
+            lambda: (self.ident,) if self.ident is not None and self.is_alive() else (),
+        )
+    if not self.is_alive() and _registry._on_handoff_acquire:
+        me = threading.get_ident()
+        for callback in _registry._on_handoff_acquire:
+            callback(("thread-exit", self), me)
+
+
+def _checked_start(self: threading.Thread) -> None:
+    if _registry._on_handoff_release:
+        me = threading.get_ident()
+        for callback in _registry._on_handoff_release:
+            callback(("thread-start", self), me)
+    _original_start(self)
+
+
+def _checked_bootstrap_inner(self: threading.Thread) -> None:
+    # The hand-offs are emitted from inside run(), where the thread is registered in
+    # threading (current_thread() works) and not yet unregistered.
+    target_run = self.run
+
+    def run() -> None:
+        me = threading.get_ident()
+        for callback in _registry._on_handoff_acquire:
+            callback(("thread-start", self), me)
+        try:
+            target_run()
+        finally:
+            for callback in _registry._on_handoff_release:
+                callback(("thread-exit", self), me)
+
+    self.run = run  # type: ignore[method-assign]
+    try:
+        _original_bootstrap_inner(self)
+    finally:
+        with suppress(AttributeError):
+            del self.run
+        _registry.forget_thread(threading.get_ident())
+
+
+_REPLACEMENTS: list[tuple[Any, str, Any]] = [
+    (threading, "Lock", _lenient_lock),
+    (threading, "RLock", _checked_rlock),
+    (threading, "Condition", CheckedCondition),
+    (threading, "Semaphore", CheckedSemaphore),
+    (threading, "BoundedSemaphore", CheckedBoundedSemaphore),
+    (threading, "Event", CheckedEvent),
+    (threading, "Barrier", CheckedBarrier),
+    (queue, "Queue", CheckedQueue),
+    (queue, "LifoQueue", CheckedLifoQueue),
+    (queue, "PriorityQueue", CheckedPriorityQueue),
+    (queue, "SimpleQueue", CheckedSimpleQueue),
+    (threading.Thread, "join", _checked_join),
+    (threading.Thread, "start", _checked_start),
+    (threading.Thread, "_bootstrap_inner", _checked_bootstrap_inner),
+]
+
+
+class Patch:
+    """An applied patch; :meth:`undo` restores the originals (also on ``with`` exit)."""
+
+    def __init__(self, *, nested: bool = False) -> None:
+        self._saved: list[tuple[Any, str, Any]] | None = None
+        self._nested = nested
+
+    def apply(self) -> Patch:
+        if self._saved is not None:
+            raise RuntimeError("this patch_threading() patch is already applied")
+        if self._nested:  # an outer patch is in force and will restore everything
+            self._saved = []
+            return self
+        self._saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in _REPLACEMENTS]
+        for owner, name, replacement in _REPLACEMENTS:
+            setattr(owner, name, replacement)
+        return self
+
+    def undo(self) -> None:
+        """Put every original back (idempotent)."""
+        saved, self._saved = self._saved, None
+        for owner, name, original in saved or ():
+            setattr(owner, name, original)
+
+    @property
+    def active(self) -> bool:
+        return self._saved is not None
+
+    def __enter__(self) -> Patch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.undo()
+
+
+_active: list[Patch] = []
+
+
+def patch_threading() -> Patch:
+    """Make threading's and queue's primitives checked; usable as a context manager.
+
+    Calling it while a patch is in force returns a nested patch whose undo does
+    nothing: the outermost patch restores the originals.
+
+    Returns the applied :class:`Patch`; ``patch.undo()`` or leaving the ``with`` block
+    restores everything. Checks themselves are turned on by
+    :func:`fermion.check.enable` (the CLI and the pytest plugin do both).
+    """
+    if _active and _active[-1].active and not _active[-1]._nested:
+        # Nested use (e.g. the race detector inside ``fermion check``): the outer patch
+        # stays in force and is the one that restores the originals.
+        return Patch(nested=True).apply()
+    patch = Patch().apply()
+    _active[:] = [patch]
+    return patch
+
+
+@contextmanager
+def _patched() -> Iterator[Patch]:
+    patch = patch_threading()
+    try:
+        yield patch
+    finally:
+        patch.undo()

@@ -1,0 +1,165 @@
+"""Where the detector's synchronisation events come from.
+
+* Locksets and most hand-offs come from fermion's checked primitives through the
+  registry in :mod:`fermion.sync._registry` (:class:`RegistryListener`). A race
+  session makes the standard library's primitives checked ones
+  (``fermion.check.patch_threading``) so that ``threading.Lock()`` in an unmodified
+  program is tracked.
+* Release→acquire of an *exclusive* lock (Lock, RLock, FairLock) is deliberately not a
+  happens-before edge: the lockset covers locks, and ignoring which thread happened to
+  take a lock first is what makes the verdict independent of the schedule.
+* Thread start/join, ``Event.is_set()`` returning True (like ``wait()`` returning
+  True), ``concurrent.futures.Future`` (``set_result`` → ``result()``) and
+  ``ThreadPoolExecutor.submit`` (submit → the task runs) are patched here
+  (:class:`ThreadingPatches`), so they hold even for code that bypasses the registry.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from fermion.check._races import _runtime
+
+__all__ = ["RegistryListener", "ThreadingPatches", "lock_label"]
+
+
+def lock_label(lock: object) -> str:
+    """How a report names a lock: its checked description, else its repr."""
+    describe = getattr(lock, "_describe", None)
+    if callable(describe):
+        try:
+            return str(describe())
+        except Exception:
+            pass
+    return f"{type(lock).__name__}#{id(lock):x}"
+
+
+class RegistryListener:
+    """Feeds the race runtime from the checked primitives' registry events.
+
+    Its methods are the runtime's own functions (one Python call per event), which
+    skip release→acquire of exclusive locks (Lock, RLock, FairLock): the lockset covers
+    those, and ignoring which thread happened to take a lock first keeps the verdict
+    independent of the schedule.
+    """
+
+    on_acquired = staticmethod(_runtime.on_acquired)
+    on_released = staticmethod(_runtime.on_released)
+    on_handoff_release = staticmethod(_runtime.on_handoff_release)
+    on_handoff_acquire = staticmethod(_runtime.on_handoff_acquire)
+
+
+def _run_after_submit(token: Hashable, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    if _runtime.is_active():
+        _runtime.handoff_acquire(token)
+    return fn(*args, **kwargs)
+
+
+class ThreadingPatches:
+    """Patches Thread, Future and ThreadPoolExecutor for happens-before edges; undoable."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[object, str, object]] = []
+
+    def _patch(self, owner: object, name: str, replacement: object) -> None:
+        self._saved.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, replacement)
+
+    def install(self) -> None:
+        """Apply the patches (once)."""
+        if self._saved:
+            return
+        start = threading.Thread.start
+        join = threading.Thread.join
+
+        @functools.wraps(start)
+        def thread_start(thread: threading.Thread) -> None:
+            if _runtime.is_active():
+                _runtime.thread_starting(thread)
+            start(thread)
+
+        @functools.wraps(join)
+        def thread_join(thread: threading.Thread, timeout: float | None = None) -> None:
+            join(thread, timeout)
+            if _runtime.is_active() and not thread.is_alive():
+                _runtime.thread_joined(thread)
+
+        set_result = Future.set_result
+        set_exception = Future.set_exception
+        result = Future.result
+        exception = Future.exception
+
+        @functools.wraps(set_result)
+        def future_set_result(future: Future[Any], value: Any) -> None:
+            if _runtime.is_active():
+                _runtime.handoff_release(future)
+            set_result(future, value)
+
+        @functools.wraps(set_exception)
+        def future_set_exception(future: Future[Any], error: BaseException | None) -> None:
+            if _runtime.is_active():
+                _runtime.handoff_release(future)
+            set_exception(future, error)
+
+        @functools.wraps(result)
+        def future_result(future: Future[Any], timeout: float | None = None) -> Any:
+            try:
+                return result(future, timeout)
+            finally:
+                if _runtime.is_active() and future.done():
+                    _runtime.handoff_acquire(future)
+
+        @functools.wraps(exception)
+        def future_exception(
+            future: Future[Any], timeout: float | None = None
+        ) -> BaseException | None:
+            try:
+                return exception(future, timeout)
+            finally:
+                if _runtime.is_active() and future.done():
+                    _runtime.handoff_acquire(future)
+
+        # threading.Event may be patch_threading's subclass by now: patch the class
+        # that defines is_set.
+        event_class = next(c for c in threading.Event.__mro__ if "is_set" in c.__dict__)
+        is_set = event_class.is_set  # type: ignore[attr-defined]
+
+        @functools.wraps(is_set)
+        def event_is_set(event: threading.Event) -> bool:
+            # Polling a set event sees the setter's past, as wait() returning True does.
+            flag = is_set(event)
+            if flag and _runtime.is_active():
+                _runtime.handoff_acquire(event)
+            return flag
+
+        submit: Callable[..., Future[Any]] = ThreadPoolExecutor.submit
+
+        @functools.wraps(submit)
+        def executor_submit(
+            executor: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        ) -> Future[Any]:
+            if not _runtime.is_active():
+                return submit(executor, fn, *args, **kwargs)
+            token = ("submit", object())
+            _runtime.handoff_release(token)
+            return submit(executor, _run_after_submit, token, fn, *args, **kwargs)
+
+        self._patch(event_class, "is_set", event_is_set)
+        self._patch(threading.Thread, "start", thread_start)
+        self._patch(threading.Thread, "join", thread_join)
+        self._patch(Future, "set_result", future_set_result)
+        self._patch(Future, "set_exception", future_set_exception)
+        self._patch(Future, "result", future_result)
+        self._patch(Future, "exception", future_exception)
+        self._patch(concurrent.futures.ThreadPoolExecutor, "submit", executor_submit)
+
+    def uninstall(self) -> None:
+        """Undo :meth:`install`, newest patch first."""
+        while self._saved:
+            owner, name, original = self._saved.pop()
+            setattr(owner, name, original)

@@ -1,0 +1,590 @@
+"""The recording hooks that instrumented code calls, and the per-thread state behind them.
+
+Hot path first: every hook checks one module flag, fetches the calling thread's state
+from a ``threading.local`` and looks the access up in that thread's *seen* set — the
+accesses it already recorded since its last synchronisation event (a lock taken or
+released, a hand-off). A hit returns at once: with the same clock and the same locks,
+a repeat cannot reveal a race the first one did not (FastTrack's "same epoch" rule).
+Only a miss takes the detector lock and runs the analysis in :mod:`._detector`.
+
+The site number each hook receives was baked into the code by :mod:`._rewrite`; the
+site table maps it to file, line, function and target, so no frame is inspected.
+
+This module has no import-time side effects; :func:`activate` / :func:`deactivate`
+(called by the session) switch recording on and off.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import threading
+import types
+import weakref
+from collections.abc import Hashable
+from typing import Any
+
+from fermion.check._races._detector import RaceDetector
+from fermion.check._races._rewrite import ATTR, CELL, GLOBAL, ITEM, READ, UPDATE, WRITE, SiteInfo
+from fermion.sync import CheckedLock, CheckedRLock, FairLock
+
+__all__ = [
+    "SITES",
+    "ThreadState",
+    "activate",
+    "deactivate",
+    "register_site",
+    "state",
+]
+
+SITES: list[SiteInfo] = []
+_sites_lock = _thread.allocate_lock()
+
+_enabled = False
+_detector = RaceDetector()
+# Serialises the detector; a raw lock so that checked-lock tracking never sees it.
+_lock = _thread.allocate_lock()
+_tls = threading.local()
+_generation = 0
+# Objects whose accesses are recorded by id: kept alive if they cannot be weakly
+# referenced (dicts, lists), so that their id is not reused while the detector
+# remembers them (at most _PIN_LIMIT of them; the oldest are forgotten first).
+_pinned: dict[int, object] = {}
+_watched: dict[int, weakref.ref[Any]] = {}
+_dead: list[int] = []
+_SEEN_LIMIT = 50_000
+
+
+def register_site(info: SiteInfo) -> int:
+    """Number a new access site (called by the rewriter while a module compiles)."""
+    with _sites_lock:
+        SITES.append(info)
+        return len(SITES) - 1
+
+
+class ThreadState:
+    """What the runtime keeps per thread: its detector id, locks held, recent accesses.
+
+    ``seen`` is the set of accesses recorded since the thread's last hand-off *with the
+    locks it holds now*: lock changes do not move the thread's clock, so the thread
+    keeps one set per lockset (``seen_by_locks``) and switches between them; only a
+    hand-off (which moves the clock) empties them all.
+    """
+
+    __slots__ = ("last", "lock_counts", "locks", "name", "seen", "seen_by_locks", "tid")
+
+    def __init__(self, tid: int, name: str) -> None:
+        self.tid = tid
+        self.name = name
+        self.locks: frozenset[Hashable] = _NO_LOCKS
+        self.seen: set[Hashable] = set()
+        # site -> the object last recorded there: one dict lookup and an identity test
+        # spare the common case (same object, same site, in a loop) building a key.
+        self.last: dict[int, object] = {}
+        self.seen_by_locks: dict[frozenset[Hashable], tuple[set[Hashable], dict[int, object]]] = {
+            _NO_LOCKS: (self.seen, self.last)
+        }
+        self.lock_counts: dict[Hashable, int] = {}
+
+    def switch_locks(self, locks: frozenset[Hashable]) -> None:
+        """The thread now holds *locks*: use the seen-set of that lockset."""
+        self.locks = locks
+        by_locks = self.seen_by_locks
+        caches = by_locks.get(locks)
+        if caches is None:
+            if len(by_locks) >= _MAX_LOCKSETS:
+                by_locks.clear()
+            caches = by_locks[locks] = (set(), {})
+        self.seen, self.last = caches
+
+    def new_epoch(self) -> None:
+        """The thread's clock moved (a hand-off): forget every recorded access."""
+        self.seen = set()
+        self.last = {}
+        self.seen_by_locks = {self.locks: (self.seen, self.last)}
+
+
+_NO_LOCKS: frozenset[Hashable] = frozenset()
+_MAX_LOCKSETS = 64
+# (lockset, lock) -> lockset with / without it, so that taking a lock builds no set.
+_with_lock: dict[tuple[frozenset[Hashable], Hashable], frozenset[Hashable]] = {}
+_without_lock: dict[tuple[frozenset[Hashable], Hashable], frozenset[Hashable]] = {}
+
+
+_names: dict[int, str] = {}
+
+
+def _new_state() -> ThreadState:
+    # threading.current_thread() would create a _DummyThread (and recurse through its
+    # Event) for a thread still bootstrapping; look it up without side effects.
+    ident = _thread.get_ident()
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    with _lock:
+        tid = _detector.new_thread()
+    st = ThreadState(tid, thread.name if thread is not None else f"thread-{ident}")
+    _tls.s = st
+    if thread is not None:
+        _adopt(st, thread)
+    return st
+
+
+def _adopt(st: ThreadState, thread: threading.Thread) -> None:
+    """Tie *st* to its Thread object: its name, its start edge, and join's edge back."""
+    st.name = thread.name
+    _names[st.tid] = thread.name
+    start = getattr(thread, "_fermion_race_start", None)
+    if start is not None and start[0] == _generation:
+        with _lock:
+            _detector.acquire(st.tid, start[1])
+    # A thread class with __slots__ gets no join edge; no harm beyond that.
+    with contextlib.suppress(AttributeError):
+        thread._fermion_race_state = (_generation, st)  # type: ignore[attr-defined]
+
+
+def state() -> ThreadState:
+    """The calling thread's state, created on first use."""
+    try:
+        st: ThreadState = _tls.s
+    except AttributeError:
+        st = _new_state()
+    return st
+
+
+# -- analysis (slow path) -----------------------------------------------------------------
+
+
+def _record(
+    st: ThreadState,
+    site: int,
+    owner: Hashable,
+    field: Hashable,
+    label: str,
+    detail: str,
+    group: Hashable,
+    obj: object = None,
+) -> None:
+    """Run the analysis for one access; with *obj*, the owner is that object's identity."""
+    kind = SITES[site].kind
+    with _lock:
+        if _dead:
+            _forget_dead()
+        if obj is not None:
+            owner = _owner_of(obj) if owner is None else (owner, _owner_of(obj))
+        _detector.access(
+            st.tid,
+            owner,
+            field,
+            site,
+            read=kind != WRITE,
+            write=kind != READ,
+            locks=st.locks,
+            location=label,
+            detail=detail,
+            group=group,
+        )
+
+
+def _forget_dead() -> None:
+    while _dead:
+        ident = _dead.pop()
+        _watched.pop(ident, None)
+        _detector.forget(ident)
+
+
+def _on_death(ident: int) -> Any:
+    def callback(_ref: object) -> None:
+        _dead.append(ident)
+
+    return callback
+
+
+def _owner_of(obj: object) -> int:
+    """The detector's owner key of *obj*, keeping its id from being reused unnoticed.
+
+    Called under ``_lock``, after dead objects were forgotten.
+    """
+    ident = id(obj)
+    ref = _watched.get(ident)
+    if (ref is not None and ref() is obj) or ident in _pinned:
+        return ident
+    if ref is not None:  # a dead object's id, reused before its callback ran
+        _detector.forget(ident)
+    try:
+        _watched[ident] = weakref.ref(obj, _on_death(ident))
+    except TypeError:
+        if len(_pinned) >= _PIN_LIMIT:
+            _unpin_oldest()
+        _pinned[ident] = obj
+    return ident
+
+
+_PIN_LIMIT = 200_000
+
+
+def _unpin_oldest() -> None:
+    """Bound the memory kept for containers: forget the oldest tenth of them.
+
+    Their history goes (a race involving them may be missed), never a stale history
+    that a new object at a reused id would inherit.
+    """
+    for ident in list(_pinned)[: _PIN_LIMIT // 10]:
+        del _pinned[ident]
+        _detector.forget(ident)
+
+
+def _remember(st: ThreadState, key: Hashable) -> None:
+    seen = st.seen
+    if len(seen) >= _SEEN_LIMIT:
+        seen.clear()
+    seen.add(key)
+
+
+def _static_access(st: ThreadState, site: int, token: object = None) -> None:
+    info = SITES[site]
+    if info.target == GLOBAL:
+        _record(st, site, ("module", info.module), info.name, info.name, "", None)
+    else:
+        _record(st, site, None, info.name, info.name, "", ("cell", info.name, info.function), token)
+
+
+_LOCAL_TYPES: tuple[type, ...] = (threading.local,)
+
+
+def _attr_access(st: ThreadState, site: int, obj: object) -> None:
+    if isinstance(obj, _LOCAL_TYPES):
+        return
+    info = SITES[site]
+    attr = info.name
+    if isinstance(obj, types.ModuleType):
+        _record(st, site, ("module", obj.__name__), attr, attr, "", None)
+        return
+    owner_name = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    label = f"{owner_name}.{attr}"
+    _record(st, site, None, attr, label, "", label, obj)
+
+
+def _item_access(
+    st: ThreadState, site: int, container: object, key: object, hashable: bool
+) -> None:
+    if isinstance(container, _LOCAL_TYPES):
+        return
+    info = SITES[site]
+    label = f"{info.name}[<key>]"
+    if hashable:
+        detail = "key " + _short_repr(key)
+        field: Hashable = ("item", key)
+    else:
+        detail = "(unhashable key: the whole container)"
+        field = ("item", "<unhashable>")
+    _record(st, site, None, field, label, detail, (label, type(container).__name__), container)
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- the hooks (hot path) -----------------------------------------------------------------
+
+
+def _fermion_g(value: Any, site: int) -> Any:
+    """Read of a shared global; returns *value*."""
+    if _enabled:
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        if site not in st.seen:
+            _remember(st, site)
+            _static_access(st, site)
+    return value
+
+
+def _fermion_s(site: int) -> None:
+    """Write or update of a shared global (a statement before the store)."""
+    if _enabled:
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        if site not in st.seen:
+            _remember(st, site)
+            _static_access(st, site)
+
+
+def _fermion_cl(value: Any, site: int, token: object) -> Any:
+    """Read of a shared closure variable; *token* names the closure instance."""
+    if _enabled:
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        if st.last.get(site, _MISSING) is not token:
+            _object_access(st, site, token, True)
+    return value
+
+
+def _fermion_cs(site: int, token: object) -> None:
+    """Write or update of a shared closure variable."""
+    if _enabled:
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        if st.last.get(site, _MISSING) is not token:
+            _object_access(st, site, token, True)
+
+
+def _fermion_a(obj: Any, site: int) -> Any:
+    """Access to an attribute of *obj* (kind from the site); returns *obj*."""
+    if _enabled:
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        if st.last.get(site, _MISSING) is not obj:
+            _object_access(st, site, obj, False)
+    return obj
+
+
+_MISSING = object()
+
+
+def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
+    key = (site, id(obj))
+    if key not in st.seen:
+        _remember(st, key)
+        if cell:
+            _static_access(st, site, obj)
+        else:
+            _attr_access(st, site, obj)
+    last = st.last
+    if len(last) >= _SEEN_LIMIT:
+        last.clear()
+    last[site] = obj
+
+
+def _item_hook(container: Any, key: Any, site: int) -> None:
+    try:
+        st = _tls.s
+    except AttributeError:
+        st = _new_state()
+    try:
+        seen_key: Hashable = (site, id(container), key)
+        hit = seen_key in st.seen
+        hashable = True
+    except TypeError:
+        seen_key = (site, id(container))
+        hit = seen_key in st.seen
+        hashable = False
+    if not hit:
+        _remember(st, seen_key)
+        _item_access(st, site, container, key, hashable)
+
+
+def _fermion_i(container: Any, key: Any, site: int) -> Any:
+    """Read of ``container[key]``; returns it."""
+    if _enabled:
+        _item_hook(container, key, site)
+    return container[key]
+
+
+def _fermion_k(container: Any, key: Any, site: int) -> Any:
+    """Store, delete or update of ``container[key]`` (kind from the site); returns *key*."""
+    if _enabled:
+        _item_hook(container, key, site)
+    return key
+
+
+def _fermion_in(key: Any, container: Any, site: int) -> bool:
+    """``key in container``, recorded as a read of ``container[key]`` for mappings and sets."""
+    if _enabled and isinstance(container, (dict, set, frozenset)):
+        _item_hook(container, key, site)
+    return key in container
+
+
+def _fermion_get(container: Any, site: int, *args: Any) -> Any:
+    """``container.get(key[, default])``, recorded as a read for dicts."""
+    if _enabled and isinstance(container, dict):
+        _item_hook(container, args[0], site)
+    return container.get(*args)
+
+
+class _CellToken:
+    """One closure instance's identity: its id names the location of its variables."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _fermion_newcell() -> _CellToken:
+    return _CellToken()
+
+
+# -- synchronisation events -----------------------------------------------------------------
+
+
+def lock_acquired(lock: Hashable) -> None:
+    """The calling thread now holds *lock* (nested acquires are counted)."""
+    try:
+        st = _tls.s
+    except AttributeError:
+        st = _new_state()
+    counts = st.lock_counts
+    n = counts.get(lock, 0)
+    counts[lock] = n + 1
+    if n == 0:
+        key = (st.locks, lock)
+        locks = _with_lock.get(key)
+        if locks is None:
+            locks = _with_lock[key] = st.locks | {lock}
+        st.switch_locks(locks)
+
+
+def lock_released(lock: Hashable) -> None:
+    """The calling thread gives up one level of *lock*."""
+    try:
+        st = _tls.s
+    except AttributeError:
+        st = _new_state()
+    counts = st.lock_counts
+    n = counts.get(lock, 0)
+    if n > 1:
+        counts[lock] = n - 1
+        return
+    counts.pop(lock, None)
+    if lock in st.locks:
+        key = (st.locks, lock)
+        locks = _without_lock.get(key)
+        if locks is None:
+            locks = _without_lock[key] = st.locks - {lock}
+        st.switch_locks(locks)
+
+
+# -- the registry's events (fermion.sync._registry listener contract), inlined for speed --
+
+_EXCLUSIVE_LOCK_TYPES: frozenset[type] = frozenset({CheckedLock, CheckedRLock, FairLock})
+
+
+def on_acquired(primitive: Hashable, thread: int) -> None:
+    """Registry event: a checked lock was acquired by the calling thread."""
+    if _enabled:
+        lock_acquired(primitive)
+
+
+def on_released(primitive: Hashable, thread: int) -> None:
+    """Registry event: a checked lock is about to be released by the calling thread."""
+    if _enabled:
+        lock_released(primitive)
+
+
+def on_handoff_release(token: Hashable, thread: int) -> None:
+    """Registry event: release side of a hand-off; exclusive locks are the lockset's job."""
+    if _enabled and type(token) not in _EXCLUSIVE_LOCK_TYPES:
+        handoff_release(token)
+
+
+def on_handoff_acquire(token: Hashable, thread: int) -> None:
+    """Registry event: acquire side of a hand-off."""
+    if _enabled and type(token) not in _EXCLUSIVE_LOCK_TYPES:
+        handoff_acquire(token)
+
+
+def handoff_release(token: Hashable) -> None:
+    """What the calling thread did so far happens-before later acquires of *token*."""
+    st = state()
+    with _lock:
+        _detector.release(st.tid, token)
+    st.new_epoch()
+
+
+def handoff_acquire(token: Hashable) -> None:
+    """Every earlier release of *token* happens-before what the calling thread does next."""
+    st = state()
+    if type(token) is tuple and len(token) == 2 and token[0] == "thread-start":
+        _adopt(st, token[1])
+    with _lock:
+        _detector.acquire(st.tid, token)
+    st.new_epoch()
+
+
+def discard_token(token: Hashable) -> None:
+    """Forget a hand-off token that will not be acquired again."""
+    with _lock:
+        _detector.discard_token(token)
+
+
+def thread_starting(thread: threading.Thread) -> None:
+    """Called in the parent before ``thread.start()``: the parent's past happens-before the child."""
+    token = ("thread-start", id(thread), object())
+    handoff_release(token)
+    thread._fermion_race_start = (_generation, token)  # type: ignore[attr-defined]
+
+
+def thread_joined(thread: threading.Thread) -> None:
+    """Called after ``thread.join()`` returned with *thread* finished."""
+    child = getattr(thread, "_fermion_race_state", None)
+    if child is None or child[0] != _generation:
+        return
+    st = state()
+    with _lock:
+        _detector.join(st.tid, child[1].tid)
+    st.new_epoch()
+
+
+# -- session control ------------------------------------------------------------------------
+
+
+def activate() -> None:
+    """Start recording with a fresh detector; every thread gets new state on its next access."""
+    global _enabled, _detector, _tls, _generation
+    with _lock:
+        _detector = RaceDetector()
+        _tls = threading.local()
+        _generation += 1
+        _pinned.clear()
+        _watched.clear()
+        _dead.clear()
+        _names.clear()
+        _with_lock.clear()
+        _without_lock.clear()
+    _enabled = True
+
+
+def deactivate() -> RaceDetector:
+    """Stop recording; returns the detector with what it found."""
+    global _enabled
+    _enabled = False
+    with _lock:
+        detector = _detector
+        _pinned.clear()
+        _watched.clear()
+        _dead.clear()
+    return detector
+
+
+def is_active() -> bool:
+    """Whether the hooks record now."""
+    return _enabled
+
+
+def thread_name(tid: int) -> str:
+    """The name the thread with detector id *tid* had when it first recorded something."""
+    return _names.get(tid, f"thread-{tid}")
+
+
+__all__ += [
+    "discard_token",
+    "handoff_acquire",
+    "handoff_release",
+    "is_active",
+    "lock_acquired",
+    "lock_released",
+    "thread_joined",
+    "thread_name",
+    "thread_starting",
+]
+# Silence "imported but unused" for names the rewriter's site kinds document.
+_KINDS = (ATTR, CELL, ITEM, UPDATE)

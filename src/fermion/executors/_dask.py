@@ -1,0 +1,800 @@
+"""The ``dask`` backend: fermion tasks on a Dask distributed cluster.
+
+``Executor(backend="dask")`` starts a cluster of worker processes on this machine
+(loopback only); ``address="tcp://host:port"`` connects to a running scheduler; a
+``distributed.Client`` uses that client's cluster and leaves the client open.
+
+How it works. The backend owns one daemon thread running an asyncio loop with an
+*asynchronous* Dask client (and, for a local cluster, the scheduler and the nannies).
+All state lives on that loop and changes only there; ``submit``/``kill``/``shutdown``
+hand work to it with ``call_soon_threadsafe``. One fermion task (one ``submit``, or a
+whole chunk of ``map``/``imap``) is one Dask task, so Dask's per-task overhead (about a
+millisecond) is paid once per chunk, not once per item.
+
+A task is *running* only once a worker starts it: the worker logs an event that the
+client receives; only then is ``task.start()`` called and the timeout armed. So a
+queued task can still be cancelled, and a timeout does not count time spent queued.
+
+What Dask cannot do: stop a Python function that is running. A timeout or a kill
+fails the task in the caller at once and cancels it on the cluster; the function
+itself runs on to its end, unless ``restart_workers`` is on (the default for the
+local cluster fermion starts), in which case the worker process is restarted by its
+nanny.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import re
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, ClassVar
+
+import cloudpickle
+import psutil
+
+from fermion.errors import (
+    DaskClusterError,
+    DaskWorkerLostError,
+    ExtraMissingError,
+    RemoteTraceback,
+    SerializationError,
+    TaskKilledError,
+    TaskTimeoutError,
+)
+from fermion.executors import _dask_worker
+from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
+
+__all__ = ["DaskBackend", "import_distributed"]
+
+#: How long the backend waits for its own loop thread to answer (start, kill, close).
+_LOOP_ANSWER_TIMEOUT = 60.0
+
+
+def import_distributed() -> ModuleType:
+    """Import ``distributed``, or raise ExtraMissingError naming the ``dask`` extra."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ExtraMissingError.for_feature(
+            "the dask backend (Executor(backend='dask'))", "dask", "distributed"
+        ) from exc
+    return distributed
+
+
+@dataclass(eq=False)
+class _Submitted:
+    """What the loop knows of one task it handed to Dask."""
+
+    task: Task
+    key: str
+    fn_payload: bytes | None = None
+    calls_payload: bytes | None = None
+    #: Indices of the calls sent to Dask (None: all); the others failed to pickle.
+    sent: list[int] | None = None
+    rejected: dict[int, Outcome] = field(default_factory=dict)
+    dask_future: Any = None
+    worker: str | None = None
+    started: bool = False
+    timer: asyncio.TimerHandle | None = None
+    watcher: asyncio.Future[None] | None = None
+
+
+def _key_for(task: Task) -> str:
+    name = getattr(task.fn, "__name__", None) or type(task.fn).__name__
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name) or "task"
+    return f"fermion-{name}-{uuid.uuid4().hex}"
+
+
+def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> SerializationError:
+    """Name the culprit of a pickling failure (which call, which argument, which type)."""
+    try:
+        cloudpickle.dumps(value)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    else:  # pragma: no cover - only the pair failed, not the value alone
+        reason = "it pickles alone but not with the rest of the task"
+    where = f"{what} of call {index}" if index is not None else what
+    return SerializationError(
+        f"{task.describe()}: {where} (type {type(value).__name__}) cannot be pickled to send it "
+        f"to the Dask cluster: {reason}; pass picklable values, or create the object inside "
+        "the task",
+        task=task.describe(),
+        what=where,
+        type_name=type(value).__name__,
+        reason=reason,
+    )
+
+
+def _first_unpicklable(
+    task: Task, index: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> SerializationError | None:
+    for position, value in enumerate(args):
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return _pickling_failure(task, index, f"argument {position}", value)
+    for name, value in kwargs.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return _pickling_failure(task, index, f"keyword argument {name!r}", value)
+    return None
+
+
+def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
+    """Pickle a task in the caller's thread; name any argument that will not pickle.
+
+    ``pickled_fn`` is ``(fn, its bytes)`` from an earlier task (a map's chunks share
+    their function), so that the function is pickled once per run, not per chunk.
+    """
+    submitted = _Submitted(task=task, key=_key_for(task))
+    if pickled_fn is not None and pickled_fn[0] is task.fn:
+        submitted.fn_payload = pickled_fn[1]
+    else:
+        try:
+            submitted.fn_payload = cloudpickle.dumps(task.fn, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            submitted.rejected = {-1: (False, _pickling_failure(task, None, "function", task.fn))}
+            return submitted
+    try:
+        submitted.calls_payload = _dask_worker.dumps(task.calls)
+        return submitted
+    except Exception:
+        pass
+    sent: list[int] = []
+    for index, (args, kwargs) in enumerate(task.calls):
+        error = _first_unpicklable(task, index if task.batch else None, args, kwargs)
+        if error is None:
+            sent.append(index)
+        else:
+            submitted.rejected[index] = (False, error)
+    if sent:
+        try:
+            submitted.calls_payload = _dask_worker.dumps([task.calls[i] for i in sent])
+        except Exception as exc:  # each call pickles alone, not together: give up on the task
+            error = SerializationError(
+                f"{task.describe()}: its calls cannot be pickled together ({exc}); pass "
+                "picklable values",
+                task=task.describe(),
+                what="arguments",
+                type_name=type(exc).__name__,
+                reason=str(exc),
+            )
+            submitted.rejected = {-1: (False, error)}
+            return submitted
+    submitted.sent = sent
+    return submitted
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _unpack(data: bytes) -> tuple[str, Any, float | None]:
+    """``("failed", exception, None)`` or ``("ok", BatchOutcomes, seconds the calls
+    took on the worker)``, with the remote tracebacks attached."""
+    kind, *rest = pickle.loads(data)
+    if kind == "failed":
+        exc, tb = rest
+        exc.__cause__ = RemoteTraceback(tb)
+        return kind, exc, None
+    values, wire_errors, seconds = rest
+    errors: dict[int, BaseException] = {}
+    for index, (exc, tb) in wire_errors.items():
+        if tb is not None:
+            exc.__cause__ = RemoteTraceback(tb)
+        errors[index] = exc
+    return kind, BatchOutcomes(values, errors), seconds
+
+
+class DaskBackend(Backend):
+    """Runs fermion tasks on a Dask distributed cluster (see the module docstring).
+
+    Parameters: ``address`` (None: start a local cluster; ``"tcp://host:port"``: connect
+    to that scheduler; a ``distributed.Client``: use its cluster), ``workers`` (worker
+    processes of the local cluster; the machine's CPU count by default),
+    ``threads_per_worker`` (local cluster only, 1 by default), ``restart_workers``
+    (restart the worker that runs a timed-out or killed task; default True for the local
+    cluster, False for a cluster you share), ``connect_timeout`` (seconds).
+    """
+
+    name: ClassVar[str] = "dask"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        address: Any = None,
+        threads_per_worker: int = 1,
+        restart_workers: bool | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self._distributed = import_distributed()
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+        ):
+            raise ValueError(f"workers must be a positive int or None, not {workers!r}")
+        if (
+            isinstance(threads_per_worker, bool)
+            or not isinstance(threads_per_worker, int)
+            or threads_per_worker < 1
+        ):
+            raise ValueError(
+                f"threads_per_worker must be a positive int, not {threads_per_worker!r}"
+            )
+        if not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be a positive number, not {connect_timeout!r}")
+        if address is not None and workers is not None:
+            raise ValueError(
+                f"workers={workers} sizes the local cluster fermion starts; with address= the "
+                "cluster's own workers run the tasks: start more workers there, or drop workers="
+            )
+        self._address = address
+        self._owns_cluster = address is None
+        self._n_workers = workers or os.cpu_count() or 1
+        self._threads_per_worker = threads_per_worker
+        self._restart_workers = self._owns_cluster if restart_workers is None else restart_workers
+        self._connect_timeout = float(connect_timeout)
+        self._topic = f"fermion-started-{uuid.uuid4().hex}"
+        self._worker_threads = self._n_workers * threads_per_worker
+
+        self._lock = threading.Lock()  # guards _closed against concurrent submit/shutdown
+        self._closed = False
+        self._closed_event = threading.Event()
+        # Loop-owned state: touched only on the loop thread.
+        self._submitted: dict[int, _Submitted] = {}
+        self._background: set[asyncio.Future[Any]] = set()
+        self._last_pickled_fn: tuple[Any, bytes] | None = None
+        self._cancel_batch: list[Any] = []
+        #: Set by terminate(): stop now; the local cluster's workers are killed, not
+        #: restarted one by one and then closed gracefully.
+        self._terminating = False
+        self._client: Any = None
+        self._cluster: Any = None
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name="fermion-dask-loop", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._call_on_loop(self._start(), timeout=self._connect_timeout + 30.0)
+        except BaseException:
+            self._stop_loop()
+            raise
+        atexit.register(self._close_at_exit)
+
+    # -- public contract -----------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        return max(1, self._worker_threads)
+
+    @property
+    def client(self) -> Any:
+        """The asynchronous ``distributed.Client`` fermion uses (for inspection)."""
+        return self._client
+
+    @property
+    def scheduler_address(self) -> str:
+        """The address of the scheduler, e.g. to connect a dashboard or more workers."""
+        return str(self._client.scheduler.address)
+
+    def submit(self, task: Task) -> None:
+        pickled_fn = self._last_pickled_fn
+        submitted = _prepare(task, pickled_fn)
+        if submitted.fn_payload is not None and (
+            pickled_fn is None or pickled_fn[0] is not task.fn
+        ):
+            self._last_pickled_fn = (task.fn, submitted.fn_payload)  # one atomic store
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(
+                    f"cannot schedule new futures after shutdown: this dask backend was shut "
+                    f"down before {task.describe()} was submitted; create a new Executor"
+                )
+            self._loop.call_soon_threadsafe(self._launch, submitted)
+
+    def kill(self, task: Task) -> bool:
+        """Fail the task with TaskKilledError and cancel it on the cluster.
+
+        The Python function keeps running on its worker unless ``restart_workers`` is on.
+        Returns False if the task is not known here or already done.
+        """
+        return bool(self._on_loop(self._kill, task, default=False))
+
+    def terminate(self, reason: str = "terminated") -> None:
+        """Stop now (Ctrl-C): cancel queued tasks, fail running ones with TaskKilledError
+        and cancel them on the cluster (restarting their workers if ``restart_workers``);
+        close without waiting for them."""
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+            self._terminating = True
+            if first:
+                atexit.unregister(self._close_at_exit)
+        self._on_loop(self._stop_everything, reason, default=None)
+        if first:
+            with contextlib.suppress(RuntimeError):  # loop already gone
+                self._loop.call_soon_threadsafe(self._begin_close)
+
+    def _on_loop(self, fn: Any, *args: Any, default: Any) -> Any:
+        """Run ``fn(*args)`` on the loop thread and return its result (``default`` if
+        the loop is gone). Loop state changes only there."""
+        if self._on_loop_thread():
+            return fn(*args)
+        answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run_on_loop() -> None:
+            try:
+                answer.set_result(fn(*args))
+            except BaseException as exc:
+                answer.set_exception(exc)
+
+        try:
+            self._loop.call_soon_threadsafe(run_on_loop)
+        except RuntimeError:  # the loop is closed: nothing runs any more
+            return default
+        return answer.result(timeout=_LOOP_ANSWER_TIMEOUT)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+            if first:
+                atexit.unregister(self._close_at_exit)
+        if cancel_futures:  # done when shutdown returns, even without wait
+            self._on_loop(self._cancel_queued, default=None)
+        if first:
+            with contextlib.suppress(RuntimeError):  # loop already gone
+                self._loop.call_soon_threadsafe(self._begin_close)
+        if wait and not self._on_loop_thread():
+            if not self._closed_event.wait(timeout=_LOOP_ANSWER_TIMEOUT * 5):
+                raise DaskClusterError(
+                    "the dask backend did not close within 300 s: running tasks did not "
+                    "finish; call shutdown(cancel_futures=True) or kill them first",
+                    address=self._address_text(),
+                )
+            self._thread.join(timeout=_LOOP_ANSWER_TIMEOUT)
+
+    # -- the loop thread -------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    def _on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _call_on_loop(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        except RuntimeError:
+            return
+        self._thread.join(timeout=_LOOP_ANSWER_TIMEOUT)
+
+    def _address_text(self) -> str:
+        if self._address is None:
+            return "local cluster"
+        if isinstance(self._address, str):
+            return self._address
+        return str(getattr(getattr(self._address, "scheduler", None), "address", self._address))
+
+    async def _start(self) -> None:
+        distributed = self._distributed
+        try:
+            if self._address is None:
+                self._cluster = await distributed.LocalCluster(
+                    n_workers=self._n_workers,
+                    threads_per_worker=self._threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    asynchronous=True,
+                    silence_logs=logging.ERROR,
+                )
+                target: Any = self._cluster
+                security = None
+            elif isinstance(self._address, str):
+                target, security = self._address, None
+            elif isinstance(self._address, distributed.Client):
+                # Our own asynchronous connection to the user's scheduler: their client
+                # stays theirs (sync or async, on their loop) and is never closed here.
+                target = self._address.scheduler.address
+                security = self._address.security
+            else:
+                raise TypeError(
+                    "address must be None, a scheduler address like 'tcp://host:8786' or a "
+                    f"distributed.Client, not {type(self._address).__name__}"
+                )
+            self._client = await distributed.Client(
+                target,
+                asynchronous=True,
+                set_as_default=False,
+                timeout=self._connect_timeout,
+                security=security,
+            )
+        except (OSError, TimeoutError) as exc:
+            await self._close_connections()
+            raise DaskClusterError(
+                f"could not reach the Dask scheduler at {self._address_text()} within "
+                f"{self._connect_timeout:g} s ({type(exc).__name__}: {exc}); check that "
+                "`dask scheduler` runs there and that the address and port are right",
+                address=self._address_text(),
+            ) from exc
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._client.subscribe_topic(self._topic, self._on_started)
+        if not self._owns_cluster:
+            nthreads = await self._client.nthreads()
+            self._worker_threads = sum(nthreads.values())
+
+    def _launch(self, submitted: _Submitted) -> None:
+        task = submitted.task
+        if task.future.cancelled():
+            return
+        if submitted.calls_payload is None:  # nothing to run: report at once
+            self._mark_started(submitted)
+            self._finish(submitted, [])
+            return
+        self._submitted[task.id] = submitted
+        submitted.dask_future = self._client.submit(
+            _dask_worker.run_task,
+            submitted.fn_payload,
+            submitted.calls_payload,
+            self._topic,
+            task.id,
+            key=submitted.key,
+            pure=False,
+        )
+        submitted.fn_payload = submitted.calls_payload = None  # Dask has them now
+        submitted.watcher = asyncio.ensure_future(self._watch(submitted))
+        task.future.add_done_callback(functools.partial(self._on_task_future_done, task.id))
+
+    def _on_task_future_done(self, task_id: int, future: concurrent.futures.Future[Any]) -> None:
+        # Runs in whichever thread finished or cancelled the future.
+        if not future.cancelled():
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop has nothing to cancel
+            self._loop.call_soon_threadsafe(self._cancel_cancelled, task_id)
+
+    def _cancel_cancelled(self, task_id: int) -> None:
+        submitted = self._submitted.get(task_id)
+        if submitted is not None:
+            self._cancel_on_cluster(submitted, "cancelled by the caller")
+
+    def _on_started(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, message = event
+        submitted = self._submitted.get(message.get(_dask_worker.STARTED_FIELD_TASK, -1))
+        if submitted is None:
+            return
+        submitted.worker = message.get(_dask_worker.STARTED_FIELD_WORKER)
+        self._mark_started(submitted)
+
+    def _mark_started(self, submitted: _Submitted) -> None:
+        """The worker runs the task now: tell the task, arm its timeout."""
+        if submitted.started:
+            return
+        submitted.started = True
+        task = submitted.task
+        try:
+            wanted = task.start()
+        except RuntimeError:  # already failed here (killed while queued)
+            wanted = False
+        if not wanted:
+            self._cancel_on_cluster(submitted, "cancelled by the caller")
+            return
+        if task.timeout is not None and submitted.dask_future is not None:
+            submitted.timer = self._loop.call_later(task.timeout, self._on_timeout, submitted)
+
+    def _on_timeout(self, submitted: _Submitted) -> None:
+        task = submitted.task
+        if task.future.done():
+            return
+        restarted = self._restart_workers and submitted.worker is not None
+        what_now = (
+            f"its worker {submitted.worker} is being restarted to stop it"
+            if restarted
+            else "Dask cannot stop a running Python function, so it runs on to its end on "
+            f"worker {submitted.worker or '?'} (pass restart_workers=True to restart the "
+            "worker instead)"
+        )
+        task.fail(
+            TaskTimeoutError(
+                f"{task.describe()} ran longer than its timeout of {task.timeout:g} s on the "
+                f"Dask cluster; it was cancelled there, and {what_now}",
+                timeout=task.timeout,
+                task=task.describe(),
+                backend=self.name,
+            )
+        )
+        self._cancel_on_cluster(submitted, "timed out", restart=restarted)
+
+    def _kill(self, task: Task) -> bool:
+        submitted = self._submitted.get(task.id)
+        if submitted is None or task.future.done():
+            return False
+        restarted = submitted.started and self._restart_workers and submitted.worker is not None
+        task.fail(
+            TaskKilledError(
+                f"{task.describe()} was killed on request; it was cancelled on the Dask cluster"
+                + (
+                    f" and its worker {submitted.worker} is being restarted"
+                    if restarted
+                    else " (a running Python function runs on to its end on its worker: "
+                    "Dask cannot stop it)"
+                    if submitted.started
+                    else " before it started"
+                ),
+                task=task.describe(),
+            )
+        )
+        self._cancel_on_cluster(submitted, "killed", restart=restarted)
+        return True
+
+    def _cancel_on_cluster(self, submitted: _Submitted, reason: str, restart: bool = False) -> None:
+        if submitted.timer is not None:
+            submitted.timer.cancel()
+        dask_future = submitted.dask_future
+        if dask_future is not None and dask_future.done():
+            dask_future = None
+        worker = submitted.worker if restart else None
+        if worker is not None:
+            self._spawn(self._cancel_then_stop_worker(dask_future, reason, worker))
+        elif dask_future is not None:
+            # Batched: shutdown(cancel_futures=True) may cancel thousands at once, and
+            # one request to the scheduler beats thousands.
+            if not self._cancel_batch:
+                self._loop.call_soon(self._flush_cancel_batch, reason)
+            self._cancel_batch.append(dask_future)
+
+    def _flush_cancel_batch(self, reason: str) -> None:
+        batch, self._cancel_batch = self._cancel_batch, []
+        if batch:
+            self._spawn(self._quietly(self._client.cancel(batch, reason=reason)))
+
+    async def _cancel_then_stop_worker(
+        self, dask_future: Any, reason: str, worker: str | None
+    ) -> None:
+        """Cancel first, so that the scheduler does not rerun the task when its worker
+        goes; then stop the worker so that the function stops too."""
+        if dask_future is not None:
+            await self._quietly(self._client.cancel([dask_future], reason=reason))
+        if worker is None:
+            return
+        if self._cluster is not None:  # our own nannies: kill the process, they restart it
+            for nanny in list(self._cluster.workers.values()):
+                if getattr(nanny, "worker_address", None) == worker and nanny.pid:
+                    with contextlib.suppress(psutil.Error):
+                        psutil.Process(nanny.pid).kill()
+                    return
+        await self._quietly(self._client.restart_workers([worker], raise_for_error=False))
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a coroutine on the loop in the background, holding a reference to it."""
+        background = asyncio.ensure_future(coro)
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _quietly(awaitable: Any) -> None:
+        """Best-effort cluster calls: a failure there must not break the loop."""
+        # The task is failed already; the cluster cleans up on its own.
+        with contextlib.suppress(Exception):
+            await awaitable
+
+    async def _watch(self, submitted: _Submitted) -> None:
+        distributed = self._distributed
+        task = submitted.task
+        try:
+            data = await submitted.dask_future
+        except distributed.KilledWorker as exc:
+            last = getattr(getattr(exc, "last_worker", None), "address", None)
+            self._fail(
+                submitted,
+                DaskWorkerLostError(
+                    f"{task.describe()}: every Dask worker that ran it died "
+                    f"({exc.allowed_failures + 1} workers, the last {last}), so the cluster gave "
+                    "up on it. A worker dies when the task uses more memory than the worker "
+                    "may, crashes the interpreter, or is killed from outside; read the worker "
+                    "logs, give workers more memory, or raise "
+                    "distributed.scheduler.allowed-failures",
+                    pid=None,
+                    exitcode=None,
+                    signal_name=None,
+                    task=task.describe(),
+                    worker=last,
+                ),
+            )
+        except (asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
+            # fermion never cancels a watcher, so the cluster (or the connection) did.
+            self._fail(
+                submitted,
+                DaskClusterError(
+                    f"{task.describe()} was cancelled by the Dask cluster ({_one_line(exc)}); the "
+                    f"scheduler at {self._address_text()} may have stopped, restarted or "
+                    "lost this client; check that it runs, then submit again",
+                    address=self._address_text(),
+                ),
+            )
+        except Exception as exc:
+            self._fail(
+                submitted,
+                DaskClusterError(
+                    f"{task.describe()} failed on the Dask cluster at {self._address_text()} "
+                    f"outside its function ({type(exc).__name__}: {_one_line(exc)}); check the "
+                    "scheduler and worker logs",
+                    address=self._address_text(),
+                ),
+            )
+        else:
+            self._mark_started(submitted)  # its start event may come after the result
+            try:
+                kind, value, seconds = _unpack(data)
+            except Exception as exc:
+                self._fail(
+                    submitted,
+                    SerializationError(
+                        f"{task.describe()}: its results could not be unpickled in the caller "
+                        f"({type(exc).__name__}: {exc}); return objects whose classes the "
+                        "caller can import",
+                        task=task.describe(),
+                        what="result",
+                        type_name=type(exc).__name__,
+                        reason=str(exc),
+                    ),
+                )
+            else:
+                if kind == "failed":
+                    self._fail(submitted, value)
+                else:
+                    if seconds is not None and task.started_at is not None:
+                        # The chunk planner sizes chunks from started_at to completion.
+                        # Seen from here that span includes Dask's round trip (1 ms on a
+                        # quiet machine, far more on a loaded one), which would keep the
+                        # chunks of tiny tasks tiny; so date the start from the time the
+                        # worker itself measured running the calls.
+                        task.started_at = time.monotonic() - seconds
+                    self._finish(submitted, value)
+        finally:
+            self._forget(submitted)
+
+    def _fail(self, submitted: _Submitted, exc: BaseException) -> None:
+        if not submitted.task.future.done():
+            self._mark_started(submitted)
+            submitted.task.fail(exc)
+
+    def _finish(self, submitted: _Submitted, outcomes: Sequence[Outcome]) -> None:
+        task = submitted.task
+        if task.future.done():
+            return
+        if -1 in submitted.rejected:  # the function itself would not pickle
+            task.fail(submitted.rejected[-1][1])
+            return
+        if submitted.sent is not None:  # put back the calls that could not be sent
+            merged: list[Outcome] = [(False, None)] * len(task.calls)
+            for index, outcome in submitted.rejected.items():
+                merged[index] = outcome
+            for index, outcome in zip(submitted.sent, outcomes, strict=True):
+                merged[index] = outcome
+            outcomes = merged
+        task.finish(outcomes)
+
+    def _forget(self, submitted: _Submitted) -> None:
+        if submitted.timer is not None:
+            submitted.timer.cancel()
+        self._submitted.pop(submitted.task.id, None)
+        if submitted.dask_future is not None:
+            submitted.dask_future.release()
+            submitted.dask_future = None
+
+    def _cancel_queued(self) -> None:
+        for submitted in list(self._submitted.values()):
+            if not submitted.started:
+                submitted.task.future.cancel()
+                self._cancel_on_cluster(submitted, "executor shut down")
+
+    def _begin_close(self) -> None:
+        self._spawn(self._close())
+
+    async def _close(self) -> None:
+        try:
+            # Wait for the tasks still owed a result; those already settled here
+            # (cancelled, killed, timed out) need nothing more from the cluster.
+            owed = [
+                s.watcher
+                for s in self._submitted.values()
+                if s.watcher is not None and not s.task.future.done()
+            ]
+            if owed:
+                await asyncio.gather(*owed, return_exceptions=True)
+            if self._terminating and self._cluster is not None:
+                self._kill_local_workers()
+            self._flush_cancel_batch("executor shut down")
+            pending = self._background - {asyncio.current_task()}
+            if pending:  # let the scheduler take our cancellations first
+                await asyncio.wait(pending, timeout=10)
+            await self._close_connections()
+            # Closing the client ends the other watchers; let them finish their cleanup.
+            rest = [s.watcher for s in self._submitted.values() if s.watcher is not None]
+            if rest:
+                await asyncio.wait(rest, timeout=10)
+        finally:
+            self._closed_event.set()
+            self._loop.stop()
+
+    def _kill_local_workers(self) -> None:
+        """Stop our local cluster's workers now, whatever they run; no restarts."""
+        for nanny in list(self._cluster.workers.values()):
+            with contextlib.suppress(Exception):
+                nanny.close_gracefully(reason="fermion terminate")  # do not restart
+            pid = getattr(nanny, "pid", None)
+            if pid:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).kill()
+
+    async def _close_connections(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.unsubscribe_topic(self._topic)
+            await self._quietly(self._client.close(timeout=10))
+        if self._cluster is not None:
+            await self._quietly(self._cluster.close(timeout=10))
+
+    def _close_at_exit(self) -> None:
+        """At interpreter exit: cancel everything and close what we started."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._terminating = True
+        try:
+            self._loop.call_soon_threadsafe(self._stop_everything, "the interpreter is exiting")
+            self._loop.call_soon_threadsafe(self._begin_close)
+        except RuntimeError:
+            return
+        self._closed_event.wait(timeout=15)
+
+    def _stop_everything(self, reason: str) -> None:
+        for submitted in list(self._submitted.values()):
+            task = submitted.task
+            if task.future.done():
+                continue
+            if not submitted.started and task.future.cancel():
+                self._cancel_on_cluster(submitted, reason)
+                continue
+            restart = (
+                self._restart_workers
+                and submitted.worker is not None
+                and not (self._terminating and self._cluster is not None)  # killed below
+            )
+            task.fail(
+                TaskKilledError(
+                    f"{task.describe()} was stopped: the dask backend was terminated "
+                    f"({reason}); it was cancelled on the cluster"
+                    + (f" and its worker {submitted.worker} restarted" if restart else ""),
+                    task=task.describe(),
+                )
+            )
+            self._cancel_on_cluster(submitted, reason, restart=restart)

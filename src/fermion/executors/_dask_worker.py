@@ -1,0 +1,126 @@
+"""What runs on a Dask worker for the dask backend: one fermion task, all its calls.
+
+Kept apart from ``_dask.py`` so that it imports nothing heavy: workers unpickle a
+reference to ``run_task`` and import this module. A task travels as bytes (pickled by
+the caller with cloudpickle) and comes back as bytes, so that every pickling failure is
+caught here or in the caller and reported with a name (SerializationError), never as an
+opaque Dask error about a result that cannot be sent.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from fermion.errors import SerializationError
+
+__all__ = ["STARTED_FIELD_TASK", "STARTED_FIELD_WORKER", "dumps", "pack_failure", "run_task"]
+
+STARTED_FIELD_TASK = "task"
+STARTED_FIELD_WORKER = "worker"
+
+#: How failed calls travel: call index -> (exception, remote traceback text or None).
+WireErrors = dict[int, tuple[BaseException, "str | None"]]
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle with the standard library's fast pickler; cloudpickle only when needed
+    (lambdas, closures, classes defined in ``__main__``)."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _announce_start(topic: str, task_id: int) -> None:
+    """Tell the caller that the task runs now and where (its timeout starts here)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker (a test calling run_task)
+        return
+    worker.log_event(topic, {STARTED_FIELD_TASK: task_id, STARTED_FIELD_WORKER: worker.address})
+
+
+def _format_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f'\n"""\n{text}"""'
+
+
+def pack_failure(exc: BaseException) -> bytes:
+    """The whole task failed before any call ran (e.g. its payload would not unpickle)."""
+    return dumps(("failed", exc, _format_traceback(exc)))
+
+
+def _unpicklable(index: int, what: str, value: Any, exc: Exception) -> SerializationError:
+    return SerializationError(
+        f"call {index}: its {what} of type {type(value).__name__} cannot be pickled to send "
+        f"it back from the Dask worker ({exc}); return or raise picklable objects",
+        task=f"call {index}",
+        what=what,
+        type_name=type(value).__name__,
+        reason=str(exc),
+    )
+
+
+def _pack_outcomes(values: list[Any], errors: WireErrors, seconds: float) -> bytes:
+    try:
+        return dumps(("ok", values, errors, seconds))
+    except Exception:
+        pass
+    # Find the culprits one by one; each fails its own call only.
+    for index, value in enumerate(values):
+        if index in errors:
+            continue
+        try:
+            dumps(value)
+        except Exception as exc:
+            values[index] = None
+            errors[index] = (_unpicklable(index, "result", value, exc), None)
+    for index, (error, tb) in list(errors.items()):
+        try:
+            dumps(error)
+        except Exception as exc:
+            errors[index] = (_unpicklable(index, "exception", error, exc), tb)
+    return dumps(("ok", values, errors, seconds))
+
+
+def run_task(fn_payload: bytes, calls_payload: bytes, topic: str | None, task_id: int) -> bytes:
+    """Run every call of one fermion task; return the pickled outcomes.
+
+    Never raises for a problem of the task itself: each call's exception becomes that
+    call's outcome, with its traceback as text (tracebacks do not pickle). The
+    outcomes come with the seconds the calls took here, without Dask's overhead.
+    """
+    if topic is not None:
+        _announce_start(topic, task_id)
+    try:
+        fn = pickle.loads(fn_payload)
+        calls = pickle.loads(calls_payload)
+    except BaseException as exc:
+        error = SerializationError(
+            f"the function or arguments of fermion task {task_id} could not be unpickled on the "
+            f"Dask worker ({type(exc).__name__}: {exc}); install the modules they come from on "
+            "every worker, in the same versions as the caller",
+            task=f"task {task_id}",
+            what="function or arguments",
+            type_name=type(exc).__name__,
+            reason=str(exc),
+        )
+        return pack_failure(error)
+    started = time.perf_counter()
+    values: list[Any] = []
+    errors: WireErrors = {}
+    append = values.append
+    for index, (args, kwargs) in enumerate(calls):
+        try:
+            append(fn(*args, **kwargs))
+        except BaseException as exc:
+            append(None)
+            errors[index] = (exc, _format_traceback(exc))
+    return _pack_outcomes(values, errors, time.perf_counter() - started)

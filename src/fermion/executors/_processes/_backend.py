@@ -1,0 +1,137 @@
+"""``ProcessBackend``: fermion's own process pool as an Executor backend.
+
+Validates the options, then hands everything to ``ProcessPool``. The backend object is
+only the owner's handle: when it is garbage-collected the pool shuts down gracefully,
+and at interpreter exit every pool still running is terminated, so neither can hang.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from fermion.errors import SerializationError
+from fermion.executors._base import Backend, Task
+from fermion.executors._processes import _codec, _pool, _start, _worker
+
+__all__ = ["ProcessBackend"]
+
+_OPTIONS = (
+    "start_method",
+    "max_tasks_per_worker",
+    "max_memory_per_worker",
+    "initializer",
+    "initargs",
+)
+
+
+class ProcessBackend(Backend):
+    """Runs tasks in worker processes that survive crashes, timeouts and kills.
+
+    Options (all keyword-only):
+
+    - ``start_method``: ``"forkserver"`` (default on Linux), ``"spawn"`` (default
+      elsewhere) or ``"fork"``.
+    - ``max_tasks_per_worker``: a worker exits after this many tasks (a batch of calls
+      counts as one task) and is replaced; None means never.
+    - ``max_memory_per_worker``: bytes of RSS; a worker above it after a task exits and
+      is replaced; None means no limit.
+    - ``initializer``/``initargs``: called once in each worker before its first task.
+      If it raises, the pool is broken: tasks fail with InitializerError.
+    """
+
+    name: ClassVar[str] = "processes"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        max_tasks_per_worker: int | None = None,
+        max_memory_per_worker: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            names = ", ".join(repr(n) for n in sorted(unknown))
+            valid = ", ".join(repr(n) for n in _OPTIONS)
+            raise TypeError(
+                f"unknown option(s) for the processes backend: {names}; valid options are {valid}"
+            )
+        size = _start.default_workers() if workers is None else _positive_int("workers", workers)
+        context = _start.get_context(start_method)
+        if max_tasks_per_worker is not None:
+            _positive_int("max_tasks_per_worker", max_tasks_per_worker)
+        if max_memory_per_worker is not None:
+            _positive_int("max_memory_per_worker", max_memory_per_worker)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(
+                f"initializer must be callable or None, not {type(initializer).__name__}"
+            )
+        initargs = tuple(initargs)
+        init_bytes = None
+        if initializer is not None:
+            try:
+                init_bytes = _codec.dumps((initializer, initargs))
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise SerializationError(
+                    f"the initializer or its initargs cannot be pickled to send them to worker "
+                    f"processes ({reason})",
+                    task=None,
+                    what="initializer",
+                    type_name=type(initializer).__qualname__,
+                    reason=reason,
+                ) from exc
+        self.start_method: str = context.get_start_method()
+        self._pool = _pool.ProcessPool(
+            size=size,
+            context=context,
+            setup=_worker.WorkerSetup(
+                initializer=init_bytes,
+                max_tasks=max_tasks_per_worker,
+                max_memory=max_memory_per_worker,
+            ),
+        )
+        _pool.register_exit_handler()
+        self._finalizer = weakref.finalize(self, _pool.finalizer(self._pool))
+        self._finalizer.atexit = False  # exit has its own handler: terminate
+
+    @property
+    def workers(self) -> int:
+        return self._pool.state.size
+
+    def submit(self, task: Task) -> None:
+        self._pool.submit(task)
+
+    def kill(self, task: Task) -> bool:
+        """Kill the worker running ``task`` (it fails with TaskKilledError) and replace it.
+
+        Returns False if the task is not running (pending, done, or unknown)."""
+        return self._pool.kill(task)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait, cancel_futures)
+
+    def terminate(self, reason: str = "terminated") -> None:
+        """Stop now: cancel pending tasks, kill every worker, fail running tasks with
+        TaskKilledError, and return once the workers are gone (for Ctrl-C)."""
+        self._pool.terminate(reason)
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters: workers_started, workers_crashed, tasks_completed, tasks_timed_out,
+        tasks_killed, functions_sent; plus ``worker_pids`` and ``size``."""
+        return self._pool.statistics()
+
+    def __repr__(self) -> str:
+        return f"<ProcessBackend workers={self.workers} start_method={self.start_method!r}>"
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, not {value}")
+    return value

@@ -1,0 +1,146 @@
+"""How objects cross the pipe between the pool and its workers.
+
+Every message is pickled once with cloudpickle (protocol 5), so lambdas, closures and
+functions defined in ``__main__`` or a notebook travel by value. Large buffers (NumPy
+arrays, ``bytearray``, ``memoryview``) are taken out of band through ``buffer_callback``
+and travel after the pickle, one frame each, without being copied into it.
+
+Wire format of one message on a ``multiprocessing.connection.Connection``::
+
+    frame 0:    4-byte big-endian count N of out-of-band buffers, then the pickle
+    then:       whatever ``send_out_of_band`` writes for the N buffers (today: one frame
+                with their sizes, then one frame per buffer), read by ``recv_out_of_band``
+
+The out-of-band transport is the one pair ``send_out_of_band``/``recv_out_of_band``:
+a shared-memory transport replaces those two functions (e.g. write big buffers into
+segments and send their names; map them on the other side) and nothing else changes,
+as long as ``recv_out_of_band`` returns objects that support the buffer protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cloudpickle
+
+# -- shared-memory transport (fermion.sharing, issue 6) -----------------------------------
+from fermion.sharing import _connection as _shared_memory
+
+# -- end shared-memory transport ---------------------------------------------------------
+
+__all__ = [
+    "Encoded",
+    "decode",
+    "dumps",
+    "encode",
+    "loads",
+    "recv",
+    "recv_out_of_band",
+    "release_worker_segments",
+    "send",
+    "send_out_of_band",
+]
+
+PROTOCOL = 5
+_COUNT = struct.Struct("!I")
+
+
+class Encoded:
+    """A pickled message ready to send: the first frame and the out-of-band buffers."""
+
+    __slots__ = ("buffers", "head")
+
+    def __init__(self, head: memoryview, buffers: list[pickle.PickleBuffer]) -> None:
+        self.head = head
+        self.buffers = buffers
+
+    @property
+    def nbytes(self) -> int:
+        return self.head.nbytes + sum(memoryview(b).nbytes for b in self.buffers)
+
+
+def encode(obj: Any) -> Encoded:
+    """Pickle ``obj`` with cloudpickle, taking large buffers out of band.
+
+    Raises whatever the pickler raises; callers turn that into SerializationError.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")  # room for the buffer count: no copy to prepend it later
+    with _shared_memory.dumps_context():  # shared-memory transport (issue 6)
+        cloudpickle.CloudPickler(out, protocol=PROTOCOL, buffer_callback=buffers.append).dump(obj)
+    head = out.getbuffer()
+    _COUNT.pack_into(head, 0, len(buffers))
+    return Encoded(head, buffers)
+
+
+def decode(head: bytes | memoryview, buffers: Sequence[Any]) -> Any:
+    """The inverse of ``encode``: ``head`` is frame 0 including its count."""
+    return pickle.loads(memoryview(head)[_COUNT.size :], buffers=buffers)
+
+
+def send(conn: Connection, message: Encoded) -> None:
+    """Write one encoded message: frame 0, then its out-of-band buffers."""
+    conn.send_bytes(message.head)
+    if message.buffers:
+        send_out_of_band(conn, message.buffers)
+
+
+def recv(conn: Connection) -> Any:
+    """Read and unpickle one message written by ``send``.
+
+    Raises EOFError/OSError when the other side is gone, or the unpickler's error
+    (the frames are consumed either way, so the stream stays in step).
+    """
+    try:
+        head = conn.recv_bytes()
+    except EOFError:  # shared-memory transport (issue 6): sweep once the sender is gone
+        _shared_memory.connection_closed(conn)
+        raise
+    (count,) = _COUNT.unpack_from(head, 0)
+    buffers = recv_out_of_band(conn, count) if count else []
+    return decode(head, buffers)
+
+
+# -- the out-of-band transport: replace these two to move buffers another way ---------
+
+
+def send_out_of_band(conn: Connection, buffers: Sequence[pickle.PickleBuffer]) -> None:
+    """Send the buffers: each one from ``fermion.sharing``'s threshold (1 MiB) up is
+    written into a shared-memory segment and only its name travels; smaller ones go
+    through the pipe, one frame each, straight from their memory. (Shared-memory
+    transport, issue 6: see ``fermion.sharing._connection`` for the wire format.)"""
+    _shared_memory.send_buffers(conn, buffers)
+
+
+def recv_out_of_band(conn: Connection, count: int) -> list[Any]:
+    """Receive ``count`` buffers sent by ``send_out_of_band``, in order: segments are
+    mapped (writable, no copy) and unlinked at once, pipe frames are read into writable
+    ``bytearray``\\ s. Arrays rebuilt on them are writable and own no copy."""
+    return _shared_memory.recv_buffers(conn, count)
+
+
+def release_worker_segments(pid: int, task_conn: Connection) -> None:
+    """Shared-memory transport (issue 6): call once a worker has exited and its result
+    pipe is drained. Unlinks the argument segments sent on ``task_conn`` that the
+    worker never mapped and the result segments it made but never handed over."""
+    _shared_memory.forget_connection(task_conn)
+    _shared_memory.sweep_process(pid)
+
+
+# -- plain helpers ----------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` in band with cloudpickle (functions, initializers)."""
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle bytes made by ``dumps``."""
+    return pickle.loads(data)

@@ -1,0 +1,269 @@
+"""The pool's thread and its front door.
+
+User threads never touch ``PoolState``: ``ProcessPool.submit``/``kill``/``shutdown``/
+``terminate`` put a command in an inbox and write one byte to a wake-up socket; the
+pool's thread waits on that socket, on every worker's result pipe and sentinel, and on
+the nearest deadline, and hands each event to ``PoolState``. The thread starts with the
+first task, so creating a pool costs nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from fermion.executors._base import Task
+from fermion.executors._processes import _worker
+from fermion.executors._processes._state import PoolState
+
+__all__ = ["ProcessPool"]
+
+_SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
+
+
+class _Reply:
+    """A one-shot answer from the pool's thread to a waiting user thread."""
+
+    __slots__ = ("_event", "value")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.value: Any = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self._event.set()
+
+    def wait(self, timeout: float) -> Any:
+        self._event.wait(timeout)
+        return self.value
+
+
+class ProcessPool:
+    """A pool of worker processes run by one thread (see the module doc)."""
+
+    def __init__(self, *, size: int, context: BaseContext, setup: _worker.WorkerSetup) -> None:
+        self._lock = threading.Lock()  # guards the front door only: the fields below
+        self._inbox: deque[tuple[Any, ...]] = deque()
+        self._accepting = True
+        self._thread: threading.Thread | None = None
+        self._loop_finished = False
+        self._wake_pending = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._alive_r, self._alive_w = context.Pipe(duplex=False)
+        self.state = PoolState(
+            size=size,
+            context=context,
+            setup=setup,
+            alive_conn=self._alive_r,
+            own_fds=self._own_fds,
+        )
+        self.worker_pids: tuple[int, ...] = ()  # published by the pool's thread
+
+    # -- the front door: any thread -----------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if not self._accepting:
+                raise RuntimeError(_SHUTDOWN_MESSAGE)
+            self._inbox.append(("submit", task))
+            if self._thread is None:
+                self._start_thread()
+        self._wake()
+
+    def kill(self, task: Task) -> bool:
+        if self._in_pool_thread():
+            return self.state.kill(task)
+        reply = _Reply()
+        with self._lock:
+            if self._thread is None or self._loop_finished:
+                return False
+            self._inbox.append(("kill", task, reply))
+        self._wake()
+        return bool(reply.wait(timeout=30.0))
+
+    def shutdown(self, wait: bool, cancel_futures: bool) -> None:
+        with self._lock:
+            self._accepting = False
+            thread = self._thread
+            if thread is not None:
+                self._inbox.append(("shutdown", cancel_futures))
+        if thread is None:
+            self._close_pipes()
+            return
+        self._wake()
+        if wait:
+            self._join(thread)
+
+    def terminate(self, reason: str, timeout: float = 5.0) -> None:
+        """Cancel pending tasks, kill all workers now and fail their tasks; wait up to
+        ``timeout`` seconds for the workers to be gone."""
+        with self._lock:
+            self._accepting = False
+            thread = self._thread
+            if thread is not None:
+                self._inbox.append(("terminate", reason))
+        if thread is None:
+            self._close_pipes()
+            return
+        self._wake()
+        if not self._in_pool_thread():
+            thread.join(timeout)
+
+    def statistics(self) -> dict[str, Any]:
+        """A snapshot of counters (workers started/crashed, tasks completed/timed out/
+        killed, functions sent) and ``worker_pids``; approximate while tasks run."""
+        stats: dict[str, Any] = dict(self.state.counts)
+        stats["worker_pids"] = self.worker_pids
+        stats["size"] = self.state.size
+        return stats
+
+    # -- internals -------------------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name="fermion-process-pool", daemon=True)
+        self._thread = thread
+        _live_pools.add(self)
+        thread.start()
+
+    def _in_pool_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def _join(self, thread: threading.Thread) -> None:
+        if self._in_pool_thread():
+            return  # shutdown from a done-callback: the thread ends on its own
+        try:
+            while thread.is_alive():
+                thread.join(0.1)
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting for running tasks: stop everything now, then let the
+            # interrupt go on to the caller.
+            self.terminate("KeyboardInterrupt")
+            raise
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        # Full: the thread is awake anyway. Closed: the thread is gone.
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def _own_fds(self) -> list[int]:
+        """The pool's descriptors, which a forked worker must close."""
+        fds = [self._wake_r.fileno(), self._wake_w.fileno(), self._alive_w.fileno()]
+        for worker in self.state.workers.values():
+            for conn in (worker.handle.task_conn, worker.handle.result_conn):
+                if not conn.closed:
+                    fds.append(conn.fileno())
+        return fds
+
+    def _take_commands(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        state = self.state
+        while self._inbox:
+            command = self._inbox.popleft()
+            kind = command[0]
+            if kind == "submit":
+                state.submit(command[1])
+            elif kind == "kill":
+                command[2].set(state.kill(command[1]))
+            elif kind == "shutdown":
+                state.shutdown(command[1])
+            elif kind == "terminate":
+                state.terminate(command[1])
+
+    def _run(self) -> None:
+        state = self.state
+        reason = "the pool stopped"
+        try:
+            while True:
+                self._take_commands()
+                state.step()
+                self.worker_pids = tuple(state.workers)
+                if state.finished:
+                    break
+                objects = state.wait_objects()
+                deadline = state.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = wait([self._wake_r, *objects], timeout)
+                for obj in ready:  # results first: a worker's last words before its death
+                    entry = objects.get(obj)
+                    if entry is not None and entry[0] == "result":
+                        state.on_result_readable(entry[1])
+                for obj in ready:
+                    entry = objects.get(obj)
+                    if entry is not None and entry[0] == "exit" and entry[1].pid in state.workers:
+                        state.on_exit(entry[1])
+                state.on_deadlines(time.monotonic())
+        except BaseException as exc:
+            reason = f"internal error in the process pool: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with self._lock:
+                self._accepting = False
+                self._loop_finished = True
+                leftover = list(self._inbox)
+                self._inbox.clear()
+            for command in leftover:
+                if command[0] == "submit":
+                    state.submit(command[1])
+                elif command[0] == "kill":
+                    command[2].set(False)
+            state.close_all(reason)
+            self.worker_pids = ()
+            self._close_pipes()
+            _live_pools.discard(self)
+
+    def _close_pipes(self) -> None:
+        self._alive_w.close()
+        self._alive_r.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+_live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+_atexit_registered = False
+_atexit_lock = threading.Lock()
+
+
+def register_exit_handler() -> None:
+    """Once per interpreter: at exit, terminate the pools still running (their pending
+    tasks are cancelled and their workers killed) so that exit never waits on them."""
+    global _atexit_registered
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(_terminate_live_pools)
+            _atexit_registered = True
+
+
+def _terminate_live_pools() -> None:
+    for pool in list(_live_pools):
+        pool.terminate("the interpreter is exiting")
+
+
+def finalizer(pool: ProcessPool) -> Callable[[], None]:
+    """What to run when the pool's owner is garbage-collected: a graceful shutdown."""
+
+    def finalize() -> None:
+        pool.shutdown(wait=False, cancel_futures=False)
+
+    return finalize

@@ -1,0 +1,108 @@
+"""Choosing how worker processes start, how many there are, and starting one.
+
+forkserver is the default on Linux: workers start from a clean single-threaded
+server (no copied locks or threads, as ``fork`` would give) and faster than ``spawn``,
+which re-runs interpreter start-up for each worker; ``spawn`` everywhere else.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from fermion.executors._processes import _worker
+
+__all__ = ["WorkerHandle", "default_start_method", "default_workers", "get_context", "start_worker"]
+
+START_METHODS = ("spawn", "forkserver", "fork")
+
+
+def default_start_method() -> str:
+    """forkserver on Linux, spawn elsewhere (fork is unsafe on macOS, absent on Windows)."""
+    if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
+
+
+def default_workers() -> int:
+    """How many CPUs this process may run on (affinity and cgroup-pinned sets respected)."""
+    process_cpu_count = getattr(os, "process_cpu_count", None)  # 3.13+
+    if process_cpu_count is not None:
+        count = process_cpu_count()
+        if count:
+            return int(count)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        import psutil
+
+        affinity = psutil.Process().cpu_affinity()
+        if affinity:
+            return len(affinity)
+    except (ImportError, AttributeError, OSError):
+        pass
+    return os.cpu_count() or 1
+
+
+def get_context(start_method: str | None) -> BaseContext:
+    """The multiprocessing context for a start method; ValueError names the valid ones."""
+    method = default_start_method() if start_method is None else start_method
+    available = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
+    if method not in available:
+        raise ValueError(
+            f"start_method={start_method!r} is not a start method of this platform; "
+            f"use one of {', '.join(repr(m) for m in available)} (or None for the default, "
+            f"{default_start_method()!r})"
+        )
+    return multiprocessing.get_context(method)
+
+
+@dataclass
+class WorkerHandle:
+    """The parent's side of one started worker."""
+
+    process: Any  # multiprocessing.process.BaseProcess; Any keeps mypy off its contexts
+    task_conn: Connection  # parent writes tasks
+    result_conn: Connection  # parent reads results
+
+
+def start_worker(
+    context: BaseContext,
+    *,
+    alive_conn: Connection,
+    setup: _worker.WorkerSetup,
+    fds_to_close_in_fork: list[int],
+) -> WorkerHandle:
+    """Start one worker process and return the parent's ends of its pipes.
+
+    ``alive_conn`` is the read end of a pipe whose only write end the pool holds: when
+    the pool's process dies, the worker reads EOF and exits (no orphans).
+    ``fds_to_close_in_fork`` are the pool's own descriptors, which a forked child
+    inherits and must close so that EOF on its pipes still means what it should.
+    """
+    task_read, task_write = context.Pipe(duplex=False)
+    result_read, result_write = context.Pipe(duplex=False)
+    fds: list[int] = []
+    if context.get_start_method() == "fork":
+        fds = [*fds_to_close_in_fork, task_write.fileno(), result_read.fileno()]
+    process = context.Process(  # type: ignore[attr-defined]
+        target=_worker.main,
+        args=(task_read, result_write, alive_conn, setup, fds),
+        name="fermion-process-worker",
+        daemon=False,  # a task may start processes of its own
+    )
+    try:
+        process.start()
+    except BaseException:
+        task_write.close()
+        result_read.close()
+        raise
+    finally:
+        task_read.close()
+        result_write.close()
+    return WorkerHandle(process=process, task_conn=task_write, result_conn=result_read)

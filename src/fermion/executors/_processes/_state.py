@@ -1,0 +1,604 @@
+"""The pool's state and every change to it, owned by one thread.
+
+``PoolState`` holds the workers, the queue of pending tasks and who runs what. Only the
+pool's own thread calls its methods, each one an event: a command from a user thread
+(submit, kill, shutdown, terminate), a worker's result pipe became readable, a worker's
+sentinel fired (it died), a deadline passed. No other object writes its fields and it
+takes no locks; user threads reach it only through the command inbox of ``ProcessPool``.
+
+Failures stay local: a worker that dies fails only the task it held and is replaced at
+once; a task that times out or is killed costs only its worker. The pool breaks as a
+whole only when workers cannot start at all (initializer fails, or they die while
+starting several times in a row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import signal
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from fermion.errors import (
+    InitializerError,
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+    TaskKilledError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
+from fermion.executors._base import BatchOutcomes, PositionalCalls, Task
+from fermion.executors._processes import _codec, _start, _worker
+from fermion.executors._processes._functions import PickledFunctions
+
+__all__ = ["PoolState"]
+
+#: How many functions a worker keeps unpickled; the pool mirrors each worker's cache.
+FUNCTIONS_PER_WORKER = 64
+#: How many distinct pickled functions the pool remembers ids for.
+FUNCTION_IDS = 1024
+#: Workers dying before they are ready this many times in a row break the pool.
+START_FAILURES_TO_BREAK = 3
+#: How long a worker told to stop may take before it is killed.
+STOP_GRACE_S = 5.0
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"  # started, initializer not yet done
+    IDLE = "idle"
+    BUSY = "busy"  # holds ``task``
+    RETIRING = "retiring"  # said it will exit (max tasks / memory); not replaced by itself
+    STOPPING = "stopping"  # told to stop (shutdown)
+    KILLED = "killed"  # killed by the pool (timeout, kill, terminate); awaiting its sentinel
+
+
+#: States in which a worker counts towards the pool's size.
+_LIVE = (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
+
+
+class Worker:
+    """The pool's record of one worker process."""
+
+    __slots__ = ("deadline", "handle", "known_functions", "pid", "result_open", "state", "task")
+
+    def __init__(self, handle: _start.WorkerHandle) -> None:
+        self.handle = handle
+        self.pid: int = handle.process.pid
+        self.state = WorkerState.STARTING
+        self.task: Task | None = None
+        self.deadline: float | None = None
+        self.result_open = True
+        self.known_functions: OrderedDict[int, None] = OrderedDict()
+
+    @property
+    def sentinel(self) -> int:
+        return int(self.handle.process.sentinel)
+
+
+class PoolState:
+    """Everything the pool knows, changed only by the pool's thread (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        context: BaseContext,
+        setup: _worker.WorkerSetup,
+        alive_conn: Connection,
+        own_fds: Callable[[], list[int]],
+    ) -> None:
+        self.size = size
+        self._context = context
+        self._setup = setup
+        self._alive_conn = alive_conn
+        self._own_fds = own_fds
+        self.workers: dict[int, Worker] = {}  # by pid
+        self.pending: deque[Task] = deque()
+        self._started_tasks: set[int] = set()  # ids of pending tasks already start()ed
+        self._function_ids: OrderedDict[bytes, int] = OrderedDict()
+        self._pickled_functions = PickledFunctions()
+        self._next_function_id = 0
+        self._start_failures = 0
+        self.broken: BrokenExecutor | None = None
+        self.shutting_down = False
+        self.counts = dict.fromkeys(
+            (
+                "workers_started",
+                "workers_crashed",
+                "tasks_completed",
+                "tasks_timed_out",
+                "tasks_killed",
+                "functions_sent",
+            ),
+            0,
+        )
+
+    # -- commands from user threads ----------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        if self.broken is not None:
+            task.fail(self.broken)
+        else:
+            self.pending.append(task)
+
+    def kill(self, task: Task) -> bool:
+        """Kill the worker running ``task``; False if no worker is running it."""
+        for worker in self.workers.values():
+            if worker.task is task and worker.state is WorkerState.BUSY:
+                self._kill_worker(worker)
+                self.counts["tasks_killed"] += 1
+                task.fail(
+                    TaskKilledError(
+                        f"{task.describe()} was killed on request; its worker process "
+                        f"{worker.pid} was killed and replaced",
+                        task=task.describe(),
+                    )
+                )
+                return True
+        return False
+
+    def shutdown(self, cancel_futures: bool) -> None:
+        self.shutting_down = True
+        if cancel_futures:
+            self._cancel_pending(None)
+
+    def terminate(self, reason: str) -> None:
+        """Cancel pending tasks, kill every worker now, fail the running tasks."""
+        self.shutting_down = True
+        self._cancel_pending(reason)
+        for worker in list(self.workers.values()):
+            task = worker.task
+            if worker.state is not WorkerState.KILLED:
+                self._kill_worker(worker)
+            if task is not None:
+                task.fail(
+                    TaskKilledError(
+                        f"{task.describe()} was stopped because the process pool was "
+                        f"terminated ({reason})",
+                        task=task.describe(),
+                    )
+                )
+
+    # -- the loop's bookkeeping --------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.shutting_down and not self.pending and not self.workers
+
+    def step(self) -> None:
+        """Start workers that are missing, hand tasks to idle workers, and when shutting
+        down with nothing left to do, ask the workers to stop."""
+        self._start_missing_workers()
+        self._dispatch()
+        if self.shutting_down and not self.pending:
+            self._stop_idle_workers()
+
+    def wait_objects(self) -> dict[Any, tuple[str, Worker]]:
+        """What the loop waits on: each open result pipe and each worker's sentinel."""
+        objects: dict[Any, tuple[str, Worker]] = {}
+        for worker in self.workers.values():
+            if worker.result_open:
+                objects[worker.handle.result_conn] = ("result", worker)
+            objects[worker.sentinel] = ("exit", worker)
+        return objects
+
+    def next_deadline(self) -> float | None:
+        deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    # -- events ------------------------------------------------------------------------
+
+    def on_result_readable(self, worker: Worker) -> None:
+        """Read every message the worker has written (it may be several, or EOF)."""
+        conn = worker.handle.result_conn
+        while worker.result_open and conn.poll():
+            try:
+                message = _codec.recv(conn)
+            except (EOFError, OSError):
+                worker.result_open = False  # it exited or died; its sentinel tells which
+                return
+            except BaseException as exc:
+                self._on_unreadable_result(worker, exc)
+                continue
+            self._on_message(worker, message)
+
+    def on_exit(self, worker: Worker) -> None:
+        """The worker's process ended: read what it left, then settle its task."""
+        if worker.result_open:
+            self.on_result_readable(worker)
+        process = worker.handle.process
+        process.join(timeout=1.0)
+        exitcode = process.exitcode
+        del self.workers[worker.pid]
+        # Its result pipe is drained: the shared-memory segments it never took or
+        # never handed over can go (before the pipes close: the task pipe names them).
+        _codec.release_worker_segments(worker.pid, worker.handle.task_conn)
+        self._close(worker)
+        task = worker.task
+        if worker.state is WorkerState.KILLED or self.broken is not None:
+            return
+        if worker.state is WorkerState.STARTING:
+            self._start_failures += 1
+            if self._start_failures >= START_FAILURES_TO_BREAK:
+                self._break(
+                    WorkerCrashedError(
+                        f"worker processes die while starting ({_describe_exit(exitcode)}, "
+                        f"{self._start_failures} times in a row); the process pool cannot run "
+                        "tasks. Check that the main module can be imported in a new process "
+                        "(an `if __name__ == '__main__':` guard) and that the initializer works",
+                        pid=worker.pid,
+                        exitcode=exitcode,
+                        signal_name=_signal_name(exitcode),
+                        task=None,
+                    )
+                )
+            return
+        if task is None:
+            if worker.state is WorkerState.IDLE and exitcode != 0:
+                self.counts["workers_crashed"] += 1  # died while idle; replaced by step()
+            return
+        self.counts["workers_crashed"] += 1
+        task.fail(
+            WorkerCrashedError(
+                f"worker process {worker.pid} died ({_describe_exit(exitcode)}) while running "
+                f"{task.describe()}; only this task failed: the pool replaced the worker and "
+                f"goes on.{_exit_hint(exitcode)}",
+                pid=worker.pid,
+                exitcode=exitcode,
+                signal_name=_signal_name(exitcode),
+                task=task.describe(),
+            )
+        )
+
+    def on_deadlines(self, now: float) -> None:
+        """Kill the workers whose task ran past its timeout, or that would not stop."""
+        for worker in list(self.workers.values()):
+            if worker.deadline is None or worker.deadline > now:
+                continue
+            task = worker.task
+            if worker.state is WorkerState.BUSY and task is not None:
+                self._kill_worker(worker)
+                self.counts["tasks_timed_out"] += 1
+                task.fail(
+                    TaskTimeoutError(
+                        f"{task.describe()} ran longer than its timeout of {task.timeout} s; "
+                        f"its worker process {worker.pid} was killed and replaced",
+                        timeout=task.timeout,
+                        task=task.describe(),
+                        backend="processes",
+                    )
+                )
+            else:  # a worker told to stop that did not
+                self._kill_worker(worker)
+
+    def close_all(self, reason: str) -> None:
+        """The loop is ending (normally or not): leave no process and no task behind."""
+        self.terminate(reason)
+        for worker in list(self.workers.values()):
+            process = worker.handle.process
+            process.join(timeout=STOP_GRACE_S)
+            if process.exitcode is not None:  # gone: nothing can use its segments now
+                _codec.release_worker_segments(worker.pid, worker.handle.task_conn)
+            self._close(worker)
+        self.workers.clear()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _on_message(self, worker: Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == _worker.READY:
+            if worker.state is WorkerState.STARTING:
+                worker.state = WorkerState.IDLE
+            self._start_failures = 0
+        elif kind == _worker.DONE:
+            _, values, failures, retire = message
+            task = self._take_task(worker)
+            worker.state = WorkerState.RETIRING if retire is not None else WorkerState.IDLE
+            if task is not None:
+                self.counts["tasks_completed"] += 1
+                errors = {index: _failure(task, index, f) for index, f in failures.items()}
+                task.finish(BatchOutcomes(values, errors))
+        elif kind == _worker.REJECTED:
+            _, what, type_name, reason = message
+            task = self._take_task(worker)
+            worker.state = WorkerState.IDLE
+            if task is not None:
+                worker.known_functions.clear()  # it may not have loaded what we sent
+                task.fail(
+                    SerializationError(
+                        f"{task.describe()}: the {what} could not be unpickled in the worker "
+                        f"process ({reason}); make sure the worker can import what they need",
+                        task=task.describe(),
+                        what=what,
+                        type_name=type_name,
+                        reason=reason,
+                    )
+                )
+        elif kind == _worker.INIT_FAILED:
+            info: _worker.RemoteErrorInfo = message[1]
+            worker.state = WorkerState.RETIRING
+            error = InitializerError(
+                f"the initializer of a worker process raised {info.type_name}: {info.message}; "
+                "the process pool cannot run tasks",
+                type_name=info.type_name,
+                remote_message=info.message,
+                remote_traceback=info.traceback,
+            )
+            error.__cause__ = RemoteTraceback(info.traceback)
+            self._break(error)
+
+    def _on_unreadable_result(self, worker: Worker, exc: BaseException) -> None:
+        task = self._take_task(worker)
+        worker.state = WorkerState.IDLE
+        if task is not None:
+            reason = f"{type(exc).__name__}: {exc}"
+            task.fail(
+                SerializationError(
+                    f"{task.describe()}: the result could not be unpickled in the caller "
+                    f"({reason}); return objects the calling process can import",
+                    task=task.describe(),
+                    what="result",
+                    type_name=type(exc).__name__,
+                    reason=reason,
+                )
+            )
+
+    def _take_task(self, worker: Worker) -> Task | None:
+        task, worker.task, worker.deadline = worker.task, None, None
+        return task
+
+    def _start_missing_workers(self) -> None:
+        if self.broken is not None or (self.shutting_down and not self.pending):
+            return
+        live = sum(1 for w in self.workers.values() if w.state in _LIVE)
+        for _ in range(self.size - live):
+            try:
+                handle = _start.start_worker(
+                    self._context,
+                    alive_conn=self._alive_conn,
+                    setup=self._setup,
+                    fds_to_close_in_fork=self._own_fds(),
+                )
+            except Exception as exc:
+                if live == 0:
+                    self._break(
+                        WorkerCrashedError(
+                            f"could not start a worker process ({type(exc).__name__}: {exc})",
+                            pid=None,
+                            exitcode=None,
+                            signal_name=None,
+                            task=None,
+                        )
+                    )
+                return
+            worker = Worker(handle)
+            self.workers[worker.pid] = worker
+            self.counts["workers_started"] += 1
+            live += 1
+
+    def _dispatch(self) -> None:
+        if not self.pending:
+            return
+        for worker in list(self.workers.values()):
+            while worker.state is WorkerState.IDLE and self.pending:
+                task = self.pending.popleft()
+                if task.id in self._started_tasks:
+                    self._started_tasks.discard(task.id)
+                elif not task.start():
+                    continue  # cancelled while pending
+                self._send(worker, task)
+            if not self.pending:
+                return
+
+    def _send(self, worker: Worker, task: Task) -> None:
+        try:
+            function = self._pickled_functions.dumps(task.fn)
+        except Exception as exc:
+            task.fail(_unpicklable(task, "function", task.fn, exc))
+            return
+        function_id = self._function_id(function)
+        known = worker.known_functions
+        evict: list[int] = []
+        if function_id in known:
+            known.move_to_end(function_id)
+            payload: bytes | None = None
+        else:
+            payload = function
+            known[function_id] = None
+            while len(known) > FUNCTIONS_PER_WORKER:
+                evict.append(known.popitem(last=False)[0])
+        try:
+            message = _codec.encode((_worker.RUN, function_id, payload, evict, *_wire_calls(task)))
+        except Exception as exc:
+            if payload is not None:
+                del known[function_id]
+            task.fail(_find_unpicklable_argument(task, exc))
+            return
+        worker.state = WorkerState.BUSY
+        worker.task = task
+        worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
+        try:
+            _codec.send(worker.handle.task_conn, message)
+        except OSError:
+            # The worker is gone before it got the task: the task never ran, so it goes
+            # back to the front of the queue; the worker's sentinel will settle the rest.
+            self._take_task(worker)
+            worker.state = WorkerState.KILLED
+            self._started_tasks.add(task.id)
+            self.pending.appendleft(task)
+            return
+        if payload is not None:
+            self.counts["functions_sent"] += 1
+
+    def _function_id(self, pickled: bytes) -> int:
+        ids = self._function_ids
+        function_id = ids.get(pickled)
+        if function_id is None:
+            function_id = self._next_function_id
+            self._next_function_id += 1
+            ids[pickled] = function_id
+            if len(ids) > FUNCTION_IDS:
+                ids.popitem(last=False)
+        else:
+            ids.move_to_end(pickled)
+        return function_id
+
+    def _stop_idle_workers(self) -> None:
+        grace = time.monotonic() + STOP_GRACE_S
+        for worker in self.workers.values():
+            if worker.state is WorkerState.IDLE:
+                worker.state = WorkerState.STOPPING
+                worker.deadline = grace
+                with contextlib.suppress(OSError):  # already gone: its sentinel will fire
+                    _codec.send(worker.handle.task_conn, _codec.encode((_worker.STOP,)))
+            elif worker.state in (WorkerState.STARTING, WorkerState.RETIRING):
+                if worker.deadline is None:
+                    worker.deadline = grace
+                if worker.state is WorkerState.STARTING:
+                    self._kill_worker(worker)  # nothing to finish: no need to wait for it
+
+    def _cancel_pending(self, reason: str | None) -> None:
+        while self.pending:
+            task = self.pending.popleft()
+            if task.id in self._started_tasks:
+                self._started_tasks.discard(task.id)
+                task.fail(
+                    TaskKilledError(
+                        f"{task.describe()} was cancelled before it ran ({reason or 'shutdown'})",
+                        task=task.describe(),
+                    )
+                )
+            else:
+                task.future.cancel()
+
+    def _break(self, error: BrokenExecutor) -> None:
+        """The pool cannot run tasks: fail what waits and what comes."""
+        self.broken = error
+        while self.pending:
+            task = self.pending.popleft()
+            self._started_tasks.discard(task.id)
+            task.fail(error)
+        for worker in self.workers.values():
+            if worker.state in (WorkerState.STARTING, WorkerState.IDLE):
+                self._kill_worker(worker)
+
+    def _kill_worker(self, worker: Worker) -> None:
+        worker.state = WorkerState.KILLED
+        worker.task = None
+        worker.deadline = None
+        with contextlib.suppress(OSError, ValueError):  # already gone
+            worker.handle.process.kill()
+
+    def _close(self, worker: Worker) -> None:
+        worker.handle.task_conn.close()
+        worker.handle.result_conn.close()
+        worker.result_open = False
+        with contextlib.suppress(ValueError):  # still running: after a failed join at exit
+            worker.handle.process.close()
+
+
+def _wire_calls(task: Task) -> tuple[int, list[Any]]:
+    """The calls as a plain list and how to read it (see ``_worker.run_calls``): the
+    first arguments of a map chunk as one list, no tuple per call."""
+    calls = task.calls
+    if isinstance(calls, PositionalCalls):
+        return (_worker.ARGS if calls.unpack else _worker.ONE_ARG), calls.items
+    if all(not kwargs for _, kwargs in calls):
+        return _worker.ARGS, [args for args, _ in calls]
+    return _worker.ARGS_KWARGS, list(calls)
+
+
+def _failure(task: Task, index: int, failure: Any) -> BaseException:
+    """The exception of a call that failed in the worker (see ``_worker._encode_done``)."""
+    where = f" of call {index + 1}" if task.batch else ""
+    if isinstance(failure, _worker.UnpicklableResult):
+        reason = failure.reason
+        return SerializationError(
+                f"{task.describe()}: the result{where} of type {failure.type_name} cannot be "
+                f"pickled to send it back from the worker process ({reason}); return something "
+                "picklable",
+                task=task.describe(),
+                what=f"result{where}",
+                type_name=failure.type_name,
+            reason=reason,
+        )
+    if isinstance(failure, _worker.RemoteErrorInfo):
+        error: BaseException = RemoteError(
+            f"{failure.type_name}: {failure.message} (raised by {task.describe()}{where} in a "
+            f"worker process; the exception itself could not be pickled back)",
+            type_name=failure.type_name,
+            remote_message=failure.message,
+            remote_traceback=failure.traceback,
+        )
+        tb = failure.traceback
+    else:
+        error, tb = failure
+    error.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    return error
+
+
+def _unpicklable(task: Task, what: str, culprit: object, exc: BaseException) -> SerializationError:
+    type_name = type(culprit).__qualname__
+    reason = f"{type(exc).__name__}: {exc}"
+    return SerializationError(
+        f"{task.describe()}: the {what} of type {type_name} cannot be pickled to send it to "
+        f"a worker process ({reason}); pass something picklable, or create it inside the task",
+        task=task.describe(),
+        what=what,
+        type_name=type_name,
+        reason=reason,
+    )
+
+
+def _find_unpicklable_argument(task: Task, exc: BaseException) -> SerializationError:
+    """Pickling the task failed: find which argument it was (slow path only)."""
+    for index, (args, kwargs) in enumerate(task.calls):
+        where = f" of call {index + 1}" if task.batch else ""
+        for position, arg in enumerate(args, start=1):
+            try:
+                _codec.dumps(arg)
+            except Exception as arg_exc:
+                return _unpicklable(task, f"argument {position}{where}", arg, arg_exc)
+        for name, arg in kwargs.items():
+            try:
+                _codec.dumps(arg)
+            except Exception as arg_exc:
+                return _unpicklable(task, f"keyword argument {name!r}{where}", arg, arg_exc)
+    return _unpicklable(task, "arguments", task.calls, exc)
+
+
+def _signal_name(exitcode: int | None) -> str | None:
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    name = _signal_name(exitcode)
+    if name is not None:
+        return f"killed by {name}"
+    if exitcode is None:
+        return "exit status unknown"
+    return f"exit code {exitcode}"
+
+
+def _exit_hint(exitcode: int | None) -> str:
+    name = _signal_name(exitcode)
+    if name == "SIGKILL":
+        return (
+            " SIGKILL often means the system ran out of memory and the OOM killer chose "
+            "this worker: lower the memory a task needs, or use fewer workers."
+        )
+    if name in ("SIGSEGV", "SIGBUS", "SIGABRT"):
+        return " This usually comes from native code (a C extension or ctypes)."
+    return ""

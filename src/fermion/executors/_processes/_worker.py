@@ -1,0 +1,227 @@
+"""The code that runs inside a worker process, and the messages it exchanges.
+
+A worker runs one task at a time: it reads ``("run", ...)`` from its task pipe, calls
+the function once per call of the task, and answers with one ``("done", ...)`` holding
+every outcome. It imports as little as it can (no ``fermion`` front, no NumPy): every
+worker pays for its imports at start-up. It never decides anything about the pool: it ignores SIGINT (the parent
+decides what Ctrl-C means), exits when the parent's process is gone (EOF on the
+``alive`` pipe), and retires itself after ``max_tasks`` tasks or above ``max_memory``
+bytes of RSS, telling the parent in its last answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import starmap
+from multiprocessing.connection import Connection, wait
+from typing import Any, NamedTuple
+
+from fermion.executors._processes import _codec
+
+__all__ = ["RemoteErrorInfo", "UnpicklableResult", "WorkerSetup", "main", "run_calls"]
+
+# Parent -> worker: ("run", fn_id, fn_bytes | None, evict_ids, calls_kind, calls) | ("stop",)
+RUN = "run"
+# How the calls of a "run" message travel (see ``run_calls``): a plain list each time,
+# so that the worker needs no fermion class to unpickle them.
+ONE_ARG = 0  # calls: [arg, ...]; each call is fn(arg)
+ARGS = 1  # calls: [(arg, ...), ...]; each call is fn(*args)
+ARGS_KWARGS = 2  # calls: [((arg, ...), {name: value}), ...]
+STOP = "stop"
+# Worker -> parent
+READY = "ready"  # ("ready", pid): initializer done, send tasks
+INIT_FAILED = "init_failed"  # ("init_failed", RemoteErrorInfo)
+DONE = "done"  # ("done", values, failures, retire_reason | None): see _encode_done
+REJECTED = "rejected"  # ("rejected", what, type_name, reason): could not load the task
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything a worker needs besides its pipes; picklable by plain pickle."""
+
+    initializer: bytes | None  # cloudpickled (initializer, initargs)
+    max_tasks: int | None
+    max_memory: int | None
+
+
+class RemoteErrorInfo(NamedTuple):
+    """An exception that could not travel back itself: its type, message and traceback."""
+
+    type_name: str
+    message: str
+    traceback: str
+    reason: str
+
+
+class UnpicklableResult(NamedTuple):
+    """Stands in for a result that could not be pickled back."""
+
+    type_name: str
+    reason: str
+
+
+def main(
+    task_conn: Connection,
+    result_conn: Connection,
+    alive_conn: Connection,
+    setup: WorkerSetup,
+    fds_to_close: list[int],
+) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for fd in fds_to_close:  # only under fork: the pool's descriptors, inherited
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    threading.Thread(
+        target=_exit_when_parent_dies, args=(alive_conn,), name="fermion-parent-watch", daemon=True
+    ).start()
+
+    if setup.initializer is not None:
+        try:
+            initializer, initargs = _codec.loads(setup.initializer)
+            initializer(*initargs)
+        except BaseException as exc:
+            _codec.send(result_conn, _codec.encode((INIT_FAILED, _error_info(exc, ""))))
+            return
+    _codec.send(result_conn, _codec.encode((READY, os.getpid())))
+
+    functions: dict[int, Callable[..., Any]] = {}
+    tasks_done = 0
+    while True:
+        try:
+            message = _codec.recv(task_conn)
+        except (EOFError, OSError):
+            return  # the pool closed the pipe: shut down quietly
+        except BaseException as exc:
+            _reject(result_conn, "arguments", exc)
+            continue
+        if message[0] == STOP:
+            return
+        _, fn_id, fn_bytes, evict, calls_kind, calls = message
+        for old in evict:
+            functions.pop(old, None)
+        if fn_bytes is not None:
+            try:
+                functions[fn_id] = _codec.loads(fn_bytes)
+            except BaseException as exc:
+                _reject(result_conn, "function", exc)
+                continue
+        values, failures = run_calls(functions[fn_id], calls_kind, calls)
+        del calls, message
+        tasks_done += 1
+        retire = _retire_reason(setup, tasks_done)
+        _codec.send(result_conn, _encode_done(values, failures, retire))
+        if retire is not None:
+            return
+
+
+def run_calls(
+    fn: Callable[..., Any], calls_kind: int, calls: list[Any]
+) -> tuple[list[Any], dict[int, Any]]:
+    """Call ``fn`` once per call; ``(values, failures)`` as ``_encode_done`` takes them.
+
+    This loop is the per-item cost of every map, so the common kinds run through
+    ``map``/``starmap`` consumed by ``list.extend``, at C speed. When a call raises,
+    ``extend`` keeps the values appended before it and the iterator stays where it
+    was: the failure is recorded and ``extend`` resumes with the next call, so no call
+    runs twice. Any BaseException is an outcome here: SIGINT is ignored in a worker,
+    and a SystemExit raised by a task must not end the worker.
+    """
+    values: list[Any] = []
+    failures: dict[int, Any] = {}
+    if calls_kind == ARGS_KWARGS:
+        for index, (args, kwargs) in enumerate(calls):
+            try:
+                values.append(fn(*args, **kwargs))
+            except BaseException as exc:
+                values.append(None)
+                failures[index] = (exc, "".join(traceback.format_exception(exc)))
+        return values, failures
+    results: Iterator[Any] = map(fn, calls) if calls_kind == ONE_ARG else starmap(fn, calls)
+    while True:
+        try:
+            values.extend(results)
+        except BaseException as exc:
+            failures[len(values)] = (exc, "".join(traceback.format_exception(exc)))
+            values.append(None)
+            continue
+        return values, failures
+
+
+def _exit_when_parent_dies(alive_conn: Connection) -> None:
+    """Nobody ever writes to ``alive_conn``: it becomes readable (EOF) only when every
+    write end is closed, i.e. when the pool's process has exited or been killed."""
+    wait([alive_conn])
+    os._exit(1)
+
+
+def _retire_reason(setup: WorkerSetup, tasks_done: int) -> str | None:
+    if setup.max_tasks is not None and tasks_done >= setup.max_tasks:
+        return f"it ran max_tasks_per_worker={setup.max_tasks} tasks"
+    if setup.max_memory is not None:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss
+        if rss > setup.max_memory:
+            return f"its memory (RSS {rss} bytes) exceeded max_memory_per_worker={setup.max_memory}"
+    return None
+
+
+def _encode_done(values: list[Any], failures: dict[int, Any], retire: str | None) -> _codec.Encoded:
+    """Encode the answer; only when that fails, find and replace what cannot travel.
+
+    ``values`` has one entry per call (None where the call raised); ``failures`` maps
+    the index of each call that raised to ``(exception, traceback_text)``, or to a
+    RemoteErrorInfo/UnpicklableResult standing in for what cannot travel.
+    """
+    for index, (exc, tb) in failures.items():
+        if not _round_trips(exc):
+            failures[index] = _error_info(exc, tb)
+    try:
+        return _codec.encode((DONE, values, failures, retire))
+    except BaseException:
+        pass
+    for index, value in enumerate(values):
+        try:
+            _codec.dumps(value)
+        except BaseException as exc:
+            values[index] = None
+            failures[index] = UnpicklableResult(type(value).__qualname__, _reason(exc))
+    return _codec.encode((DONE, values, failures, retire))
+
+
+def _round_trips(exc: BaseException) -> bool:
+    """Whether an exception can be pickled here and rebuilt in the parent."""
+    try:
+        pickle.loads(_codec.dumps(exc))
+    except BaseException:
+        return False
+    return True
+
+
+def _error_info(exc: BaseException, tb: str | None) -> RemoteErrorInfo:
+    if not tb:
+        tb = "".join(traceback.format_exception(exc))
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<str() failed>"
+    return RemoteErrorInfo(type(exc).__qualname__, message, tb, "it cannot be pickled")
+
+
+def _reject(result_conn: Connection, what: str, exc: BaseException) -> None:
+    _codec.send(result_conn, _codec.encode((REJECTED, what, type(exc).__qualname__, _reason(exc))))
+
+
+def _reason(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:
+        return type(exc).__name__

@@ -1,0 +1,71 @@
+"""The ``serial`` backend: every task runs in the caller's thread, inside ``submit``.
+
+Like loky's sequential backend and joblib's ``n_jobs=1``: no thread, no process, so
+debuggers, profilers and ``print`` behave as in a plain loop. ``submit`` returns a
+future that is already done.
+
+A task timeout cannot stop a function running in the caller's own thread. Here it
+means: a task that ran longer than its timeout fails with TaskTimeoutError once it
+returns (its result is dropped), so that code written against the timeout behaves the
+same on every backend; it does not cut the task short.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import ClassVar
+
+from fermion.errors import TaskTimeoutError
+from fermion.executors._base import Backend, Task
+from fermion.executors._calls import run_calls
+
+__all__ = ["SerialBackend"]
+
+
+class SerialBackend(Backend):
+    """Runs each task at once, in the thread that submits it. ``workers`` is always 1."""
+
+    name: ClassVar[str] = "serial"
+
+    def __init__(self, workers: int | None = None) -> None:
+        # Any worker count is accepted so that code can switch backends by name alone.
+        del workers
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+        if not task.start():
+            return
+        started = time.monotonic()
+        try:
+            outcomes = run_calls(task)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the caller's own
+            task.fail(exc)
+            raise
+        elapsed = time.monotonic() - started
+        if task.timeout is not None and elapsed > task.timeout:
+            task.fail(
+                TaskTimeoutError(
+                    f"{task.describe()} took {elapsed:.3g} s, over its timeout of "
+                    f"{task.timeout:g} s; the serial backend runs tasks in the caller's "
+                    f"thread and cannot stop them early, so the result was dropped",
+                    timeout=task.timeout,
+                    task=task.describe(),
+                    backend=self.name,
+                )
+            )
+            return
+        task.finish(outcomes)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # Nothing is ever queued or running in the background.
+        with self._lock:
+            self._closed = True

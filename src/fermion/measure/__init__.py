@@ -1,0 +1,33 @@
+"""Measure and choose: profile a task, measure GIL load, advise a backend, benchmark.
+
+- ``profile(fn, *args, **kwargs)``: wall and CPU time, waiting, GIL, pickling, start-up.
+- ``gil_load()``: how busy the GIL was while a block ran.
+- ``advise(fn, items)``: which backend, how many workers, what chunk size, and why.
+- ``bench(fn, items, backends=..., workers=...)``: the real speedups, as a table, a
+  plot and a task timeline (plots need the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+from fermion.measure._advise import advise
+from fermion.measure._bench import BenchResult, BenchRun, TaskSpan, bench
+from fermion.measure._gil import GilLoad, gil_load
+from fermion.measure._model import Advice, Machine, Option, TaskCost, recommend
+from fermion.measure._profile import Profile, profile
+
+__all__ = [
+    "Advice",
+    "BenchResult",
+    "BenchRun",
+    "GilLoad",
+    "Machine",
+    "Option",
+    "Profile",
+    "TaskCost",
+    "TaskSpan",
+    "advise",
+    "bench",
+    "gil_load",
+    "profile",
+    "recommend",
+]

@@ -1,0 +1,181 @@
+"""Measuring primitives shared by ``profile``, ``advise``, ``bench`` and the ``auto``
+backend: timing calls, pickling cost, the machine's cores and GIL.
+
+Nothing here imports the executors (the ``auto`` backend imports this module).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+__all__ = [
+    "PickleCost",
+    "RunQueueClock",
+    "cpu_count",
+    "free_threaded",
+    "gil_enabled",
+    "known_worker_startup",
+    "pickle_cost",
+    "timed_call",
+    "worker_startup_seconds",
+]
+
+
+def gil_enabled() -> bool:
+    """True when this interpreter runs with a GIL (always before 3.13; on a free-threaded
+    3.13t build only when an extension module switched it back on)."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its affinity where the OS tells it)."""
+    process_cpu_count = getattr(os, "process_cpu_count", None)  # 3.13+
+    if process_cpu_count is not None:
+        count = process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count()
+    return max(1, count or 1)
+
+
+def free_threaded() -> bool:
+    """True on a free-threaded build running without the GIL (3.13t)."""
+    return not gil_enabled()
+
+
+@dataclass(frozen=True)
+class PickleCost:
+    """Bytes and seconds (pickle plus unpickle) to send one object to another process.
+
+    ``error`` holds the pickler's message where the object cannot be pickled.
+    """
+
+    size: int
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def pickle_cost(obj: Any) -> PickleCost:
+    """Pickle and unpickle ``obj`` with cloudpickle, as the processes backend would."""
+    started = time.perf_counter()
+    try:
+        data = cloudpickle.dumps(obj)
+        cloudpickle.loads(data)
+    except Exception as exc:  # any pickling failure means "cannot be sent"
+        return PickleCost(0, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+    return PickleCost(len(data), time.perf_counter() - started)
+
+
+class RunQueueClock:
+    """Seconds the calling thread has spent runnable but waiting for a free core.
+
+    On a busy machine a thread is often ready to run while other processes hold every
+    core; that delay is neither I/O nor GIL contention, so the measurements subtract it.
+    Linux reports it in ``/proc/thread-self/schedstat``; elsewhere this clock reads 0.
+    Create it in the thread it measures; ``close()`` it when done.
+
+    The file is read with libc's ``pread`` called through ``ctypes.PyDLL``, which keeps
+    the GIL: ``os.pread`` would release it, and getting it back would add a GIL wait
+    between the reading and the caller's next clock reading.
+    """
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._pread: Any = None
+        self._buffer: Any = None
+        try:
+            import ctypes
+
+            pread = ctypes.PyDLL(None).pread
+            pread.restype = ctypes.c_ssize_t
+            pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except (ImportError, AttributeError, OSError):
+            return
+        self._pread = pread
+        self._buffer = ctypes.create_string_buffer(128)
+
+    @property
+    def available(self) -> bool:
+        return self._fd is not None
+
+    def __call__(self) -> float:
+        if self._fd is None:
+            return 0.0
+        count = self._pread(self._fd, self._buffer, 127, 0)
+        if count <= 0:
+            return 0.0
+        try:
+            return int(self._buffer.raw[:count].split()[1]) / 1e9
+        except (IndexError, ValueError):
+            return 0.0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_startup_lock = threading.Lock()
+_startup_seconds: float | None = None
+
+
+def known_worker_startup() -> float | None:
+    """Seconds a process pool took to start in this process, if measured already."""
+    return _startup_seconds
+
+
+def worker_startup_seconds() -> float:
+    """Seconds from creating a one-worker ``processes`` pool to its first result, measured
+    once per process (later calls return the first measurement). It includes starting
+    the forkserver when this is the first pool of the program."""
+    global _startup_seconds
+    with _startup_lock:
+        if _startup_seconds is not None:
+            return _startup_seconds
+        # Imported here: the processes backend imports this module's neighbours.
+        from fermion.executors._base import Task
+        from fermion.executors._processes import ProcessBackend
+
+        started = time.perf_counter()
+        pool = ProcessBackend(workers=1)
+        try:
+            task = Task(_ready, [((), {})], batch=False)
+            pool.submit(task)
+            task.future.result(timeout=120)
+        finally:
+            pool.shutdown(wait=True)
+        _startup_seconds = time.perf_counter() - started
+        return _startup_seconds
+
+
+def _ready() -> None:
+    """What the start-up probe runs in a fresh worker: nothing."""
+
+
+def timed_call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, float, float]:
+    """Call ``fn(*args, **kwargs)``; return (result, wall seconds, process CPU seconds)."""
+    # The CPU clock is a system call: read it outside the wall-clock interval so that
+    # calls of a microsecond are not timed as mostly clock reading.
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    return result, wall, cpu

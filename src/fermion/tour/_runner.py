@@ -1,0 +1,136 @@
+"""Run the tour's sections in order, each on its own: a section that fails is reported
+as failed (with what it measured before the failure) and the next one runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fermion.tour import _deadlock, _race, _scaling, _sharing, _starvation, _summary
+from fermion.tour._html import write_html
+from fermion.tour._machine import describe
+from fermion.tour._plots import plotting_available
+from fermion.tour._section import PLOT_EXTRA_HINT, SectionResult, TourContext
+
+__all__ = ["SECTIONS", "TourReport", "run_tour"]
+
+#: The sections in the order the tour runs them.
+SECTIONS: tuple[ModuleType, ...] = (_scaling, _race, _deadlock, _starvation, _sharing, _summary)
+
+
+@dataclass
+class TourReport:
+    """Everything one tour run produced; ``index.html`` and ``tour.json`` render it."""
+
+    out: Path
+    quick: bool
+    machine: str
+    started: str
+    sections: list[SectionResult] = field(default_factory=list)
+    seconds: float = 0.0
+    plots: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return all(section.ok for section in self.sections)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "started": self.started,
+            "quick": self.quick,
+            "seconds": self.seconds,
+            "plots": self.plots,
+            "sections": [
+                {
+                    "key": s.key,
+                    "title": s.title,
+                    "ok": s.ok,
+                    "seconds": s.seconds,
+                    "failures": s.failures,
+                    "notes": s.notes,
+                    "images": [i.file for i in s.images],
+                    "text": [b.text for b in s.blocks],
+                    "data": s.data,
+                }
+                for s in self.sections
+            ],
+        }
+
+
+def _section_names() -> list[str]:
+    return [module.KEY for module in SECTIONS]
+
+
+def run_tour(
+    out: str | Path = "fermion-tour",
+    *,
+    quick: bool = False,
+    only: Sequence[str] = (),
+    echo: Callable[[str], None] = print,
+) -> TourReport:
+    """Run the tour (or the sections named in ``only``) and write the report to ``out``:
+    ``index.html`` with the PNG plots, ``tour.txt`` (what the terminal showed),
+    ``tour.json`` (the numbers) and ``programs/`` (the checked programs)."""
+    known = _section_names()
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown tour section(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)}"
+        )
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    transcript: list[str] = []
+
+    def say(text: str) -> None:
+        transcript.append(text)
+        echo(text)
+
+    report = TourReport(
+        out=folder,
+        quick=quick,
+        machine=describe(),
+        started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        plots=plotting_available(),
+    )
+    context = TourContext(out=folder, quick=quick, echo=say)
+    say(f"fermion tour{' --quick' if quick else ''}: {report.machine}")
+    if not report.plots:
+        say(f"note: {PLOT_EXTRA_HINT}")
+    chosen = [module for module in SECTIONS if not only or module.KEY in only]
+    began = time.perf_counter()
+    scaling_data: dict[str, Any] | None = None
+    for number, module in enumerate(chosen, 1):
+        section = SectionResult(module.KEY, module.TITLE, echo=say)
+        say(f"\n[{number}/{len(chosen)}] {module.TITLE}")
+        started = time.perf_counter()
+        try:
+            if module is _summary:
+                _summary.run(context, section, scaling_data)
+            else:
+                module.run(context, section)
+        except Exception as error:
+            section.fail("the section", error)
+        section.seconds = time.perf_counter() - started
+        if module is _scaling:
+            scaling_data = section.data
+        status = "done" if section.ok else f"{len(section.failures)} step(s) FAILED"
+        say(f"[{number}/{len(chosen)}] {status} in {section.seconds:.1f} s")
+        report.sections.append(section)
+    report.seconds = time.perf_counter() - began
+    failed = [s.title for s in report.sections if not s.ok]
+    say(
+        f"\nTour finished in {report.seconds:.0f} s"
+        + (f"; failed: {'; '.join(failed)}" if failed else "")
+        + f". Report: {(folder / 'index.html').resolve()}"
+    )
+    write_html(report, folder / "index.html")
+    (folder / "tour.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    (folder / "tour.txt").write_text("\n".join(transcript) + "\n", encoding="utf-8")
+    return report

@@ -1,0 +1,183 @@
+"""The race analysis as a pure state machine: no threads, no instrumentation."""
+
+from __future__ import annotations
+
+from fermion.check._races._detector import EXCLUSIVE, SHARED, SHARED_MODIFIED, VIRGIN, RaceDetector
+
+NO_LOCKS: frozenset[object] = frozenset()
+
+
+def read(
+    det: RaceDetector,
+    tid: int,
+    site: int = 1,
+    locks: frozenset[object] = NO_LOCKS,
+    field: str = "x",
+) -> None:
+    det.access(tid, "obj", field, site, read=True, write=False, locks=locks, location=field)
+
+
+def write(
+    det: RaceDetector,
+    tid: int,
+    site: int = 2,
+    locks: frozenset[object] = NO_LOCKS,
+    field: str = "x",
+) -> None:
+    det.access(tid, "obj", field, site, read=False, write=True, locks=locks, location=field)
+
+
+def update(det: RaceDetector, tid: int, site: int = 3, locks: frozenset[object] = NO_LOCKS) -> None:
+    det.access(tid, "obj", "x", site, read=True, write=True, locks=locks, location="x")
+
+
+def two_threads() -> tuple[RaceDetector, int, int, int]:
+    det = RaceDetector()
+    main = det.new_thread()
+    a = det.new_thread(main)
+    b = det.new_thread(main)
+    return det, main, a, b
+
+
+def test_one_thread_alone_never_races_and_stays_exclusive() -> None:
+    det, _, a, _ = two_threads()
+    assert det.state_of("obj", "x") == VIRGIN
+    for _ in range(5):
+        update(det, a)
+        read(det, a)
+    assert det.races == []
+    assert det.state_of("obj", "x") == EXCLUSIVE
+
+
+def test_unsynchronised_read_modify_writes_race_once_per_site_pair() -> None:
+    det, _, a, b = two_threads()
+    for _ in range(10):
+        update(det, a)
+        update(det, b)
+    assert len(det.races) == 1
+    race = det.races[0]
+    assert {race.first.thread, race.second.thread} == {a, b}
+    assert det.state_of("obj", "x") == SHARED_MODIFIED
+
+
+def test_write_then_concurrent_read_races() -> None:
+    det, _, a, b = two_threads()
+    write(det, a, site=10)
+    read(det, b, site=20)
+    assert [(r.first.site, r.second.site) for r in det.races] == [(10, 20)]
+
+
+def test_blind_writes_alone_are_atomic_stores_not_races() -> None:
+    det, _, a, b = two_threads()
+    write(det, a)
+    write(det, b)
+    assert det.races == []
+
+
+def test_concurrent_reads_only_are_shared_not_races() -> None:
+    det, _, a, b = two_threads()
+    read(det, a)
+    read(det, b)
+    assert det.races == []
+    assert det.state_of("obj", "x") == SHARED
+
+
+def test_a_common_lock_protects_and_different_locks_do_not() -> None:
+    det, _, a, b = two_threads()
+    lock, other = object(), object()
+    update(det, a, locks=frozenset({lock}))
+    update(det, b, locks=frozenset({lock, other}))
+    assert det.races == []
+    update(det, a, site=7, locks=frozenset({other}))
+    update(det, b, site=8, locks=frozenset({lock}))
+    assert len(det.races) == 1
+
+
+def test_locked_in_one_thread_only_races() -> None:
+    det, _, a, b = two_threads()
+    update(det, a, locks=frozenset({"L"}))
+    update(det, b, site=4)
+    assert len(det.races) == 1
+    assert det.races[0].first.locks == frozenset({"L"})
+
+
+def test_writes_before_fork_happen_before_the_child() -> None:
+    det = RaceDetector()
+    main = det.new_thread()
+    write(det, main)
+    child = det.new_thread(main)
+    read(det, child)
+    assert det.races == []
+    assert det.state_of("obj", "x") == EXCLUSIVE  # ownership moved to the child
+
+
+def test_writes_after_fork_race_with_the_child() -> None:
+    det = RaceDetector()
+    main = det.new_thread()
+    child = det.new_thread(main)
+    write(det, main)
+    read(det, child)
+    assert len(det.races) == 1
+
+
+def test_read_after_join_does_not_race() -> None:
+    det, main, a, b = two_threads()
+    write(det, a, field="ra")
+    write(det, b, field="rb")
+    det.join(main, a)
+    det.join(main, b)
+    read(det, main, field="ra")
+    read(det, main, field="rb")
+    assert det.races == []
+
+
+def test_hand_off_orders_accesses_only_in_release_then_acquire_order() -> None:
+    det, _, a, b = two_threads()
+    write(det, a)
+    det.release(a, "queue")
+    det.acquire(b, "queue")
+    update(det, b)
+    assert det.races == []
+    # Now b writes without handing back; a's later read races.
+    read(det, a, site=5)
+    assert len(det.races) == 1
+
+
+def test_a_hand_off_to_one_reader_does_not_hide_a_third_threads_race() -> None:
+    det = RaceDetector()
+    main = det.new_thread()
+    writer = det.new_thread(main)
+    reader = det.new_thread(main)
+    outsider = det.new_thread(main)
+    write(det, writer, site=1)
+    det.release(writer, "queue")
+    det.acquire(reader, "queue")
+    read(det, reader, site=2)
+    assert det.races == []
+    read(det, outsider, site=3)
+    assert [(r.first.site, r.second.site) for r in det.races] == [(1, 3)]
+
+
+def test_acquire_before_any_release_gives_no_order() -> None:
+    det, _, a, b = two_threads()
+    det.acquire(b, "event")
+    write(det, a)
+    det.release(a, "event")
+    read(det, b)
+    assert len(det.races) == 1
+
+
+def test_forget_drops_a_dead_objects_history() -> None:
+    det, _, a, b = two_threads()
+    update(det, a)
+    det.forget("obj")
+    update(det, b)
+    assert det.races == []
+
+
+def test_statistics_counts() -> None:
+    det, _, a, b = two_threads()
+    update(det, a)
+    update(det, b)
+    stats = det.statistics()
+    assert stats["threads"] == 3 and stats["locations"] == 1 and stats["races"] == 1

@@ -1,0 +1,369 @@
+"""The checks wired to real threads: deadlock, stall, lock order, starvation, patching."""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import fermion.sync as fsync
+from fermion import check
+from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning
+from fermion.sync import CheckedLock, _registry
+
+WAIT = 10.0
+
+
+def other_threads() -> set[int]:
+    """Threads that exist before a test (pytest-timeout's timer): the stall check skips them."""
+    me = threading.current_thread()
+    return {t.ident for t in threading.enumerate() if t is not me and t.ident is not None}
+
+
+@pytest.fixture
+def checks() -> Iterator[None]:
+    _registry.forget_holds()  # no holds left over from other tests
+    check.clear_findings()
+    with check.enable(on_lock_order="record", starvation=False, ignored_threads=other_threads()):
+        yield
+    check.clear_findings()
+
+
+def wait_until_waiting(thread: threading.Thread) -> None:
+    deadline = time.monotonic() + WAIT
+    while thread.ident not in _registry.waiting():
+        assert time.monotonic() < deadline, f"{thread.name} never started waiting"
+        time.sleep(0.005)
+
+
+def here() -> int:
+    import sys
+
+    return sys._getframe(1).f_lineno
+
+
+def test_abba_raises_in_the_thread_that_closes_the_cycle(checks: None) -> None:
+    a, b = fsync.Lock(), fsync.Lock()
+    has_b = threading.Event()
+    lines: dict[str, int] = {}
+
+    def worker() -> None:
+        with b:
+            lines["worker_holds"] = here() - 1
+            has_b.set()
+            with a:
+                pass
+
+    t = threading.Thread(target=worker, name="worker")
+    with a:
+        lines["main_holds"] = here() - 1
+        t.start()
+        assert has_b.wait(WAIT)
+        wait_until_waiting(t)
+        with pytest.raises(DeadlockError, match="2 threads wait for each other in a cycle") as info:
+            lines["main_waits"] = here() + 1
+            b.acquire()
+    t.join(WAIT)
+    error = info.value
+    assert error.kind == "cycle"
+    threads = [entry["thread"] for entry in error.cycle]
+    assert threads == ["MainThread", "worker"]
+    main_entry, worker_entry = error.cycle
+    assert main_entry["line"] == lines["main_waits"] and main_entry["file"] == __file__
+    assert main_entry["holds"][0]["line"] == lines["main_holds"]
+    assert worker_entry["holds"][0]["line"] == lines["worker_holds"]
+    assert "waits for Lock#" in str(error) and "(held by 'worker')" in str(error)
+    again = pickle.loads(pickle.dumps(error))
+    assert again.cycle == error.cycle and str(again) == str(error)
+    [finding] = check.findings()
+    assert finding.kind == "deadlock"
+    assert {loc.line for loc in finding.locations} >= {lines["main_waits"], lines["main_holds"]}
+
+
+def test_self_deadlock_on_a_lock(checks: None) -> None:
+    lock = fsync.Lock()
+    with lock, pytest.raises(DeadlockError, match="waits for a lock it already holds itself"):
+        lock.acquire()
+    assert not lock.locked()
+
+
+def test_rlock_reentry_is_fine(checks: None) -> None:
+    lock = fsync.RLock()
+    with lock, lock, lock:
+        assert lock.statistics().count == 3
+    assert check.findings() == []
+
+
+def test_join_while_holding_the_lock_the_thread_needs(checks: None) -> None:
+    lock = fsync.Lock()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with lock:
+                pass
+        except DeadlockError as exc:  # pragma: no cover - the main thread closes the cycle
+            errors.append(exc)
+
+    t = threading.Thread(target=worker, name="needs-lock")
+    with check.patch_threading(), lock:  # Thread.join is instrumented by the patch
+        t.start()
+        wait_until_waiting(t)
+        with pytest.raises(DeadlockError, match=r"waits for thread 'needs-lock' to finish"):
+            t.join()
+    t.join(WAIT)
+    assert errors == []
+
+
+def test_global_stall_is_reported_and_aborted_within_seconds(checks: None) -> None:
+    never = fsync.Event()
+    began = time.monotonic()
+    with pytest.raises(DeadlockError, match=r"global stall.*\n.*\n.*waits for Event") as info:
+        never.wait()
+    assert time.monotonic() - began < 5.0
+    assert info.value.kind == "stall"
+
+
+def test_stall_across_threads_aborts_every_stalled_wait(checks: None) -> None:
+    jobs = fsync.Queue()
+    aborted: list[str] = []
+
+    def worker() -> None:
+        try:
+            jobs.get()
+        except DeadlockError:
+            aborted.append("worker")
+
+    t = threading.Thread(target=worker, name="getter")
+    t.start()
+    with check.patch_threading():
+        try:
+            t.join()
+        except DeadlockError as exc:
+            assert "waits for Queue" in str(exc)
+        # else: the worker was aborted first and finished, so the join itself succeeded
+    t.join(WAIT)
+    assert aborted == ["worker"]
+    [finding] = check.findings()
+    assert {loc.thread for loc in finding.locations} == {"MainThread", "getter"}
+
+
+def test_a_sleeping_thread_is_not_stalled(checks: None) -> None:
+    go = fsync.Event()
+
+    def slow_setter() -> None:
+        time.sleep(1.0)
+        go.set()
+
+    t = threading.Thread(target=slow_setter)
+    t.start()
+    assert go.wait()
+    t.join(WAIT)
+    assert check.findings() == []
+
+
+def test_a_timed_wait_is_never_a_deadlock(checks: None) -> None:
+    assert fsync.Event().wait(0.8) is False
+    lock = fsync.Lock()
+    with lock:
+        assert lock.acquire(timeout=0.05) is False
+    assert check.findings() == []
+
+
+def _invert(first: object, second: object) -> None:
+    def forward() -> None:
+        with first, second:  # type: ignore[attr-defined]
+            pass
+
+    t = threading.Thread(target=forward, name="forward")
+    t.start()
+    t.join(WAIT)
+    with second, first:  # type: ignore[attr-defined]
+        pass
+
+
+def test_lock_order_inversion_is_recorded_without_a_hang(checks: None) -> None:
+    a, b = fsync.Lock(), fsync.Lock()
+    _invert(a, b)
+    [finding] = check.findings()
+    assert finding.kind == "lock-order"
+    assert "lock-order inversion" in finding.message and "stack:" in finding.message
+    assert {loc.thread for loc in finding.locations} == {"forward", "MainThread"}
+    assert len(finding.locations) == 4
+
+
+def test_lock_order_warn_and_raise_modes() -> None:
+    check.clear_findings()
+    with check.enable(on_lock_order="warn", starvation=False):
+        a, b = fsync.Lock(), fsync.Lock()
+        with pytest.warns(LockOrderWarning, match="lock-order inversion"):
+            _invert(a, b)
+    with check.enable(on_lock_order="raise", starvation=False):
+        a, b = fsync.Lock(), fsync.Lock()
+        with pytest.raises(LockOrderError, match="lock-order inversion") as info:
+            _invert(a, b)
+        assert not a.locked() and not b.locked()
+        assert len(info.value.cycle) == 2
+    check.clear_findings()
+
+
+def test_consistent_order_and_same_site_ordering_give_no_finding(checks: None) -> None:
+    locks = [fsync.Lock() for _ in range(3)]  # one allocation site
+    for _ in range(3):
+        with locks[0], locks[1], locks[2]:
+            pass
+        with locks[0], locks[2]:
+            pass
+    assert check.findings() == []
+
+
+def test_lock_order_per_allocation_site() -> None:
+    check.clear_findings()
+    with check.enable(on_lock_order="record", starvation=False):
+
+        def make_cache_lock() -> CheckedLock:
+            return fsync.Lock()
+
+        def make_store_lock() -> CheckedLock:
+            return fsync.Lock()
+
+        with make_cache_lock(), make_store_lock():
+            pass
+        with make_store_lock(), make_cache_lock():  # other instances, same two sites
+            pass
+        [finding] = check.findings()
+        assert "locks created at the same places" in finding.message
+    check.clear_findings()
+
+
+def test_condition_starvation_is_reported_with_counts() -> None:
+    check.clear_findings()
+    with check.enable(
+        on_lock_order="record", starvation=True, starvation_threshold=0.3, starvation_min_others=5
+    ):
+        cond = fsync.Condition()
+        state = {"victim_may_go": False, "stop": False}
+
+        def victim() -> None:
+            with cond:
+                while not state["victim_may_go"]:
+                    cond.wait(WAIT)
+
+        def other() -> None:
+            while True:
+                with cond:
+                    cond.wait(WAIT)
+                    if state["stop"]:
+                        return
+
+        threads = [threading.Thread(target=victim, name="victim"), threading.Thread(target=other)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5.0
+        while (
+            not any(f.kind == "starvation" for f in check.findings())
+            and time.monotonic() < deadline
+        ):
+            with cond:
+                cond.notify_all()
+            time.sleep(0.01)
+        with cond:
+            state["victim_may_go"] = state["stop"] = True
+            cond.notify_all()
+        for t in threads:
+            t.join(WAIT)
+        starving = [f for f in check.findings() if f.kind == "starvation"]
+    check.clear_findings()
+    assert starving, "no starvation finding"
+    assert "thread 'victim' has re-waited" in starving[0].message
+    assert "while other threads were served" in starving[0].message
+
+
+def test_enable_is_a_context_manager_that_restores_the_previous_state() -> None:
+    assert not check.enabled()
+    with check.enable(starvation=False):
+        assert check.enabled() and isinstance(fsync.Lock(), CheckedLock)
+        with check.enable(lock_order=False, starvation=False):
+            assert check._checker is not None and not check._checker.config.lock_order
+        assert check._checker is not None and check._checker.config.lock_order
+    assert not check.enabled() and check._checker is None
+    assert type(fsync.Lock()) is type(threading.Lock())
+
+
+def test_enable_validates_its_options() -> None:
+    with pytest.raises(
+        ValueError, match="on_lock_order='loud' is not one of 'record', 'warn', 'raise'"
+    ):
+        check.enable(on_lock_order="loud")
+    assert not check.enabled()
+
+
+def test_patch_threading_swaps_and_restores_everything() -> None:
+    names = ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier"]
+    before = {n: getattr(threading, n) for n in names}
+    queues = {n: getattr(queue, n) for n in ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")}
+    methods = {n: threading.Thread.__dict__[n] for n in ("join", "start", "_bootstrap_inner")}
+    with check.patch_threading() as patch:
+        assert patch.active
+        assert isinstance(threading.Lock(), CheckedLock)
+        assert isinstance(queue.Queue(), fsync.CheckedQueue)
+        assert threading.Thread.__dict__["join"] is not methods["join"]
+        with check.patch_threading() as nested:  # nested: the outer patch restores
+            assert nested.active
+        assert isinstance(threading.Lock(), CheckedLock)
+        # patched threads still run and join normally
+        out: list[int] = []
+        t = threading.Thread(target=out.append, args=(1,))
+        t.start()
+        t.join()
+        assert out == [1]
+    assert {n: getattr(threading, n) for n in names} == before
+    assert {n: getattr(queue, n) for n in queues} == queues
+    assert {n: threading.Thread.__dict__[n] for n in methods} == methods
+
+
+def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
+    """The watchdog's lock-waiter rule, on a registered wait whose primitive others keep taking."""
+
+    class Contended:
+        _fermion_acquisitions = 0
+
+        def _fermion_describe(self) -> str:
+            return "the contended resource"
+
+    resource = Contended()
+    served = threading.Event()
+    site = _registry.Site(__file__, 7, "victim")
+
+    def victim() -> None:
+        _registry.blocking_wait(resource, site, None, served.wait, served.is_set)
+
+    check.clear_findings()
+    with check.enable(
+        starvation=True,
+        starvation_threshold=0.3,
+        starvation_min_others=5,
+        ignored_threads=other_threads(),
+    ):
+        t = threading.Thread(target=victim, name="victim")
+        t.start()
+        wait_until_waiting(t)
+        deadline = time.monotonic() + WAIT
+        while not check.findings() and time.monotonic() < deadline:
+            resource._fermion_acquisitions += 1  # another thread took it
+            time.sleep(0.01)
+        served.set()
+        t.join(WAIT)
+        found = check.findings()
+    check.clear_findings()
+    assert [f.kind for f in found] == ["starvation"]
+    assert "thread 'victim' has waited" in found[0].message
+    assert (
+        "for the contended resource" in found[0].message
+        and "while other threads took it" in found[0].message
+    )
+    assert found[0].locations[0].line == 7

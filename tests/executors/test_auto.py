@@ -1,0 +1,165 @@
+"""backend="auto": measures the first tasks, commits to a backend, says why, and stays
+correct for every way of calling the Executor while it measures and after."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "measure"))
+import measure_helpers as h
+
+from fermion import Executor, TaskKilledError, TaskTimeoutError
+from fermion.executors._auto import AutoBackend, AutoChoice
+from fermion.measure._cost import gil_enabled
+
+# Start-up and job length pinned so that the choice depends on the task, not on how
+# busy the test machine happens to be.
+STEADY = {"process_startup": 0.05, "expected_seconds": 5.0}
+
+
+def _choice(executor: Executor) -> AutoChoice:
+    backend = executor.backend
+    assert isinstance(backend, AutoBackend)
+    choice = backend.wait_for_choice(timeout=30)
+    assert choice is not None, "auto made no choice within 30 s"
+    return choice
+
+
+def test_tiny_tasks_run_serial() -> None:
+    with Executor("auto", **STEADY) as executor:
+        assert list(executor.map(h.square, range(3000))) == [x * x for x in range(3000)]
+        choice = _choice(executor)
+    assert choice.backend == "serial", str(choice)
+    assert "less than" in choice.reason
+    assert str(choice).startswith("auto chose serial with 1 worker: measured")
+
+
+def test_tiny_submits_run_serial() -> None:
+    with Executor("auto", **STEADY) as executor:
+        futures = [executor.submit(h.square, x) for x in range(2000)]
+        assert [f.result(timeout=30) for f in futures] == [x * x for x in range(2000)]
+        choice = _choice(executor)
+    assert choice.backend == "serial", str(choice)
+
+
+def test_waiting_tasks_run_on_threads() -> None:
+    with Executor("auto", **STEADY) as executor:
+        assert list(executor.map(h.nap_item, range(40))) == list(range(40))
+        choice = _choice(executor)
+    assert choice.backend == "threads", str(choice)
+    assert choice.workers > 1
+    assert "waits" in choice.reason
+    assert executor.backend.chosen is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_python_cpu_tasks_run_on_processes_or_free_threads() -> None:
+    expected = "processes" if gil_enabled() else "threads"
+    with Executor("auto", **STEADY) as executor:
+        assert list(executor.map(h.cpu_item, range(30))) == [h.cpu_item(x) for x in range(30)]
+        choice = _choice(executor)
+    assert choice.backend == expected, str(choice)
+    assert choice.calls >= 1 and choice.cost.wall > 0
+    assert {o.backend for o in choice.options} >= {"serial", "threads"}
+
+
+def test_a_long_first_call_is_decided_before_it_returns() -> None:
+    release = threading.Event()
+    with Executor("auto", max_measure_seconds=0.05, **STEADY) as executor:
+        first = executor.submit(h.spin_until, release)
+        choice = _choice(executor)  # while the first call still runs
+        assert not first.done()
+        assert choice.calls == 0 and "still running" in choice.reason
+        release.set()
+        assert first.result(timeout=30) == "done"
+
+
+def test_results_exceptions_and_order_are_kept_across_the_switch() -> None:
+    with Executor("auto", workers=2, **STEADY) as executor:
+        futures = [executor.submit(h.fail_on_three, x) for x in range(10)]
+        results = list(executor.map(h.nap_item, range(20)))
+        unordered = sorted(executor.imap(h.nap_item, range(20), ordered=False))
+        done = [f for f in concurrent.futures.as_completed(futures, timeout=30)]
+    assert results == list(range(20)) and unordered == list(range(20))
+    assert len(done) == 10
+    with pytest.raises(KeyError, match="item 3 is bad"):
+        futures[3].result()
+    assert [f.result() for i, f in enumerate(futures) if i != 3] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
+def test_task_timeout_applies_while_measuring() -> None:
+    release = threading.Event()
+    with Executor("auto", task_timeout=0.2, **STEADY) as executor:
+        future = executor.submit(h.spin_until, release)
+        with pytest.raises(TaskTimeoutError):
+            future.result(timeout=30)
+        release.set()
+
+
+def test_kill_reaches_the_task_being_measured() -> None:
+    release = threading.Event()
+    started = threading.Event()
+    with Executor("auto", max_measure_seconds=30, **STEADY) as executor:
+        future = executor.submit(lambda: (started.set(), h.spin_until(release))[1])
+        assert started.wait(30)
+        assert executor.kill(future)
+        with pytest.raises(TaskKilledError):
+            future.result(timeout=30)
+        release.set()
+
+
+def test_shutdown_cancel_futures_cancels_the_queued_tasks() -> None:
+    release = threading.Event()
+    executor = Executor("auto", max_measure_seconds=30, **STEADY)
+    running = executor.submit(h.spin_until, release)
+    queued = [executor.submit(h.square, x) for x in range(5)]
+    release_later = threading.Timer(0.2, release.set)
+    release_later.start()
+    executor.shutdown(wait=True, cancel_futures=True)
+    release_later.join()
+    assert running.result(timeout=30) == "done"
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        executor.submit(h.square, 1)
+
+
+def test_shutdown_without_wait_still_runs_everything() -> None:
+    executor = Executor("auto", **STEADY)
+    futures = [executor.submit(h.nap_item, x) for x in range(10)]
+    executor.shutdown(wait=False)
+    assert [f.result(timeout=30) for f in futures] == list(range(10))
+
+
+def test_choice_is_none_while_nothing_ran() -> None:
+    with Executor("auto") as executor:
+        assert executor.backend.choice is None  # type: ignore[attr-defined]
+        assert executor.workers >= 1
+
+
+def test_auto_refuses_nonsense_options() -> None:
+    with pytest.raises(
+        ValueError, match=r"auto backend: workers must be a positive integer or None, not 0"
+    ):
+        AutoBackend(workers=0)
+    with pytest.raises(
+        ValueError, match=r"auto backend: measure_seconds must be a number of seconds >= 0"
+    ):
+        AutoBackend(measure_seconds=-1)
+    with pytest.raises(TypeError, match=r"unknown option 'colour' for backend 'threads'"):
+        AutoBackend(threads_options={"colour": "red"})
+
+
+@pytest.mark.skipif(not gil_enabled(), reason="processes are chosen for CPU work only with a GIL")
+def test_a_backend_that_cannot_start_falls_back_to_serial_and_says_so() -> None:
+    with Executor(
+        "auto", processes_options={"start_method": "no-such-method"}, **STEADY
+    ) as executor:
+        assert list(executor.map(h.cpu_item, range(40))) == [h.cpu_item(x) for x in range(40)]
+        choice = _choice(executor)
+    assert choice.backend == "serial", str(choice)
+    assert "the processes backend could not start" in choice.reason

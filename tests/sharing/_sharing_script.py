@@ -1,0 +1,55 @@
+"""A program the lifetime tests run in a subprocess: ``python _sharing_script.py MODE``.
+
+Prints ``ready <pid> <child pid>`` once it holds shared memory, then, per MODE:
+``exit`` returns normally (after a line on stdin) without dropping anything, ``wait`` blocks until SIGINT,
+``pool`` runs a process pool with big arguments in flight until SIGINT.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+
+import _sharing_children as children
+import numpy as np
+
+import fermion
+from fermion.executors._processes import _codec
+
+
+def pool_main() -> None:
+    """A pool busy with big arguments and results, holding a shared array, until Ctrl-C."""
+    kept = fermion.shared_array(1 << 18)
+    with fermion.Executor("processes", workers=2) as ex:
+        done = ex.submit(children.big_result, 1 << 21).result(timeout=60)
+        futures = [ex.submit(children.sleep_then_return, np.ones(1 << 18)) for _ in range(6)]
+        print("ready", multiprocessing.current_process().pid, 0, flush=True)
+        for future in futures:
+            future.result()
+    del kept, done
+
+
+def main(mode: str) -> None:
+    if mode == "pool":
+        pool_main()
+        return
+    kept = fermion.shared_array(1 << 18)  # owned, never dropped
+    kept[:] = 1
+    counter = fermion.SharedCounter(3)
+    context = multiprocessing.get_context("forkserver")
+    here, there = context.Pipe()
+    child = context.Process(target=children.send_big_results, args=(there, 2, 1 << 21), daemon=True)
+    child.start()
+    result = _codec.recv(here)  # one result received and mapped; another waits in the pipe
+    _codec.send(here, _codec.encode(np.ones(1 << 18)))  # an argument nobody will map
+    print("ready", multiprocessing.current_process().pid, child.pid, flush=True)
+    if mode == "wait":
+        while True:
+            time.sleep(0.05)
+    sys.stdin.readline()  # "exit": leave when told, dropping nothing
+    del result, kept, counter
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,158 @@
+"""The shared-memory transport inside fermion's process pool: no code change for users."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import _sharing_children as children
+import numpy as np
+import pytest
+
+import fermion
+from fermion.sharing import _connection, _segments
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inspects /dev/shm")
+
+START_METHODS = [m for m in ("forkserver", "spawn") if m in multiprocessing.get_all_start_methods()]
+HERE = Path(__file__).parent
+MIB = 1 << 20
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(params=START_METHODS)
+def executor(request: pytest.FixtureRequest) -> fermion.Executor:
+    with fermion.Executor("processes", workers=2, start_method=request.param) as ex:
+        yield ex
+
+
+def test_big_arguments_and_results_use_shared_memory(executor: fermion.Executor) -> None:
+    arrays = [np.full(2 * MIB // 8, float(i)) for i in range(4)]  # 2 MiB each
+    before = _connection.statistics()
+    totals = list(executor.map(children.total, arrays, chunksize=1))
+    after = _connection.statistics()
+    assert totals == [float(a.sum()) for a in arrays]
+    assert after["shared_bytes"] - before["shared_bytes"] == 4 * 2 * MIB
+    assert after["inband_bytes"] == before["inband_bytes"]  # nothing big went through the pipe
+
+    result = executor.submit(children.big_result, 3 * MIB).result(timeout=60)
+    assert result.shape == (3 * MIB // 8,) and result.flags.writeable
+    assert float(result.sum()) == 3.0 * (3 * MIB // 8)
+    base = result
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    assert isinstance(base, memoryview)  # on the mapped segment, not a private copy
+
+
+def test_small_arrays_stay_in_the_pipe(executor: fermion.Executor) -> None:
+    before = _connection.statistics()
+    assert executor.submit(children.total, np.ones(1000)).result(timeout=60) == 1000.0
+    after = _connection.statistics()
+    assert after["shared_bytes"] == before["shared_bytes"]
+    assert after["inband_bytes"] - before["inband_bytes"] == 8000
+
+
+def test_pool_workers_fill_a_shared_array(executor: fermion.Executor) -> None:
+    out = fermion.shared_array((6, 1000))
+    list(executor.map(children.fill_rows, [out] * 3, [[0, 1], [2, 3], [4, 5]], chunksize=1))
+    assert np.array_equal(out[:, -1], np.arange(6.0))
+    name = out.segment_name
+    del out
+    gc.collect()  # Executor.map keeps its calls in a reference cycle (reported)
+    assert name is not None and not _segments.segment_exists(name)  # freed once dropped
+
+
+def test_pool_workers_count_on_a_shared_counter(executor: fermion.Executor) -> None:
+    counter = fermion.SharedCounter()
+    seen = list(executor.map(children.add_one, [counter] * 200, chunksize=7))
+    assert counter.value == 200
+    assert sorted(seen) == list(range(1, 201))  # every add returned a distinct count
+    del counter
+    gc.collect()
+
+
+def test_a_worker_killed_mid_result_leaves_no_segment(
+    executor: fermion.Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_connection, "DEAD_WORKER_SWEEP_INTERVAL", 0.0)
+    head = f"fermion-{os.getpid()}-w"
+    future = executor.submit(children.die_holding_a_half_made_result, MIB)
+    with pytest.raises(fermion.WorkerCrashedError, match="SIGKILL"):
+        future.result(timeout=60)
+    # Swept as soon as the caller sends its next message (or the pool calls
+    # _codec.release_worker_segments when it reaps the worker).
+    assert executor.submit(children.total, np.ones(MIB)).result(timeout=60) == MIB  # pool goes on
+    _wait_until(lambda: not _segments.names_starting_with(head), "the dead worker's segment")
+
+
+def test_ctrl_c_in_the_caller_leaves_no_segment(tmp_path: Path) -> None:
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "_sharing_script.py"), "pool"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        assert line[:1] == ["ready"], process.communicate(timeout=30)
+        pid = int(line[1])
+        assert _segments.names_starting_with(f"fermion-{pid}-")  # it holds segments now
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert "KeyboardInterrupt" in stderr
+    assert "Warning" not in stderr
+    _wait_until(lambda: not _segments.names_starting_with(f"fermion-{pid}-"), "no segments")
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_warm_areas_are_refilled_but_never_under_a_kept_argument(method: str) -> None:
+    n = 2 * MIB // 8
+    with fermion.Executor("processes", workers=1, start_method=method) as ex:
+        before = _connection.statistics()
+        # One worker, one task at a time: each argument may reuse the previous area.
+        totals = [ex.submit(children.total, np.full(n, float(i))).result(60) for i in range(6)]
+        assert totals == [float(i) * n for i in range(6)]  # refilled, never stale
+        middle = _connection.statistics()
+        assert middle["areas_reused"] - before["areas_reused"] >= 4
+        assert middle["warm_area_bytes"] >= 2 * MIB
+
+        # The worker keeps this argument: its area must not be refilled under it.
+        assert ex.submit(children.keep_and_total, np.full(n, 7.0)).result(60) == 7.0 * n
+        for i in range(4):
+            assert ex.submit(children.total, np.full(n, float(i))).result(60) == float(i) * n
+        assert ex.submit(children.kept_totals).result(60) == [7.0 * n]
+        assert ex.submit(children.forget_kept).result(60) == 1
+        # Once released, the area is reused again rather than a new one made.
+        after_forget = _connection.statistics()
+        for _ in range(3):
+            assert ex.submit(children.total, np.full(n, 1.0)).result(60) == float(n)
+        final = _connection.statistics()
+        assert final["areas_created"] == after_forget["areas_created"]
+    gc.collect()
+    _wait_until(
+        lambda: _connection.statistics()["warm_area_bytes"] == 0, "the warm areas to be released"
+    )

@@ -1,0 +1,197 @@
+"""``fermion tour --quick`` end to end, and its HTML report rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SECTION_KEYS = ["scaling", "race", "deadlock", "starvation", "sharing", "summary"]
+PLOTS = ["scaling.png", "starvation.png", "sharing.png"]
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"]
+
+
+@pytest.fixture(scope="module")
+def quick_tour(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One quick tour for the module's tests: the report folder and the finished command."""
+    out = tmp_path_factory.mktemp("tour") / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "fermion", "tour", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    return out, done
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_tour_writes_every_section(
+    quick_tour: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, done = quick_tour
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for number in range(1, 7):
+        assert f"[{number}/6]" in done.stdout  # progress: which step is running
+    for name in ["index.html", "tour.json", "tour.txt", *(PLOTS if HAVE_MATPLOTLIB else [])]:
+        assert (out / name).stat().st_size > 0, name
+    page = (out / "index.html").read_text(encoding="utf-8")
+    if not HAVE_MATPLOTLIB:  # the tour runs anyway and says which extra draws the plots
+        assert not list(out.glob("*.png"))
+        assert page.count("pip install &#x27;fermion[plot]&#x27;") == len(PLOTS)
+    report = json.loads((out / "tour.json").read_text(encoding="utf-8"))
+    assert [s["key"] for s in report["sections"]] == SECTION_KEYS
+    for section in report["sections"]:
+        assert section["ok"], section["failures"]
+        assert f'<section id="{section["key"]}" data-ok="true">' in page
+        for image in section["images"]:
+            assert f'<img src="{image}"' in page
+    data = {s["key"]: s["data"] for s in report["sections"]}
+    # 1: both workloads on every backend, with the GIL load of the thread runs.
+    backends = {(r["workload"], r["backend"]) for r in data["scaling"]["runs"]}
+    assert backends == {(w, b) for w in ("cpu", "io") for b in ("serial", "threads", "processes")}
+    # 2: the detector names the racing line of both unsafe programs, and not the locked one.
+    programs = data["race"]["programs"]
+    assert programs["unsafe_counter"]["race_lines"] == [12]
+    assert programs["unsafe_call_counter"]["race_lines"] == [16]
+    assert programs["locked_counter"]["race_lines"] == []
+    assert programs["locked_counter"]["failures"] == 0
+    # 3: the cycle of five philosophers, reported, and the ordered version clean.
+    assert data["deadlock"]["deadlocks"] >= 1
+    assert data["deadlock"]["cycle_threads"] == [f"philosopher-{i}" for i in range(5)]
+    assert data["deadlock"]["fixed_findings"] == 0
+    assert "waits for Lock#" in page
+    # 4: the fair policy lets every write in.
+    fair = next(p for p in data["starvation"]["policies"] if p["policy"] == "fair")
+    assert fair["writes_done"] == len(fair["writer_waits"])
+    assert "checker_findings" in data["starvation"]  # fermion check --starvation ran
+    # 5 and 6: timings and advice for every case.
+    assert len(data["sharing"]["runs"]) == 4
+    assert data["summary"]["advice"]["I/O-bound (wait 50 ms)"]["backend"] == "threads"
+    assert (out / "programs" / "philosophers.py").is_file()
+
+
+def _chromium() -> str | None:
+    for candidate in CHROMIUM_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def _chromium_command(browser: str, profile: Path, *args: str) -> list[str]:
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
+
+
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var sizes = Array.prototype.map.call(document.images, function (img) {
+    return img.naturalWidth + "x" + img.naturalHeight;
+  });
+  document.body.setAttribute("data-images", sizes.join(","));
+});
+</script>
+</body>"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_report_renders_its_images_in_headless_chromium(
+    quick_tour: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip(
+            "headless Chromium is not installed (Debian: apt-get install -y chromium); "
+            "the screenshot test needs it"
+        )
+    if not HAVE_MATPLOTLIB:
+        pytest.skip("matplotlib (the 'plot' extra) is not installed: the report has no images")
+    out, done = quick_tour
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # A copy of the page beside the images, with a script that records each image's
+    # decoded size: 0x0 for an image the browser could not load or decode.
+    probe_page = out / "probe.html"
+    probe_page.write_text(
+        (out / "index.html").read_text(encoding="utf-8").replace("</body>", _PROBE),
+        encoding="utf-8",
+    )
+    dom = subprocess.run(
+        _chromium_command(browser, tmp_path / "profile", "--dump-dom", probe_page.as_uri()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    found = re.search(r'data-images="([^"]*)"', dom.stdout)
+    assert found, f"Chromium did not run the page's script: {dom.stderr[-2000:]}"
+    sizes = [tuple(int(n) for n in s.split("x")) for s in found.group(1).split(",") if s]
+    assert len(sizes) == len(PLOTS)
+    assert all(width > 100 and height > 100 for width, height in sizes), sizes
+
+    screenshot = out / "screenshot.png"
+    shot = subprocess.run(
+        _chromium_command(
+            browser,
+            tmp_path / "profile",
+            f"--screenshot={screenshot}",
+            "--window-size=1200,3000",
+            (out / "index.html").as_uri(),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert screenshot.is_file(), shot.stderr[-2000:]
+    # The same page without its images must look different: the plots were drawn.
+    bare_page = out / "bare.html"
+    bare_page.write_text(
+        re.sub(r"<img [^>]*>", "", (out / "index.html").read_text(encoding="utf-8")),
+        encoding="utf-8",
+    )
+    bare = out / "bare.png"
+    subprocess.run(
+        _chromium_command(
+            browser,
+            tmp_path / "profile",
+            f"--screenshot={bare}",
+            "--window-size=1200,3000",
+            bare_page.as_uri(),
+        ),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert bare.is_file()
+    image = pytest.importorskip("matplotlib.image")
+    with_images, without = image.imread(screenshot), image.imread(bare)
+    assert with_images.shape == without.shape
+    differing = (abs(with_images - without).sum(axis=-1) > 0.1).mean()
+    assert differing > 0.05, f"only {differing:.1%} of the screenshot changed with the images"
+    if os.environ.get("FERMION_KEEP_SCREENSHOT"):
+        shutil.copy(screenshot, os.environ["FERMION_KEEP_SCREENSHOT"])

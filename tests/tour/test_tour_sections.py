@@ -1,0 +1,140 @@
+"""The tour's parts, fast: the runner's failure isolation, the HTML writer, plots
+without matplotlib, the starvation measurement and the counter trials."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fermion.cli import main
+from fermion.tour import SectionResult, _plots, _starvation, run_tour
+from fermion.tour._html import write_html
+from fermion.tour._programs import COUNTERS
+from fermion.tour._race import counter_trial
+from fermion.tour._runner import TourReport
+from fermion.tour._section import Image, TourContext
+
+
+def test_unknown_section_is_refused_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown tour section\(s\) 'nope'; choose from scaling, race"
+    ):
+        run_tour(tmp_path, only=["nope"], echo=lambda text: None)
+
+
+def test_cli_refuses_an_unknown_section(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["tour", "--only", "nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "'nope' is not one of" in result.output
+
+
+def test_one_section_runs_alone_and_writes_the_report(tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = run_tour(tmp_path, quick=True, only=["starvation"], echo=lines.append)
+    assert report.ok, report.sections[0].failures
+    assert [s.key for s in report.sections] == ["starvation"]
+    assert "\n[1/1] Starvation: a readers-first RWLock vs the fair policy" in lines
+    saved = json.loads((tmp_path / "tour.json").read_text(encoding="utf-8"))
+    policies = [p["policy"] for p in saved["sections"][0]["data"]["policies"]]
+    assert policies == ["readers", "fair", "writers"]
+    assert (tmp_path / "tour.txt").read_text(encoding="utf-8").startswith("fermion tour --quick")
+    assert 'id="starvation"' in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_failed_step_is_reported_and_the_section_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _starvation.measure_policy
+
+    def broken_for_fair(policy: str, **options: object) -> _starvation.PolicyRun:
+        if policy == "fair":
+            raise OSError("simulated failure of the fair run")
+        return real(policy, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_starvation, "measure_policy", broken_for_fair)
+    report = run_tour(tmp_path, quick=True, only=["starvation"], echo=lambda text: None)
+    section = report.sections[0]
+    assert not report.ok
+    assert len(section.failures) == 1
+    assert section.failures[0].startswith(
+        'the run with RWLock(policy="fair") failed: OSError: simulated failure of the fair run'
+    )
+    assert [p["policy"] for p in section.data["policies"]] == ["readers", "writers"]
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'data-ok="false"' in page
+    assert "simulated failure of the fair run" in page
+
+
+def test_cli_exit_status_is_1_when_a_step_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(policy: str, **options: object) -> _starvation.PolicyRun:
+        raise OSError("simulated")
+
+    monkeypatch.setattr(_starvation, "measure_policy", broken)
+    result = CliRunner().invoke(
+        main, ["tour", "--quick", "--only", "starvation", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "FAILED" in result.output
+
+
+def test_without_matplotlib_plots_are_skipped_with_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert not _plots.plotting_available()
+    section = SectionResult("demo", "Demo")
+    context = TourContext(out=tmp_path)
+    assert not context.save_plot(section, "demo.png", "a plot", lambda figure: None)
+    assert section.images == []
+    assert section.notes == [
+        "plots skipped: matplotlib is not installed; install the 'plot' extra with "
+        "pip install 'fermion[plot]' and run the tour again"
+    ]
+    assert not (tmp_path / "demo.png").exists()
+
+
+def test_html_escapes_text_and_shows_failures_notes_and_images(tmp_path: Path) -> None:
+    section = SectionResult("race", "The <race>")
+    section.say("a < b & c")
+    section.show("x = '<tag>'")
+    section.note("a note")
+    section.fail("a step", "it broke")
+    section.images.append(Image("plot.png", "A plot"))
+    report = TourReport(out=tmp_path, quick=True, machine="test machine", started="now")
+    report.sections.append(section)
+    write_html(report, tmp_path / "index.html")
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "<h2>1. The &lt;race&gt;</h2>" in page
+    assert "<p>a &lt; b &amp; c</p>" in page
+    assert "<pre>x = &#x27;&lt;tag&gt;&#x27;</pre>" in page
+    assert '<p class="failed">a step failed: it broke</p>' in page
+    assert '<p class="note">a note</p>' in page
+    assert '<img src="plot.png" alt="A plot">' in page
+
+
+def test_fair_policy_lets_every_write_in_while_readers_overlap() -> None:
+    for _ in range(3):
+        result = _starvation.measure_policy("fair", readers=4, writes=3, give_up=5.0)
+        assert result.writes_done == 3, result
+        assert result.reads > 0
+
+
+def test_locked_counter_trial_never_loses_an_update() -> None:
+    _, source = COUNTERS["locked_counter"]
+    trial = counter_trial(source, "locked_counter.py", 5_000)
+    for _ in range(5):
+        observed, expected = trial(4)
+        assert observed == expected == 20_000
+
+
+def test_unsafe_call_counter_trial_counts_what_it_expected() -> None:
+    _, source = COUNTERS["unsafe_call_counter"]
+    observed, expected = counter_trial(source, "unsafe_call_counter.py", 1_000)(2)
+    assert expected == 2_000
+    assert 0 < observed <= 2_000  # updates may be lost, never invented
