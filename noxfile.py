@@ -55,7 +55,9 @@ for _version in VERSIONS:
 @nox.session(python=find_interpreter("3.11"))
 def lint(session: nox.Session) -> None:
     """ruff and mypy over the package, tests, benchmarks and examples."""
-    session.install("--prefer-binary", "-e", ".[test,plot,dask]", "ruff", "mypy", "types-psutil")
+    session.install(
+        "--prefer-binary", "-e", ".[test,plot,dask]", "ruff==0.17.6", "mypy==2.4.1", "types-psutil"
+    )
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("mypy")

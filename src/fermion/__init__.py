@@ -2,12 +2,17 @@
 
 The public face of the library. Everything users may touch is re-exported here, once;
 the modules behind it start with an underscore.
+
+Importing ``fermion`` is light: every worker process imports it at start-up, so only
+the errors are imported now; every other name is imported on first use (PEP 562's
+module ``__getattr__``), from the module that ``_LAZY`` names.
 """
 
 from __future__ import annotations
 
-from fermion import check, sync
-from fermion._stress import StressResult, stress, stress_script
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fermion.errors import (
     DaskClusterError,
     DaskWorkerLostError,
@@ -28,9 +33,36 @@ from fermion.errors import (
     TaskTimeoutError,
     WorkerCrashedError,
 )
-from fermion.executors import Executor, map
-from fermion.measure import Advice, BenchResult, GilLoad, Profile, advise, gil_load, profile
-from fermion.sharing import SharedArray, SharedCounter, SharedValue, shared_array
+
+if TYPE_CHECKING:
+    from fermion import check, sync
+    from fermion._stress import StressResult, stress, stress_script
+    from fermion.executors import Executor, map
+    from fermion.measure import Advice, BenchResult, GilLoad, Profile, advise, gil_load, profile
+    from fermion.sharing import SharedArray, SharedCounter, SharedValue, shared_array
+
+#: Each name imported on first use, and the module it comes from (for a subpackage
+#: itself, the subpackage).
+_LAZY: dict[str, str] = {
+    "check": "fermion.check",
+    "sync": "fermion.sync",
+    "StressResult": "fermion._stress",
+    "stress": "fermion._stress",
+    "stress_script": "fermion._stress",
+    "Executor": "fermion.executors",
+    "map": "fermion.executors",
+    "Advice": "fermion.measure",
+    "BenchResult": "fermion.measure",
+    "GilLoad": "fermion.measure",
+    "Profile": "fermion.measure",
+    "advise": "fermion.measure",
+    "gil_load": "fermion.measure",
+    "profile": "fermion.measure",
+    "SharedArray": "fermion.sharing",
+    "SharedCounter": "fermion.sharing",
+    "SharedValue": "fermion.sharing",
+    "shared_array": "fermion.sharing",
+}
 
 __version__ = "0.1.0"
 
@@ -73,3 +105,18 @@ __all__ = [
     "stress_script",
     "sync",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use, then keep it as a plain attribute."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'fermion' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name == f"fermion.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pickle
 import queue
+import re
 import threading
 import time
+import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import fermion.sync as fsync
 from fermion import check
-from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning
+from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning, StarvationWarning
 from fermion.sync import CheckedLock, _registry
 
 WAIT = 10.0
@@ -211,6 +214,29 @@ def test_lock_order_warn_and_raise_modes() -> None:
     check.clear_findings()
 
 
+def test_a_fair_lock_refused_by_the_lock_order_check_is_given_back() -> None:
+    check.clear_findings()
+    with check.enable(on_lock_order="raise", starvation=False):
+        fair, plain = fsync.FairLock(), fsync.Lock()
+        with pytest.raises(LockOrderError, match="lock-order inversion"):
+            _invert(fair, plain)  # the FairLock's acquire closes the cycle
+        assert not fair.locked() and not plain.locked()
+        assert _registry.held() == []
+        taken: list[bool] = []
+
+        def take() -> None:
+            got = fair.acquire(blocking=False)
+            taken.append(got)
+            if got:
+                fair.release()
+
+        t = threading.Thread(target=take)
+        t.start()
+        t.join(WAIT)
+        assert taken == [True]
+    check.clear_findings()
+
+
 def test_consistent_order_and_same_site_ordering_give_no_finding(checks: None) -> None:
     locks = [fsync.Lock() for _ in range(3)]  # one allocation site
     for _ in range(3):
@@ -281,6 +307,80 @@ def test_condition_starvation_is_reported_with_counts() -> None:
     assert starving, "no starvation finding"
     assert "thread 'victim' has re-waited" in starving[0].message
     assert "while other threads were served" in starving[0].message
+
+
+def _starve_a_writer(policy: str) -> tuple[list[Any], int]:
+    """A relay of readers (each leaves once the next is in) and a writer, for one second."""
+    rw = fsync.RWLock(policy)
+    readers = 3
+    inside = [threading.Event() for _ in range(readers)]
+    relay_stops = threading.Event()
+    write_line: list[int] = []
+
+    def reader(i: int) -> None:
+        successor = inside[(i + 1) % readers]
+        while not relay_stops.is_set():
+            with rw.read():
+                inside[i].set()
+                time.sleep(0.001)
+                successor.wait(0.2)
+                inside[i].clear()
+
+    def writer() -> None:
+        assert inside[0].wait(WAIT)
+        write_line.append(here() + 1)
+        with rw.write():
+            pass
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(readers)]
+    threads.append(threading.Thread(target=writer, name="writer"))
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + (WAIT if policy == "readers" else 1.0)
+    while time.monotonic() < deadline:
+        if any(f.kind == "starvation" for f in check.findings()):
+            break
+        time.sleep(0.02)
+    relay_stops.set()
+    for t in threads:
+        t.join(WAIT)
+        assert not t.is_alive()
+    return [f for f in check.findings() if f.kind == "starvation"], write_line[0]
+
+
+@pytest.mark.parametrize("policy", ["readers", "fair"])
+def test_a_writer_passed_over_by_readers_starves_only_under_the_readers_policy(
+    policy: str,
+) -> None:
+    check.clear_findings()
+    with (
+        check.enable(
+            starvation=True,
+            starvation_threshold=0.3,
+            starvation_min_others=5,
+            ignored_threads=other_threads(),
+        ),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        starving, line = _starve_a_writer(policy)
+    check.clear_findings()
+    if policy == "fair":
+        assert starving == []
+        return
+    [finding] = starving  # one finding for the whole wait, not one per wake-up
+    assert re.search(
+        r"thread 'writer' has waited \d+\.\d s for RWLock\(policy='readers'\) .* "
+        r"while other threads took it \d+ times\. Its policy 'readers' lets the other "
+        r"side pass waiting writers",
+        finding.message,
+    ), finding.message
+    others = int(re.search(r"took it (\d+) times", finding.message).group(1))  # type: ignore[union-attr]
+    assert others >= 5
+    assert [(loc.file, loc.line, loc.thread) for loc in finding.locations] == [
+        (__file__, line, "writer")
+    ]
+    assert any(issubclass(w.category, StarvationWarning) for w in caught)
 
 
 def test_enable_is_a_context_manager_that_restores_the_previous_state() -> None:

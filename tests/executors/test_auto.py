@@ -14,12 +14,22 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "measure"))
 import measure_helpers as h
 
 from fermion import Executor, TaskKilledError, TaskTimeoutError
+from fermion.executors import _auto
 from fermion.executors._auto import AutoBackend, AutoChoice
 from fermion.measure._cost import gil_enabled
+from fermion.measure._gil import GilProbe
 
 # Start-up and job length pinned so that the choice depends on the task, not on how
 # busy the test machine happens to be.
 STEADY = {"process_startup": 0.05, "expected_seconds": 5.0}
+
+
+class _AlwaysHeldProbe(GilProbe):
+    """A probe whose every wake-up found the GIL busy."""
+
+    @property
+    def late(self) -> int:
+        return self.samples
 
 
 def _choice(executor: Executor) -> AutoChoice:
@@ -155,7 +165,13 @@ def test_auto_refuses_nonsense_options() -> None:
 
 
 @pytest.mark.skipif(not gil_enabled(), reason="processes are chosen for CPU work only with a GIL")
-def test_a_backend_that_cannot_start_falls_back_to_serial_and_says_so() -> None:
+def test_a_backend_that_cannot_start_falls_back_to_serial_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This test is about the fallback, not the GIL measurement (tested on its own): pin
+    # the probe's verdict to "the GIL is held", as it is for this pure-Python item, so a
+    # loaded machine cannot steer auto towards threads.
+    monkeypatch.setattr(_auto, "GilProbe", _AlwaysHeldProbe)
     with Executor(
         "auto", processes_options={"start_method": "no-such-method"}, **STEADY
     ) as executor:

@@ -8,13 +8,16 @@ nothing is ever pending), the test says so and skips.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import itertools
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import executor_helpers as h
+import numpy as np
 import pytest
 
 import fermion
@@ -364,3 +367,23 @@ def test_keyboard_interrupt_in_with_cancels_pending_work(backend: str) -> None:
         raise KeyboardInterrupt
     assert all(f.done() for f in pending)
     assert sum(f.cancelled() for f in pending) >= 8
+
+
+@pytest.mark.parametrize("chunksize", [1, "auto"])
+def test_map_frees_its_arguments_without_the_garbage_collector(
+    executor: Executor, chunksize: int | str
+) -> None:
+    # No reference cycle may hold a map's calls: a big argument must go as soon as the
+    # map is done with it and the caller drops it, not at the collector's next pass.
+    argument = np.ones(10)
+    alive = weakref.ref(argument)
+    gc.disable()
+    try:
+        assert list(executor.map(len, [argument] * 5, chunksize=chunksize)) == [10] * 5
+        del argument
+        deadline = time.monotonic() + WAIT  # a worker thread may still hold its task
+        while alive() is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert alive() is None, gc.get_referrers(alive())
+    finally:
+        gc.enable()

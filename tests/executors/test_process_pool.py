@@ -30,7 +30,7 @@ from fermion.errors import (
     TaskTimeoutError,
     WorkerCrashedError,
 )
-from fermion.executors._base import Task
+from fermion.executors._base import PositionalCalls, Task
 from fermion.executors._processes import ProcessBackend
 from fermion.executors._processes._start import default_workers
 
@@ -560,3 +560,23 @@ def test_what_fails_to_unpickle_in_the_worker_fails_that_task_only(
     # The worker is still the same one and still knows nothing stale.
     assert run(backend, helpers.echo, 1) == ((1,), {})
     assert run(backend, helpers.echo, 2) == ((2,), {})
+
+
+def test_a_call_raising_stop_iteration_fails_alone(
+    make_backend: Callable[..., ProcessBackend],
+) -> None:
+    # The worker runs a chunk's calls in a C loop, for which StopIteration means "no
+    # more calls": that call must still fail, and the calls after it run.
+    backend = make_backend(workers=1)
+    task = Task(
+        lambda x: next(iter(())) if x % 3 == 1 else x,
+        PositionalCalls(list(range(7)), unpack=False),
+        batch=True,
+    )
+    backend.submit(task)
+    outcomes = list(task.future.result(timeout=WAIT))
+    assert [value for ok, value in outcomes if ok] == [0, 2, 3, 5, 6]
+    failed = [value for ok, value in outcomes if not ok]
+    assert len(failed) == 2
+    assert all(isinstance(e, StopIteration) for e in failed)
+    assert "raised StopIteration" in str(failed[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 
 import pytest
@@ -77,7 +78,6 @@ def test_checked_factories_return_checked_subclasses(checks_on: object) -> None:
 
 def test_environment_variable_turns_checks_on_when_first_needed() -> None:
     import subprocess
-    import sys
 
     code = (
         "import fermion.sync as s, fermion.check as c\n"
@@ -195,6 +195,95 @@ def test_statistics_count_waiters() -> None:
     join_all(threads)
     assert got == [True]
     lock.release() if lock.statistics().owner == "MainThread" else None
+
+
+# -- the registry's record of holds ---------------------------------------------------------
+def _line_above() -> int:
+    return sys._getframe(1).f_lineno - 1
+
+
+def test_held_lists_the_threads_locks_oldest_first_even_after_out_of_order_releases() -> None:
+    from fermion.sync import _registry
+
+    a, b, c = CheckedLock(), CheckedRLock(), CheckedLock()
+    a.acquire(), b.acquire(), b.acquire(), c.acquire()
+    line = _line_above()
+    seen_elsewhere: list[list[object]] = []
+    me = threading.get_ident()
+    join_all(run_threads(lambda: seen_elsewhere.append([h.primitive for h in _registry.held(me)])))
+    try:
+        holds = _registry.held()
+        assert [h.primitive for h in holds] == [a, b, c]  # the re-entered RLock once
+        assert seen_elsewhere == [[a, b, c]]
+        assert {h.site.line for h in holds} == {line} and holds[0].site.file == __file__
+        a.release()  # hand-over-hand: not the newest hold
+        assert [h.primitive for h in _registry.held()] == [b, c]
+        b.release()
+        assert [h.primitive for h in _registry.held()] == [b, c]  # still entered once
+        b.release()
+        assert [h.primitive for h in _registry.held()] == [c]
+    finally:
+        c.release()
+    assert _registry.held() == []
+
+
+def test_a_lenient_lock_released_elsewhere_leaves_no_hold_behind() -> None:
+    from fermion.sync import _registry
+
+    signal, other = CheckedLock(strict=False), CheckedLock()
+    for _ in range(50):  # the lock-as-signal pattern: taken here, released by a helper
+        signal.acquire()
+        join_all(run_threads(signal.release))
+        assert _registry.held() == []
+        with other:  # the next acquire drops the stale entry from the chain
+            assert [h.primitive for h in _registry.held()] == [other]
+            assert _registry.thread_state().top == (other, None)
+    assert _registry.thread_state().top is None
+
+
+def test_acquire_listeners_get_the_lock_and_thread_and_the_site_on_demand() -> None:
+    from fermion.sync import _registry
+
+    events: list[tuple[str, object, int, int]] = []
+
+    class Listener:
+        def on_acquired(self, primitive: CheckedLock, thread: int) -> None:
+            events.append(("acquired", primitive, thread, primitive._fermion_site().line))
+
+        def on_released(self, primitive: CheckedLock, thread: int) -> None:
+            events.append(("released", primitive, thread, 0))
+
+    lock, listener = CheckedLock(), Listener()
+    _registry.add_listener(listener)
+    try:
+        with lock:
+            line = _line_above()
+    finally:
+        _registry.remove_listener(listener)
+    me = threading.get_ident()
+    assert events == [("acquired", lock, me, line), ("released", lock, me, 0)]
+    assert not _registry._on_any_acquire and not _registry._on_any_release
+
+
+def test_a_checked_event_seen_set_by_is_set_is_a_hand_off() -> None:
+    from fermion.sync import CheckedEvent, _registry
+
+    seen: list[tuple[object, int]] = []
+
+    class Listener:
+        def on_handoff_acquire(self, token: object, thread: int) -> None:
+            seen.append((token, thread))
+
+    event, listener = CheckedEvent(), Listener()
+    _registry.add_listener(listener)
+    try:
+        assert event.is_set() is False
+        assert seen == []  # nothing to see yet
+        event.set()
+        assert event.is_set() is True
+    finally:
+        _registry.remove_listener(listener)
+    assert seen == [(event, threading.get_ident())]
 
 
 # -- FairLock ----------------------------------------------------------------------------------

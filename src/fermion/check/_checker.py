@@ -332,12 +332,21 @@ class Checker:
             if acquisitions is not None:
                 others = acquisitions - wait.acquisitions_at_start
                 waited = now - wait.since
-                if self._starvation.wait_starves((id(wait), wait.since), waited, others):
+                # Keyed by primitive, thread and start: one finding per wait, also when
+                # the wait spans several blocking calls (see Wait.since).
+                wait_key = (id(primitive), wait.thread, wait.since)
+                if self._starvation.wait_starves(wait_key, waited, others):
+                    advice = getattr(primitive, "_fermion_starvation_advice", None)
                     self._starving(
                         f"starvation: thread {name!r} has waited {waited:.1f} s for "
                         f"{describe(primitive)} at {_where(wait.site)} while other threads "
-                        f"took it {others} times. Use fermion.sync.FairLock (FIFO hand-off) "
-                        "or hold the lock for less time.",
+                        f"took it {others} times. "
+                        + (
+                            advice()
+                            if advice is not None
+                            else "Use fermion.sync.FairLock (FIFO hand-off) or hold the lock "
+                            "for less time."
+                        ),
                         wait,
                     )
             streaks = getattr(primitive, "_fermion_streaks", None)

@@ -32,9 +32,9 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
-from typing import Any
+from typing import Any, cast
 
 from fermion.errors import WorkerCrashedError
 from fermion.executors._base import BatchOutcomes, Outcome, PositionalCalls, Task
@@ -74,12 +74,13 @@ class _Chunk:
         self.split_left = 0
 
 
-class ResultIterator(itertools.chain):  # type: ignore[type-arg]
+class ResultIterator(itertools.chain[Any]):
     """The results of a map/imap: each chunk's list of values is handed on at C speed
     (a generator would resume once per item); ``close()`` ends the iteration as a
     generator's would."""
 
     __slots__ = ("_source",)
+    _source: Generator[Iterable[Any], None, None]
 
     def close(self) -> None:
         """Stop: chunks not started are cancelled and nothing more is sent."""
@@ -155,18 +156,18 @@ class ChunkedRun:
 
     # -- the consumer ---------------------------------------------------------------
 
-    def results(
-        self, deadline: float | None, *, return_exceptions: bool = False
-    ) -> ResultIterator:
+    def results(self, deadline: float | None, *, return_exceptions: bool = False) -> ResultIterator:
         """The results; a call's exception is raised when reached (which ends the
         iteration), or yielded in its place with ``return_exceptions``. ``deadline``
         is in ``time.monotonic()`` seconds."""
         source = self._chunk_results(deadline, return_exceptions)
-        results = ResultIterator.from_iterable(source)
+        results = cast(ResultIterator, ResultIterator.from_iterable(source))
         results._source = source
         return results
 
-    def _chunk_results(self, deadline: float | None, return_exceptions: bool) -> Iterator[Any]:
+    def _chunk_results(
+        self, deadline: float | None, return_exceptions: bool
+    ) -> Generator[Iterable[Any], None, None]:
         """One iterable of results per chunk, in the order they are to be yielded."""
         try:
             while not self._closed:
@@ -187,7 +188,9 @@ class ChunkedRun:
         finally:
             self.close()
 
-    def _outcome_values(self, outcomes: Sequence[Outcome], return_exceptions: bool) -> Iterator[Any]:
+    def _outcome_values(
+        self, outcomes: Sequence[Outcome], return_exceptions: bool
+    ) -> Iterator[Any]:
         for ok, value in outcomes:
             if not ok and not return_exceptions:
                 self.close()  # the iteration ends here, as a generator's would
@@ -385,7 +388,11 @@ class ChunkedRun:
                 if error is not None and task.started_at is None and chunk.crash is not None:
                     error = chunk.crash  # the retry could not even be sent
                 assert chunk.retried is not None
-                chunk.retried[index] = (False, error) if error is not None else outcomes[0]
+                if error is not None:
+                    chunk.retried[index] = (False, error)
+                else:
+                    assert outcomes is not None
+                    chunk.retried[index] = outcomes[0]
                 chunk.split_left -= 1
                 if chunk.split_left == 0:
                     completed = self._chunk_done_locked(chunk)

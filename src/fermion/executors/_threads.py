@@ -214,6 +214,7 @@ class ThreadBackend(Backend):
                         return
                     task = self._queue.popleft()
                 self._run(worker, task)
+                del task  # an idle thread must not keep its last task's arguments alive
                 if worker.retired:
                     return
         finally:

@@ -15,10 +15,33 @@ longer referenced, at exit, and (by the pool) after a worker dies.
 
 from __future__ import annotations
 
-from fermion.sharing._array import SharedArray, shared_array, shared_copy
-from fermion.sharing._segments import sweep
-from fermion.sharing._transport import DEFAULT_THRESHOLD, SharedBuffer, SharedMemoryTransport
-from fermion.sharing._values import ProcessSharedLock, SharedCounter, SharedValue
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fermion.sharing._array import SharedArray, shared_array, shared_copy
+    from fermion.sharing._segments import sweep
+    from fermion.sharing._transport import (
+        DEFAULT_THRESHOLD,
+        SharedBuffer,
+        SharedMemoryTransport,
+    )
+    from fermion.sharing._values import ProcessSharedLock, SharedCounter, SharedValue
+
+#: Each public name and its module, imported on first use (PEP 562): the process pool's
+#: workers import this package for its transport and must not pay for NumPy at start-up.
+_LAZY = {
+    "DEFAULT_THRESHOLD": "fermion.sharing._transport",
+    "ProcessSharedLock": "fermion.sharing._values",
+    "SharedArray": "fermion.sharing._array",
+    "SharedBuffer": "fermion.sharing._transport",
+    "SharedCounter": "fermion.sharing._values",
+    "SharedMemoryTransport": "fermion.sharing._transport",
+    "SharedValue": "fermion.sharing._values",
+    "shared_array": "fermion.sharing._array",
+    "shared_copy": "fermion.sharing._array",
+    "sweep": "fermion.sharing._segments",
+}
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -32,3 +55,16 @@ __all__ = [
     "shared_copy",
     "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

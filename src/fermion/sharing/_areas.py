@@ -35,11 +35,12 @@ import sys
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from fermion.sharing import _segments
+
+if TYPE_CHECKING:  # imported where used: a worker starts without NumPy
+    import numpy as np
 
 __all__ = ["AreaRef", "CallerAreas", "NoSlotError", "WorkerAreas", "supported", "worker_areas"]
 
@@ -98,6 +99,8 @@ class CallerAreas:
         """Copy ``raw`` into an idle area (or a new one); returns the segment name,
         the reference to send, and the names of new segments (board, area) that the
         worker must still map and unlink."""
+        import numpy as np  # on first use: a worker starts without NumPy
+
         new_names: list[str] = []
         if self.board is None:
             self.board_name = self.names.next()
@@ -142,7 +145,11 @@ class CallerAreas:
         # write(2) fills fresh tmpfs pages fastest; map afterwards (MAP_POPULATE: the
         # page tables come in one go) to copy straight into them from the next use on.
         _segments.create_and_write(name, [raw], track=True, size=size)
-        mm, _ = _segments.map_segment(name, writable=True, unlink=False, populate=True)
+        try:
+            mm, _ = _segments.map_segment(name, writable=True, unlink=False, populate=True)
+        except BaseException:
+            _segments.unlink_segment(name)
+            raise
         if self.board is not None:
             self.board[slot] = 0
         area = _Area(name, slot, size, mm)
@@ -194,6 +201,8 @@ class WorkerAreas:
     def buffer(self, name: str, nbytes: int, ref: AreaRef) -> np.ndarray[Any, Any]:
         """A fresh writable view of ``nbytes`` of the area; when the last array built
         on it dies, the board tells the caller the area is free again."""
+        import numpy as np  # on first use: a worker starts without NumPy
+
         with self._lock:
             board = self._boards.get(ref.board)
             if board is None:

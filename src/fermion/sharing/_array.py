@@ -15,39 +15,17 @@ arguments of a task until the task is done.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import operator
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from fermion.sharing._mapped import MappedSegment
+from fermion.sharing._ownership import owned_arrays_by_content, owned_by_content
 
 __all__ = ["SharedArray", "owned_arrays_by_content", "shared_array", "shared_copy"]
-
-_owned_by_content: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "fermion_owned_by_content", default=False
-)
-
-
-@contextlib.contextmanager
-def owned_arrays_by_content() -> Iterator[None]:
-    """While active, shared arrays this process owns pickle by content, not by name.
-
-    For a worker sending a result: it drops its reference right after sending, which
-    would unlink the segment before the caller could open it. (By content, the
-    result still travels through shared memory when the process pool's transport
-    is on, and the caller gets it without a copy.)
-    """
-    token = _owned_by_content.set(True)
-    try:
-        yield
-    finally:
-        _owned_by_content.reset(token)
 
 
 def _normalise_shape(shape: Any) -> tuple[int, ...]:
@@ -136,7 +114,7 @@ class SharedArray(np.ndarray):
         if (
             segment is not None
             and self.is_shared
-            and not (segment.owner and _owned_by_content.get())
+            and not (segment.owner and owned_by_content.get())
         ):
             start = int(self.__array_interface__["data"][0])
             return (

@@ -40,10 +40,8 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import psutil
-
 from fermion.sharing import _areas, _segments
-from fermion.sharing._array import owned_arrays_by_content
+from fermion.sharing._ownership import owned_arrays_by_content
 from fermion.sharing._transport import (
     DEFAULT_THRESHOLD,
     SharedBuffer,
@@ -60,6 +58,7 @@ __all__ = [
     "send_buffers",
     "statistics",
     "sweep_dead_workers",
+    "sweep_dead_workers_if_due",
     "sweep_process",
 ]
 
@@ -134,6 +133,9 @@ def configure(*, threshold: int | None = DEFAULT_THRESHOLD) -> None:
 
 def _get_state() -> _ProcessState:
     global _state
+    state = _state  # fast path, no lock: set once per process, replaced after a fork
+    if state is not None and state.pid == os.getpid():
+        return state
     with _state_lock:
         if _state is None or _state.pid != os.getpid():
             _state = _ProcessState(_threshold)
@@ -399,6 +401,8 @@ def _pid_of(rest: str) -> int | None:
 
 def _is_running(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie is dead: it runs no code)."""
+    import psutil  # only the caller sweeps: workers start without it
+
     try:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
@@ -423,11 +427,24 @@ def dumps_context() -> Any:
     state = _get_state()
     if state.hands_over:
         return owned_arrays_by_content()
+    _sweep_if_due(state)
+    return contextlib.nullcontext()
+
+
+def sweep_dead_workers_if_due() -> None:
+    """The caller's periodic sweep of ``dumps_context``, alone: for messages pickled
+    without it (the codec's fast path for plain data, which can hold no shared array).
+    Does nothing in a pool worker."""
+    state = _get_state()
+    if not state.hands_over:
+        _sweep_if_due(state)
+
+
+def _sweep_if_due(state: _ProcessState) -> None:
     now = time.monotonic()
     if now >= state.next_dead_worker_sweep:
         state.next_dead_worker_sweep = now + DEAD_WORKER_SWEEP_INTERVAL
         sweep_dead_workers()
-    return contextlib.nullcontext()
 
 
 def _prune(pending: dict[int, list[str]]) -> None:

@@ -306,7 +306,8 @@ class CheckedBoundedSemaphore(_ORIGINAL_BOUNDED_SEMAPHORE):
 
 
 class CheckedEvent(_ORIGINAL_EVENT):
-    """``threading.Event`` with registered waits and hand-offs (set → wait returning True)."""
+    """``threading.Event`` with registered waits and hand-offs (set → wait returning True,
+    or is_set returning True: polling a set event sees the setter's past too)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -323,6 +324,13 @@ class CheckedEvent(_ORIGINAL_EVENT):
         if got and _on_handoff_acquire:
             _handoff_acquire(self)
         return bool(got)
+
+    def is_set(self) -> bool:
+        """Whether the flag is set; seeing it set is a hand-off, as ``wait()`` returning True."""
+        flag: bool = self._flag  # type: ignore[attr-defined]
+        if flag and _on_handoff_acquire:
+            _handoff_acquire(self)
+        return flag
 
     def _fermion_describe(self) -> str:
         return f"Event (created at {self._fermion_created})"

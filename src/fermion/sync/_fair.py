@@ -10,7 +10,10 @@ writer in; its ``policy`` says who goes first when both wait:
 * ``"writers"``: a waiting writer blocks new readers (readers may starve).
 
 When checks are on at creation, waits on both are registered (stalls are reported)
-and a FairLock takes part in deadlock and lock-order checks like a checked Lock.
+and a FairLock takes part in deadlock and lock-order checks like a checked Lock. A
+checked RWLock also counts its admissions and marks each waiter's whole wait for
+admission (across the wake-ups its policy sends it back to sleep from), so the
+starvation check sees a writer that readers keep passing under ``"readers"``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import itertools
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from fermion.sync import _registry
@@ -217,10 +220,9 @@ class RWLock:
             )
         self.policy = policy
         mutex = _allocate_lock()
+        self._checked = checks_enabled()
         self._cond: Any = (
-            CheckedCondition(mutex, _target=self)
-            if checks_enabled()
-            else threading.Condition(mutex)
+            CheckedCondition(mutex, _target=self) if self._checked else threading.Condition(mutex)
         )
         self._readers: dict[int, int] = {}  # thread -> read depth
         self._writer: int | None = None
@@ -229,6 +231,11 @@ class RWLock:
         self._waiting_readers = 0
         self._waiting_writers = 0
         self._created = caller_site()
+        # Read by the starvation check: admissions so far (readers and writers), and per
+        # waiting thread (checked only) when its wait for admission began and the
+        # admissions then — one episode across all the condition waits it takes.
+        self._fermion_acquisitions = 0
+        self._fermion_episodes: dict[int, tuple[float, int]] = {}
 
     # -- admission rules -----------------------------------------------------------
     def _reader_may_enter(self, ticket: int) -> bool:
@@ -246,6 +253,22 @@ class RWLock:
         if self.policy == "fair":
             return bool(self._queue) and self._queue[0][0] == ticket
         return True
+
+    def _admit(
+        self, me: int, may_enter: Callable[[], bool], blocking: bool, timeout: float | None
+    ) -> bool:
+        """Wait (holding the condition) until *may_enter*; one starvation episode."""
+        if may_enter():
+            return True
+        if not blocking:
+            return False
+        if self._checked:
+            self._fermion_episodes[me] = (monotonic(), self._fermion_acquisitions)
+        try:
+            return bool(self._cond.wait_for(may_enter, timeout))
+        finally:
+            if self._checked:
+                del self._fermion_episodes[me]
 
     # -- reading ---------------------------------------------------------------------
     def acquire_read(self, blocking: bool = True, timeout: float | None = None) -> bool:
@@ -266,14 +289,13 @@ class RWLock:
             self._queue.append((ticket, "r"))
             self._waiting_readers += 1
             try:
-                ok = self._cond.wait_for(
-                    lambda: self._reader_may_enter(ticket), wait_timeout if blocking else 0
-                )
+                ok = self._admit(me, lambda: self._reader_may_enter(ticket), blocking, wait_timeout)
             finally:
                 self._waiting_readers -= 1
                 self._queue.remove((ticket, "r"))
             if ok:
                 self._readers[me] = 1
+                self._fermion_acquisitions += 1
             self._cond.notify_all()  # the next reader in line may enter too
             return bool(ok)
 
@@ -310,14 +332,13 @@ class RWLock:
             self._queue.append((ticket, "w"))
             self._waiting_writers += 1
             try:
-                ok = self._cond.wait_for(
-                    lambda: self._writer_may_enter(ticket), wait_timeout if blocking else 0
-                )
+                ok = self._admit(me, lambda: self._writer_may_enter(ticket), blocking, wait_timeout)
             finally:
                 self._waiting_writers -= 1
                 self._queue.remove((ticket, "w"))
             if ok:
                 self._writer = me
+                self._fermion_acquisitions += 1
             else:
                 self._cond.notify_all()  # readers held back by this writer may go
             return bool(ok)
@@ -333,23 +354,13 @@ class RWLock:
             self._writer = None
             self._cond.notify_all()
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self) -> _Held:
         """``with rw.read():`` — hold the lock as a reader for the block."""
-        self.acquire_read()
-        try:
-            yield
-        finally:
-            self.release_read()
+        return _Held(self.acquire_read, self.release_read)
 
-    @contextmanager
-    def write(self) -> Iterator[None]:
+    def write(self) -> _Held:
         """``with rw.write():`` — hold the lock as the writer for the block."""
-        self.acquire_write()
-        try:
-            yield
-        finally:
-            self.release_write()
+        return _Held(self.acquire_write, self.release_write)
 
     def statistics(self) -> RWLockStatistics:
         """A snapshot of who is inside and who waits."""
@@ -364,9 +375,35 @@ class RWLock:
     def _fermion_describe(self) -> str:
         return f"RWLock(policy={self.policy!r}) (created at {self._created})"
 
+    def _fermion_starvation_advice(self) -> str:
+        if self.policy == "fair":
+            return "Hold the lock for less time."
+        passed_over = "writers" if self.policy == "readers" else "readers"
+        return (
+            f"Its policy {self.policy!r} lets the other side pass waiting {passed_over}: "
+            'use RWLock(policy="fair") (arrival order) or hold the lock for less time.'
+        )
+
     def __repr__(self) -> str:
         s = self.statistics()
         return (
             f"<fermion.sync.RWLock policy={self.policy!r} readers={s.readers} writer={s.writer!r} "
             f"waiting={s.waiting_readers}r/{s.waiting_writers}w>"
         )
+
+
+class _Held:
+    """What :meth:`RWLock.read` and :meth:`RWLock.write` return: a plain context manager
+    (not a generator one, so a wait inside is reported at the user's ``with`` line)."""
+
+    __slots__ = ("_acquire", "_release")
+
+    def __init__(self, acquire: Callable[[], bool], release: Callable[[], None]) -> None:
+        self._acquire = acquire
+        self._release = release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()

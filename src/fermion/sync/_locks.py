@@ -155,7 +155,7 @@ class CheckedLock:
         """Acquire the lock, as ``threading.Lock.acquire``; see the module doc."""
         if timeout == -1 and self._block.acquire(False):
             try:
-                state = _tls.state
+                state: ThreadState = _tls.state
             except AttributeError:
                 state = thread_state()
             frame = _getframe(1)
@@ -175,7 +175,7 @@ class CheckedLock:
     def __enter__(self) -> bool:
         if self._block.acquire(False):
             try:
-                state = _tls.state
+                state: ThreadState = _tls.state
             except AttributeError:
                 state = thread_state()
             frame = _getframe(1)
@@ -275,7 +275,7 @@ class CheckedLock:
     def release(self) -> None:
         """Release the lock; a strict lock refuses a thread that does not own it."""
         try:
-            state = _tls.state
+            state: ThreadState = _tls.state
         except AttributeError:
             self._release_foreign()
             return
@@ -294,7 +294,7 @@ class CheckedLock:
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         try:
-            state = _tls.state
+            state: ThreadState = _tls.state
         except AttributeError:
             self._release_foreign()
             return
@@ -415,7 +415,7 @@ class CheckedRLock:
         """Acquire the lock or enter it once more, as ``threading.RLock.acquire``."""
         if timeout == -1:
             try:
-                state = _tls.state
+                state: ThreadState = _tls.state
             except AttributeError:
                 state = thread_state()
             if self._holder is state:
@@ -429,7 +429,7 @@ class CheckedRLock:
 
     def __enter__(self) -> bool:
         try:
-            state = _tls.state
+            state: ThreadState = _tls.state
         except AttributeError:
             state = thread_state()
         if self._holder is state:
@@ -514,11 +514,11 @@ class CheckedRLock:
 
     def release(self) -> None:
         """Leave the lock once; the last release frees it. Only the owner may release."""
-        state = getattr(_tls, "state", None)
         holder = self._holder
-        if holder is None or holder is not state:
-            if holder is None:
-                raise RuntimeError("cannot release un-acquired lock")
+        if holder is None:
+            raise RuntimeError("cannot release un-acquired lock")
+        current: ThreadState | None = getattr(_tls, "state", None)
+        if holder is not current:
             raise RuntimeError(
                 f"cannot release {self._describe()}: it is held by thread "
                 f"{thread_name(holder.ident)!r} (taken at {self._fermion_site()}), not by the "
@@ -526,11 +526,11 @@ class CheckedRLock:
             )
         self._count -= 1
         if self._count == 0:
-            self._free(state)
+            self._free(holder)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         try:
-            state = _tls.state
+            state: ThreadState = _tls.state
         except AttributeError:
             self.release()  # raises the right error
             return
@@ -578,12 +578,13 @@ class CheckedRLock:
         if self._count == 0:
             raise RuntimeError("cannot release un-acquired lock")
         holder = self._holder
-        if holder is None or holder is not getattr(_tls, "state", None):
+        current: ThreadState | None = getattr(_tls, "state", None)
+        if holder is None or holder is not current:
             raise RuntimeError("cannot release a lock held by another thread")
-        state = (self._count, holder.ident)
+        saved = (self._count, holder.ident)
         self._count = 0
         self._free(holder)
-        return state
+        return saved
 
     def _acquire_restore(self, state: tuple[int, int | None]) -> None:
         count, _owner = state

@@ -162,7 +162,10 @@ class Wait:
     whether the wait could complete now (e.g. the lock is free, the event is set); the
     stall check uses it to tell a real stall from a hand-off in flight. ``owners``
     returns the thread idents the waiter waits *for* (the owner of a lock, the joined
-    thread), empty when nobody in particular can release it.
+    thread), empty when nobody in particular can release it. ``since`` and
+    ``acquisitions_at_start`` (what the starvation check compares) come from the
+    primitive's ``_fermion_episodes[thread]`` when it has one for the thread (a wait
+    that spans several blocking calls), else from now.
     """
 
     __slots__ = (
@@ -192,8 +195,16 @@ class Wait:
         self.ready = ready
         self.owners = owners
         self.thread = get_ident()
-        self.since = time.monotonic()
-        self.acquisitions_at_start = getattr(primitive, "_fermion_acquisitions", 0)
+        # A primitive whose one logical wait spans several blocking calls (an RWLock
+        # waiter woken and sent back by its policy) names when it began and the
+        # primitive's acquisitions then, so starvation is judged on the whole wait.
+        episodes = getattr(primitive, "_fermion_episodes", None)
+        episode = episodes.get(self.thread) if episodes else None
+        if episode is None:
+            self.since = time.monotonic()
+            self.acquisitions_at_start = getattr(primitive, "_fermion_acquisitions", 0)
+        else:
+            self.since, self.acquisitions_at_start = episode
         self._abort_error: BaseException | None = None
         # False until the wait listeners (the deadlock check) have run and the thread
         # really blocks; a stall check must not count a thread still in that step.
@@ -228,11 +239,7 @@ class ThreadState:
         node = self.top
         while node is not None:
             primitive = node[0]
-            if (
-                primitive is not exclude
-                and primitive._holder is self
-                and id(primitive) not in seen
-            ):
+            if primitive is not exclude and primitive._holder is self and id(primitive) not in seen:
                 seen.add(id(primitive))
                 out.append(primitive)
             node = node[1]
@@ -273,7 +280,9 @@ def _chain(holds: list[Any]) -> tuple[Any, Any] | None:
     return top
 
 
-def push_nested(primitive: object, state: ThreadState, top: tuple[Any, Any]) -> tuple[Any, Any] | None:
+def push_nested(
+    primitive: object, state: ThreadState, top: tuple[Any, Any]
+) -> tuple[Any, Any] | None:
     """The chain to put *primitive* on, when the thread already has holds; runs the
     lock-order listeners (which may raise: the caller then gives the lock back).
 

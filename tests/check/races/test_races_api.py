@@ -32,6 +32,20 @@ def bump_locked(lock: threading.Lock) -> None:
         shared_total += 1
 
 
+signal_total = 0
+
+
+def bump_signal_total() -> None:
+    global signal_total
+    signal_total += 1
+
+
+def bump_signal_total_locked(lock: threading.Lock) -> None:
+    global signal_total
+    with lock:
+        signal_total += 1
+
+
 def run_threads(fn: Callable[[], None], n: int = 3) -> None:
     threads = [threading.Thread(target=fn) for _ in range(n)]
     for t in threads:
@@ -92,3 +106,31 @@ def test_include_must_be_a_sequence_of_patterns() -> None:
 def test_start_rejects_a_non_string_script() -> None:
     with pytest.raises(TypeError, match="script_path must be a str"):
         race_session.start(123, [])  # type: ignore[arg-type]
+
+
+def test_a_session_instruments_thread_start_and_join_once_through_the_registry() -> None:
+    from fermion.check import _patch
+
+    original_start, original_join = threading.Thread.start, threading.Thread.join
+    with races():
+        # patch_threading's instrumentation carries the start/join hand-offs; the race
+        # session adds no second wrapper around them.
+        assert threading.Thread.start is _patch._checked_start
+        assert threading.Thread.join is _patch._checked_join
+    assert (threading.Thread.start, threading.Thread.join) == (original_start, original_join)
+
+
+def test_a_lock_released_by_another_thread_leaves_the_holders_lockset() -> None:
+    with races() as report:
+        signal = threading.Lock()  # threading's semantics: any thread may release it
+        signal.acquire()
+        helper = threading.Thread(target=signal.release)
+        helper.start()
+        helper.join(30)
+        signal.acquire()  # taken and given back again: this thread holds nothing now
+        signal.release()
+        other = threading.Thread(target=bump_signal_total_locked, args=(signal,))
+        other.start()
+        bump_signal_total()  # unprotected, concurrent with `other`'s locked update
+        other.join(30)
+    assert any("data race on signal_total" in f.message for f in report.findings), report.to_text()

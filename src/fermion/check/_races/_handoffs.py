@@ -8,17 +8,19 @@
 * Release→acquire of an *exclusive* lock (Lock, RLock, FairLock) is deliberately not a
   happens-before edge: the lockset covers locks, and ignoring which thread happened to
   take a lock first is what makes the verdict independent of the schedule.
-* Thread start/join, ``Event.is_set()`` returning True (like ``wait()`` returning
-  True), ``concurrent.futures.Future`` (``set_result`` → ``result()``) and
+* Thread start and join come through the registry too: ``patch_threading`` (which every
+  race session applies) emits the ``("thread-start", thread)`` and
+  ``("thread-exit", thread)`` hand-offs, and a checked Event emits ``is_set()``
+  returning True like ``wait()`` returning True.
+* ``concurrent.futures.Future`` (``set_result`` → ``result()``) and
   ``ThreadPoolExecutor.submit`` (submit → the task runs) are patched here
-  (:class:`ThreadingPatches`), so they hold even for code that bypasses the registry.
+  (:class:`ThreadingPatches`): they use no checked primitive the registry would see.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
-import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -61,7 +63,7 @@ def _run_after_submit(token: Hashable, fn: Callable[..., Any], /, *args: Any, **
 
 
 class ThreadingPatches:
-    """Patches Thread, Future and ThreadPoolExecutor for happens-before edges; undoable."""
+    """Patches Future and ThreadPoolExecutor for happens-before edges; undoable."""
 
     def __init__(self) -> None:
         self._saved: list[tuple[object, str, object]] = []
@@ -74,21 +76,6 @@ class ThreadingPatches:
         """Apply the patches (once)."""
         if self._saved:
             return
-        start = threading.Thread.start
-        join = threading.Thread.join
-
-        @functools.wraps(start)
-        def thread_start(thread: threading.Thread) -> None:
-            if _runtime.is_active():
-                _runtime.thread_starting(thread)
-            start(thread)
-
-        @functools.wraps(join)
-        def thread_join(thread: threading.Thread, timeout: float | None = None) -> None:
-            join(thread, timeout)
-            if _runtime.is_active() and not thread.is_alive():
-                _runtime.thread_joined(thread)
-
         set_result = Future.set_result
         set_exception = Future.set_exception
         result = Future.result
@@ -124,19 +111,6 @@ class ThreadingPatches:
                 if _runtime.is_active() and future.done():
                     _runtime.handoff_acquire(future)
 
-        # threading.Event may be patch_threading's subclass by now: patch the class
-        # that defines is_set.
-        event_class = next(c for c in threading.Event.__mro__ if "is_set" in c.__dict__)
-        is_set = event_class.is_set  # type: ignore[attr-defined]
-
-        @functools.wraps(is_set)
-        def event_is_set(event: threading.Event) -> bool:
-            # Polling a set event sees the setter's past, as wait() returning True does.
-            flag = is_set(event)
-            if flag and _runtime.is_active():
-                _runtime.handoff_acquire(event)
-            return flag
-
         submit: Callable[..., Future[Any]] = ThreadPoolExecutor.submit
 
         @functools.wraps(submit)
@@ -149,9 +123,6 @@ class ThreadingPatches:
             _runtime.handoff_release(token)
             return submit(executor, _run_after_submit, token, fn, *args, **kwargs)
 
-        self._patch(event_class, "is_set", event_is_set)
-        self._patch(threading.Thread, "start", thread_start)
-        self._patch(threading.Thread, "join", thread_join)
         self._patch(Future, "set_result", future_set_result)
         self._patch(Future, "set_exception", future_set_exception)
         self._patch(Future, "result", future_result)

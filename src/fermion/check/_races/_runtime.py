@@ -17,7 +17,6 @@ This module has no import-time side effects; :func:`activate` / :func:`deactivat
 from __future__ import annotations
 
 import _thread
-import contextlib
 import threading
 import types
 import weakref
@@ -129,16 +128,10 @@ def _new_state() -> ThreadState:
 
 
 def _adopt(st: ThreadState, thread: threading.Thread) -> None:
-    """Tie *st* to its Thread object: its name, its start edge, and join's edge back."""
+    """Tie *st* to its Thread object: the name its findings show. (The start and join
+    edges come through the registry: patch_threading's thread hand-offs.)"""
     st.name = thread.name
     _names[st.tid] = thread.name
-    start = getattr(thread, "_fermion_race_start", None)
-    if start is not None and start[0] == _generation:
-        with _lock:
-            _detector.acquire(st.tid, start[1])
-    # A thread class with __slots__ gets no join edge; no harm beyond that.
-    with contextlib.suppress(AttributeError):
-        thread._fermion_race_state = (_generation, st)  # type: ignore[attr-defined]
 
 
 def state() -> ThreadState:
@@ -468,15 +461,41 @@ def lock_released(lock: Hashable) -> None:
 _EXCLUSIVE_LOCK_TYPES: frozenset[type] = frozenset({CheckedLock, CheckedRLock, FairLock})
 
 
+# Locks another thread released for their holder (a lenient Lock used as a signal):
+# holder ident -> locks. Only the holder changes its own lockset, at its next lock event;
+# until then its accesses still count the lock (a race may be missed, none invented).
+_foreign_released: dict[int, list[Hashable]] = {}
+
+
+def _drop_foreign_releases() -> None:
+    with _lock:
+        pending = _foreign_released.pop(_thread.get_ident(), None)
+    if pending:
+        counts = state().lock_counts
+        for lock in pending:
+            if lock in counts:
+                counts[lock] = 1
+                lock_released(lock)
+
+
 def on_acquired(primitive: Hashable, thread: int) -> None:
     """Registry event: a checked lock was acquired by the calling thread."""
     if _enabled:
+        if _foreign_released:
+            _drop_foreign_releases()
         lock_acquired(primitive)
 
 
 def on_released(primitive: Hashable, thread: int) -> None:
-    """Registry event: a checked lock is about to be released by the calling thread."""
+    """Registry event: thread *thread* gives up a checked lock (the caller, or for a
+    lenient Lock released by another thread, the holder)."""
     if _enabled:
+        if thread != _thread.get_ident():
+            with _lock:
+                _foreign_released.setdefault(thread, []).append(primitive)
+            return
+        if _foreign_released:
+            _drop_foreign_releases()
         lock_released(primitive)
 
 
@@ -516,24 +535,6 @@ def discard_token(token: Hashable) -> None:
         _detector.discard_token(token)
 
 
-def thread_starting(thread: threading.Thread) -> None:
-    """Called in the parent before ``thread.start()``: the parent's past happens-before the child."""
-    token = ("thread-start", id(thread), object())
-    handoff_release(token)
-    thread._fermion_race_start = (_generation, token)  # type: ignore[attr-defined]
-
-
-def thread_joined(thread: threading.Thread) -> None:
-    """Called after ``thread.join()`` returned with *thread* finished."""
-    child = getattr(thread, "_fermion_race_state", None)
-    if child is None or child[0] != _generation:
-        return
-    st = state()
-    with _lock:
-        _detector.join(st.tid, child[1].tid)
-    st.new_epoch()
-
-
 # -- session control ------------------------------------------------------------------------
 
 
@@ -550,6 +551,7 @@ def activate() -> None:
         _names.clear()
         _with_lock.clear()
         _without_lock.clear()
+        _foreign_released.clear()
     _enabled = True
 
 
@@ -582,9 +584,7 @@ __all__ += [
     "is_active",
     "lock_acquired",
     "lock_released",
-    "thread_joined",
     "thread_name",
-    "thread_starting",
 ]
 # Silence "imported but unused" for names the rewriter's site kinds document.
 _KINDS = (ATTR, CELL, ITEM, UPDATE)

@@ -48,6 +48,7 @@ __all__ = [
 
 PROTOCOL = 5
 _COUNT = struct.Struct("!I")
+_NO_BUFFERS = _COUNT.pack(0)
 
 
 class Encoded:
@@ -64,11 +65,54 @@ class Encoded:
         return self.head.nbytes + sum(memoryview(b).nbytes for b in self.buffers)
 
 
+#: Types whose pickles are the same with the plain pickler as with cloudpickle, that
+#: never produce an out-of-band buffer and never hold a shared array (exact types only:
+#: a subclass may reduce itself any way it likes).
+_PLAIN_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+_PLAIN_CONTAINERS = frozenset({tuple, list, dict})
+#: The fast path walks at most this many objects; bigger messages take the full path,
+#: whose cost then dwarfs the few microseconds the fast path saves.
+_PLAIN_LIMIT = 64
+
+
+def _is_plain(obj: Any) -> bool:
+    """Whether ``obj`` is made only of plain scalars in tuples, lists and dicts, with at
+    most ``_PLAIN_LIMIT`` objects in all (the pool's control messages and small tasks)."""
+    todo = [obj]
+    seen = 0
+    while todo:
+        item = todo.pop()
+        seen += 1
+        if seen > _PLAIN_LIMIT:
+            return False
+        kind = type(item)
+        if kind in _PLAIN_SCALARS:
+            continue
+        if kind in _PLAIN_CONTAINERS:
+            if kind is dict:
+                todo.extend(item.keys())
+                todo.extend(item.values())
+            else:
+                todo.extend(item)
+            continue
+        return False
+    return True
+
+
 def encode(obj: Any) -> Encoded:
     """Pickle ``obj`` with cloudpickle, taking large buffers out of band.
 
+    Small messages of plain data (see ``_is_plain``) take a fast path: the C pickler,
+    no cloudpickle and no shared-memory hooks (they can hold no buffer and no shared
+    array), only the caller's periodic sweep of dead workers' segments.
+
     Raises whatever the pickler raises; callers turn that into SerializationError.
     """
+    if _is_plain(obj):
+        _shared_memory.sweep_dead_workers_if_due()  # shared-memory transport (issue 6)
+        # A count of 0 out-of-band buffers, then the pickle (one small copy, cheaper
+        # than a Pickler on a BytesIO).
+        return Encoded(memoryview(_NO_BUFFERS + pickle.dumps(obj, protocol=PROTOCOL)), [])
     buffers: list[pickle.PickleBuffer] = []
     out = io.BytesIO()
     out.write(b"\0\0\0\0")  # room for the buffer count: no copy to prepend it later

@@ -521,12 +521,12 @@ def _failure(task: Task, index: int, failure: Any) -> BaseException:
     if isinstance(failure, _worker.UnpicklableResult):
         reason = failure.reason
         return SerializationError(
-                f"{task.describe()}: the result{where} of type {failure.type_name} cannot be "
-                f"pickled to send it back from the worker process ({reason}); return something "
-                "picklable",
-                task=task.describe(),
-                what=f"result{where}",
-                type_name=failure.type_name,
+            f"{task.describe()}: the result{where} of type {failure.type_name} cannot be "
+            f"pickled to send it back from the worker process ({reason}); return something "
+            "picklable",
+            task=task.describe(),
+            what=f"result{where}",
+            type_name=failure.type_name,
             reason=reason,
         )
     if isinstance(failure, _worker.RemoteErrorInfo):

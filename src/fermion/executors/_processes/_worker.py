@@ -152,7 +152,18 @@ def run_calls(
             failures[len(values)] = (exc, "".join(traceback.format_exception(exc)))
             values.append(None)
             continue
-        return values, failures
+        if len(values) == len(calls):
+            return values, failures
+        # A call raised StopIteration, which ``extend`` takes for the end of the calls
+        # (and swallows): that call failed; the calls after it have not run yet.
+        lost = StopIteration(f"{describe(fn)} raised StopIteration")
+        failures[len(values)] = (lost, f"{lost} (its traceback is lost in the worker)\n")
+        values.append(None)
+
+
+def describe(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    return f"{module}.{getattr(fn, '__qualname__', None) or fn!r}"
 
 
 def _exit_when_parent_dies(alive_conn: Connection) -> None:
