@@ -45,6 +45,17 @@ def test_one_section_runs_alone_and_writes_the_report(tmp_path: Path) -> None:
     assert 'id="starvation"' in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
+def test_a_relative_out_folder_works_for_the_checked_programs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default --out is relative ("fermion-tour"), while the checked programs run with
+    # their own folder as working directory: the tour must hand them absolute paths.
+    monkeypatch.chdir(tmp_path)
+    report = run_tour("relative-out", quick=True, only=["deadlock"], echo=lambda text: None)
+    assert report.ok, report.sections[0].failures
+    assert (tmp_path / "relative-out" / "index.html").exists()
+
+
 def test_a_failed_step_is_reported_and_the_section_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,7 +84,8 @@ def run_tour(
         raise ValueError(
             f"unknown tour section(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)}"
         )
-    folder = Path(out)
+    # absolute: the checked programs run with their own folder as working directory
+    folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     transcript: list[str] = []
 
