@@ -42,8 +42,10 @@ def find_interpreter(version: str) -> str:
 
 
 def _tests(session: nox.Session) -> None:
-    # uproot/awkward (the examples extra) ship no free-threaded wheels; those tests skip there
-    extras = "test,plot,dask" if session.name.endswith("t") else "test,plot,dask,examples"
+    # Free-threaded 3.13t: uproot/awkward (examples) ship no wheels for it, and Dask's worker
+    # processes crash there (signal 11, seen in CI), so both extras are left out and their
+    # tests skip with the reason; the dask backend's missing-extra error is tested there.
+    extras = "test,plot" if session.name.endswith("t") else "test,plot,dask,examples"
     session.install("--prefer-binary", "-e", f".[{extras}]")
     session.run("python", "-m", "pytest", "--durations=10", *session.posargs)
 
