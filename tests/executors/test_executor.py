@@ -11,6 +11,7 @@ import concurrent.futures
 import gc
 import itertools
 import math
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -375,6 +376,12 @@ def test_map_frees_its_arguments_without_the_garbage_collector(
 ) -> None:
     # No reference cycle may hold a map's calls: a big argument must go as soon as the
     # map is done with it and the caller drops it, not at the collector's next pass.
+    if not getattr(sys, "_is_gil_enabled", lambda: True)() and executor.backend_name != "serial":
+        # Free-threaded CPython frees an object released by a thread other than the one
+        # that made it only once that thread merges its queue (biased reference
+        # counting), so "freed at once" cannot be observed across threads there. The
+        # same code is checked for cycles on the GIL builds.
+        pytest.skip("free-threaded builds defer frees of objects released by other threads")
     argument = np.ones(10)
     alive = weakref.ref(argument)
     gc.disable()
