@@ -220,6 +220,22 @@ def advise_huge_pages(mm: mmap.mmap) -> None:
         mm.madvise(_MADV_HUGEPAGE)
 
 
+def _open_new(name: str, *, track: bool) -> int:
+    """Create segment ``name`` (it must not exist) and return its descriptor; with
+    ``track`` the name joins this process's ledger first, and leaves it if creation fails."""
+    if _posixshmem is None:  # pragma: no cover - callers check the platform first
+        raise RuntimeError("POSIX shared memory is not available on this platform")
+    if track:
+        ledger.add(name)
+    try:
+        return int(
+            _posixshmem.shm_open(_shm_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+        )
+    except BaseException:
+        ledger.discard(name)
+        raise
+
+
 def create_and_write(
     name: str, chunks: Sequence[memoryview], *, track: bool = True, size: int | None = None
 ) -> int:
@@ -238,13 +254,7 @@ def create_and_write(
             "create_and_write needs POSIX shared memory; on this platform fermion "
             "sends buffers through the pipe instead"
         )
-    if track:
-        ledger.add(name)
-    try:
-        fd = _posixshmem.shm_open(_shm_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
-    except BaseException:
-        ledger.discard(name)
-        raise
+    fd = _open_new(name, track=track)
     try:
         if _write_syscall_supported:
             written = _write_all(fd, chunks)
@@ -280,13 +290,7 @@ def create_empty(name: str, size: int, *, track: bool = True) -> tuple[mmap.mmap
             "fermion's shared arrays and values need POSIX shared memory (Linux, macOS); "
             "they are not available on this platform yet: pass ordinary arrays instead"
         )
-    if track:
-        ledger.add(name)
-    try:
-        fd = _posixshmem.shm_open(_shm_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
-    except BaseException:
-        ledger.discard(name)
-        raise
+    fd = _open_new(name, track=track)
     try:
         os.ftruncate(fd, size)
         mm = mmap.mmap(fd, size)
