@@ -127,3 +127,29 @@ class LoadsNowhere:
 
     def __call__(self) -> None:
         return None
+
+
+def touch(path: str) -> int:
+    """Leave a mark that this task ran."""
+    Path(path).write_text(str(os.getpid()))
+    return os.getpid()
+
+
+def touch_then_wait(path: str, go: str, timeout: float = 60.0) -> int:
+    """Say "I started" through a file, then run until the file ``go`` exists."""
+    Path(path).write_text(str(os.getpid()))
+    if not wait_for_file(go, timeout):
+        raise TimeoutError(f"{go} never appeared")
+    return os.getpid()
+
+
+def touch_then_die(path: str, go: str, timeout: float = 60.0) -> None:
+    """Say "I started", wait for ``go``, then SIGKILL this worker."""
+    touch_then_wait(path, go, timeout)
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(10)
+
+
+def nap(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

@@ -6,10 +6,19 @@ pool's own thread calls its methods, each one an event: a command from a user th
 sentinel fired (it died), a deadline passed. No other object writes its fields and it
 takes no locks; user threads reach it only through the command inbox of ``ProcessPool``.
 
-Failures stay local: a worker that dies fails only the task it held and is replaced at
-once; a task that times out or is killed costs only its worker. The pool breaks as a
-whole only when workers cannot start at all (initializer fails, or they die while
-starting several times in a row).
+Failures stay local: a worker that dies fails only the task it was running and is
+replaced at once; a task that times out or is killed costs only its worker. The pool
+breaks as a whole only when workers cannot start at all (initializer fails, or they die
+while starting several times in a row).
+
+While tasks are short, each busy worker also holds its next task (``Worker.next_task``):
+it starts it the moment it sends the last result, instead of idling while the result
+travels and the pool's thread wakes up to send the next one (on a loaded machine that
+hand-off takes a good part of a millisecond). The next task has not started, so when the
+worker dies, is killed or retires before reaching it, it goes back to the front of the
+queue, and a crash is still blamed on the one task that was running. Long tasks are not
+handed out in advance: the gap is a negligible share of them, and a task waiting behind
+a long one could not move to a worker that frees up sooner.
 """
 
 from __future__ import annotations
@@ -48,6 +57,15 @@ FUNCTION_IDS = 1024
 START_FAILURES_TO_BREAK = 3
 #: How long a worker told to stop may take before it is killed.
 STOP_GRACE_S = 5.0
+#: A busy worker is handed its next task in advance only while tasks take less than this
+#: (the last one and the mean of recent ones): below it the hand-off gap is a visible
+#: share of a task.
+PREFETCH_BELOW_S = 0.25
+#: Weight of the newest task in the running mean of task durations.
+DURATION_WEIGHT = 0.25
+#: A worker told to skip its next task answers at once; one silent this long is taken to
+#: be running it (the "skip" came too late) and is killed.
+SKIP_GRACE_S = 1.0
 
 
 class WorkerState(enum.Enum):
@@ -64,18 +82,49 @@ _LIVE = (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
 
 
 class Worker:
-    """The pool's record of one worker process."""
+    """The pool's record of one worker process.
 
-    __slots__ = ("deadline", "handle", "known_functions", "pid", "result_open", "state", "task")
+    ``task`` is the task it runs (state BUSY); ``next_task`` one it was sent in advance
+    and has not started (see the module doc); ``next_killed`` says that task was killed
+    while it waited and the worker was told to skip it; ``skipping``: the worker has
+    reached that task and its answer to "skip" is awaited (anything else it sends
+    before it belongs to the killed task).
+    """
+
+    __slots__ = (
+        "deadline",
+        "gone",
+        "handle",
+        "known_functions",
+        "next_function",
+        "next_killed",
+        "next_task",
+        "pid",
+        "result_open",
+        "skipping",
+        "state",
+        "task",
+        "task_function",
+        "tasks_sent",
+    )
 
     def __init__(self, handle: _start.WorkerHandle) -> None:
         self.handle = handle
         self.pid: int = handle.process.pid
         self.state = WorkerState.STARTING
         self.task: Task | None = None
+        self.next_task: Task | None = None
+        self.next_killed = False
+        self.tasks_sent = 0
+        self.gone = False  # its task pipe is broken: it exited or died
+        self.skipping = False
         self.deadline: float | None = None
         self.result_open = True
-        self.known_functions: OrderedDict[int, None] = OrderedDict()
+        #: Function ids the worker holds (or was sent), and whether it answered a task
+        #: that used it (so it surely loaded it).
+        self.known_functions: OrderedDict[int, bool] = OrderedDict()
+        self.task_function = -1  # the function id of ``task``
+        self.next_function = -1  # ... of ``next_task``
 
     @property
     def sentinel(self) -> int:
@@ -106,6 +155,8 @@ class PoolState:
         self._pickled_functions = PickledFunctions()
         self._next_function_id = 0
         self._start_failures = 0
+        self._mean_duration: float | None = None  # of recent tasks, for sending ahead
+        self._last_duration: float | None = None
         self.broken: BrokenExecutor | None = None
         self.shutting_down = False
         self.counts = dict.fromkeys(
@@ -115,6 +166,7 @@ class PoolState:
                 "tasks_completed",
                 "tasks_timed_out",
                 "tasks_killed",
+                "tasks_sent_ahead",
                 "functions_sent",
             ),
             0,
@@ -129,19 +181,31 @@ class PoolState:
             self.pending.append(task)
 
     def kill(self, task: Task) -> bool:
-        """Kill the worker running ``task``; False if no worker is running it."""
+        """Kill the worker running ``task``; False if no worker is running it.
+
+        A task sent ahead to a worker and not started yet fails now; its worker is
+        killed when it gets to it (it cannot be taken back from the pipe)."""
         for worker in self.workers.values():
-            if worker.task is task and worker.state is WorkerState.BUSY:
+            if worker.state is not WorkerState.BUSY:
+                continue
+            if worker.task is task:
                 self._kill_worker(worker)
-                self.counts["tasks_killed"] += 1
-                task.fail(
-                    TaskKilledError(
-                        f"{task.describe()} was killed on request; its worker process "
-                        f"{worker.pid} was killed and replaced",
-                        task=task.describe(),
-                    )
+                message = f"its worker process {worker.pid} was killed and replaced"
+            elif worker.next_task is task and not worker.next_killed:
+                worker.next_killed = True
+                with contextlib.suppress(OSError):  # gone: its sentinel settles the rest
+                    _codec.send(worker.handle.task_conn, _codec.encode((_worker.SKIP,)))
+                message = f"it had not started yet, and will not run (worker process {worker.pid})"
+            else:
+                continue
+            self.counts["tasks_killed"] += 1
+            task.fail(
+                TaskKilledError(
+                    f"{task.describe()} was killed on request; {message}",
+                    task=task.describe(),
                 )
-                return True
+            )
+            return True
         return False
 
     def shutdown(self, cancel_futures: bool) -> None:
@@ -154,17 +218,19 @@ class PoolState:
         self.shutting_down = True
         self._cancel_pending(reason)
         for worker in list(self.workers.values()):
-            task = worker.task
+            tasks = [worker.task, worker.next_task]
+            worker.next_task = None  # fails below with the rest: not back to the queue
             if worker.state is not WorkerState.KILLED:
                 self._kill_worker(worker)
-            if task is not None:
-                task.fail(
-                    TaskKilledError(
-                        f"{task.describe()} was stopped because the process pool was "
-                        f"terminated ({reason})",
-                        task=task.describe(),
+            for task in tasks:
+                if task is not None:
+                    task.fail(
+                        TaskKilledError(
+                            f"{task.describe()} was stopped because the process pool was "
+                            f"terminated ({reason})",
+                            task=task.describe(),
+                        )
                     )
-                )
 
     # -- the loop's bookkeeping --------------------------------------------------------
 
@@ -221,6 +287,7 @@ class PoolState:
         # never handed over can go (before the pipes close: the task pipe names them).
         _codec.release_worker_segments(worker.pid, worker.handle.task_conn)
         self._close(worker)
+        self._return_next_task(worker)  # it never started: another worker runs it
         task = worker.task
         if worker.state is WorkerState.KILLED or self.broken is not None:
             return
@@ -292,23 +359,34 @@ class PoolState:
     # -- helpers -----------------------------------------------------------------------
 
     def _on_message(self, worker: Worker, message: tuple[Any, ...]) -> None:
+        if worker.state is WorkerState.KILLED:
+            return  # words sent before it was killed: its tasks are settled already
         kind = message[0]
+        if worker.skipping:
+            self._while_skipping(worker, message)
+            return
         if kind == _worker.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
             self._start_failures = 0
         elif kind == _worker.DONE:
             _, values, failures, retire = message
+            self._function_loaded(worker)
             task = self._take_task(worker)
-            worker.state = WorkerState.RETIRING if retire is not None else WorkerState.IDLE
+            if retire is not None:  # it exits now, without reading its next task
+                worker.state = WorkerState.RETIRING
+                self._return_next_task(worker)
+            else:
+                self._start_next_task(worker)
             if task is not None:
                 self.counts["tasks_completed"] += 1
+                self._record_duration(task)
                 errors = {index: _failure(task, index, f) for index, f in failures.items()}
                 task.finish(BatchOutcomes(values, errors))
         elif kind == _worker.REJECTED:
             _, what, type_name, reason = message
             task = self._take_task(worker)
-            worker.state = WorkerState.IDLE
+            self._start_next_task(worker)
             if task is not None:
                 worker.known_functions.clear()  # it may not have loaded what we sent
                 task.fail(
@@ -334,9 +412,25 @@ class PoolState:
             error.__cause__ = RemoteTraceback(info.traceback)
             self._break(error)
 
+    def _while_skipping(self, worker: Worker, message: tuple[Any, ...]) -> None:
+        """The worker was told to skip a killed task: only its answer to that counts."""
+        kind = message[0]
+        if kind == _worker.SKIPPED:
+            worker.skipping = False
+            worker.deadline = None
+            worker.state = WorkerState.IDLE
+        elif kind == _worker.DONE and message[3] is not None:  # the killed task ran; it retires
+            worker.skipping = False
+            worker.deadline = None
+            worker.state = WorkerState.RETIRING
+        # else: the killed task ran before the "skip" reached the worker: its outcome is dropped
+
     def _on_unreadable_result(self, worker: Worker, exc: BaseException) -> None:
+        if worker.state is WorkerState.KILLED or worker.skipping:
+            return
+        self._function_loaded(worker)
         task = self._take_task(worker)
-        worker.state = WorkerState.IDLE
+        self._start_next_task(worker)
         if task is not None:
             reason = f"{type(exc).__name__}: {exc}"
             task.fail(
@@ -353,6 +447,69 @@ class PoolState:
     def _take_task(self, worker: Worker) -> Task | None:
         task, worker.task, worker.deadline = worker.task, None, None
         return task
+
+    def _function_loaded(self, worker: Worker) -> None:
+        """The worker answered its task: it holds that task's function."""
+        if worker.task_function in worker.known_functions:
+            worker.known_functions[worker.task_function] = True
+
+    def _start_next_task(self, worker: Worker) -> None:
+        """The worker finished its task: it now runs the one it was sent ahead, if any."""
+        task, worker.next_task = worker.next_task, None
+        if task is None:
+            worker.state = WorkerState.IDLE
+            return
+        if worker.next_killed:  # killed while it waited: the worker was told to skip it
+            worker.next_killed = False
+            worker.skipping = True
+            worker.state = WorkerState.BUSY
+            worker.deadline = time.monotonic() + SKIP_GRACE_S
+            return
+        now = time.monotonic()
+        task.started_at = now  # it starts now; the chunk planner times it from here
+        worker.state = WorkerState.BUSY
+        worker.task = task
+        worker.task_function = worker.next_function
+        worker.deadline = None if task.timeout is None else now + task.timeout
+
+    def _return_next_task(self, worker: Worker) -> None:
+        """The worker will not run the task sent ahead: back to the front of the queue."""
+        task, worker.next_task = worker.next_task, None
+        killed, worker.next_killed = worker.next_killed, False
+        if task is not None and not killed:
+            self._requeue(task)
+
+    def _requeue(self, task: Task) -> None:
+        """A task marked running that never ran: to the front of the queue."""
+        if self.broken is not None:
+            task.fail(self.broken)
+            return
+        self._started_tasks.add(task.id)
+        self.pending.appendleft(task)
+
+    def _record_duration(self, task: Task) -> None:
+        if task.started_at is None:
+            return
+        took = time.monotonic() - task.started_at
+        self._last_duration = took
+        mean = self._mean_duration
+        self._mean_duration = took if mean is None else mean + DURATION_WEIGHT * (took - mean)
+
+    def _sends_ahead(self, worker: Worker) -> bool:
+        """Whether to hand this busy worker its next task now (see the module doc)."""
+        mean, last = self._mean_duration, self._last_duration
+        max_tasks = self._setup.max_tasks
+        return (
+            worker.state is WorkerState.BUSY
+            and worker.next_task is None
+            and not worker.next_killed
+            and not worker.skipping
+            and not worker.gone
+            and mean is not None
+            and last is not None
+            and max(mean, last) < PREFETCH_BELOW_S
+            and (max_tasks is None or worker.tasks_sent < max_tasks)
+        )
 
     def _start_missing_workers(self) -> None:
         if self.broken is not None or (self.shutting_down and not self.pending):
@@ -384,20 +541,30 @@ class PoolState:
             live += 1
 
     def _dispatch(self) -> None:
-        if not self.pending:
-            return
-        for worker in list(self.workers.values()):
+        """Idle workers first; then, while tasks are short, busy workers' next tasks."""
+        workers = list(self.workers.values())
+        for worker in workers:
             while worker.state is WorkerState.IDLE and self.pending:
-                task = self.pending.popleft()
-                if task.id in self._started_tasks:
-                    self._started_tasks.discard(task.id)
-                elif not task.start():
-                    continue  # cancelled while pending
-                self._send(worker, task)
-            if not self.pending:
-                return
+                task = self._next_pending()
+                if task is not None:
+                    self._send(worker, task)
+        for worker in workers:
+            while self.pending and self._sends_ahead(worker):
+                task = self._next_pending()
+                if task is not None:
+                    self._send(worker, task, ahead=True)
 
-    def _send(self, worker: Worker, task: Task) -> None:
+    def _next_pending(self) -> Task | None:
+        """The next task to send, marked running; None if it was cancelled."""
+        task = self.pending.popleft()
+        if task.id in self._started_tasks:
+            self._started_tasks.discard(task.id)
+        elif not task.start():
+            return None  # cancelled while pending
+        return task
+
+    def _send(self, worker: Worker, task: Task, *, ahead: bool = False) -> None:
+        """Send ``task`` to run now (an idle worker) or next (``ahead``: a busy one)."""
         try:
             function = self._pickled_functions.dumps(task.fn)
         except Exception as exc:
@@ -406,12 +573,16 @@ class PoolState:
         function_id = self._function_id(function)
         known = worker.known_functions
         evict: list[int] = []
+        payload: bytes | None = None
         if function_id in known:
             known.move_to_end(function_id)
-            payload: bytes | None = None
+            if not known[function_id]:
+                # Sent with the task it runs now, which may yet fail to load it: a task
+                # sent ahead carries the function again.
+                payload = function
         else:
             payload = function
-            known[function_id] = None
+            known[function_id] = False
             while len(known) > FUNCTIONS_PER_WORKER:
                 evict.append(known.popitem(last=False)[0])
         try:
@@ -421,19 +592,31 @@ class PoolState:
                 del known[function_id]
             task.fail(_find_unpicklable_argument(task, exc))
             return
-        worker.state = WorkerState.BUSY
-        worker.task = task
-        worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
+        if ahead:
+            worker.next_task = task
+            worker.next_function = function_id
+        else:
+            worker.state = WorkerState.BUSY
+            worker.task = task
+            worker.task_function = function_id
+            worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
         try:
             _codec.send(worker.handle.task_conn, message)
         except OSError:
             # The worker is gone before it got the task: the task never ran, so it goes
-            # back to the front of the queue; the worker's sentinel will settle the rest.
-            self._take_task(worker)
-            worker.state = WorkerState.KILLED
-            self._started_tasks.add(task.id)
-            self.pending.appendleft(task)
+            # back to the front of the queue; the worker's sentinel will settle the rest
+            # (a busy worker's running task included).
+            if ahead:
+                worker.next_task = None
+                worker.gone = True  # no more tasks ahead: its sentinel settles the rest
+            else:
+                self._take_task(worker)
+                worker.state = WorkerState.KILLED
+            self._requeue(task)
             return
+        worker.tasks_sent += 1
+        if ahead:
+            self.counts["tasks_sent_ahead"] += 1
         if payload is not None:
             self.counts["functions_sent"] += 1
 
@@ -493,6 +676,7 @@ class PoolState:
         worker.state = WorkerState.KILLED
         worker.task = None
         worker.deadline = None
+        self._return_next_task(worker)
         with contextlib.suppress(OSError, ValueError):  # already gone
             worker.handle.process.kill()
 

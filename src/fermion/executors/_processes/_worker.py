@@ -2,7 +2,8 @@
 
 A worker runs one task at a time: it reads ``("run", ...)`` from its task pipe, calls
 the function once per call of the task, and answers with one ``("done", ...)`` holding
-every outcome. It imports as little as it can (no ``fermion`` front, no NumPy): every
+every outcome. The pool may already have written its next task to the pipe: the worker
+starts it as soon as the answer is sent. It imports as little as it can (no ``fermion`` front, no NumPy): every
 worker pays for its imports at start-up. It never decides anything about the pool: it ignores SIGINT (the parent
 decides what Ctrl-C means), exits when the parent's process is gone (EOF on the
 ``alive`` pipe), and retires itself after ``max_tasks`` tasks or above ``max_memory``
@@ -35,11 +36,14 @@ ONE_ARG = 0  # calls: [arg, ...]; each call is fn(arg)
 ARGS = 1  # calls: [(arg, ...), ...]; each call is fn(*args)
 ARGS_KWARGS = 2  # calls: [((arg, ...), {name: value}), ...]
 STOP = "stop"
+# ("skip",): do not run the task sent ahead (it was killed while it waited)
+SKIP = "skip"
 # Worker -> parent
 READY = "ready"  # ("ready", pid): initializer done, send tasks
 INIT_FAILED = "init_failed"  # ("init_failed", RemoteErrorInfo)
 DONE = "done"  # ("done", values, failures, retire_reason | None): see _encode_done
 REJECTED = "rejected"  # ("rejected", what, type_name, reason): could not load the task
+SKIPPED = "skipped"  # ("skipped",): one per "skip"; the task was skipped or had run already
 
 
 @dataclass(frozen=True)
@@ -93,25 +97,57 @@ def main(
     _codec.send(result_conn, _codec.encode((READY, os.getpid())))
 
     functions: dict[int, Callable[..., Any]] = {}
+    unloadable: dict[int, BaseException] = {}  # why a function could not be loaded
     tasks_done = 0
+    early: Any = None  # a message read while checking for "skip"
+    early_error: BaseException | None = None  # ... or why it could not be read
     while True:
-        try:
-            message = _codec.recv(task_conn)
-        except (EOFError, OSError):
-            return  # the pool closed the pipe: shut down quietly
-        except BaseException as exc:
-            _reject(result_conn, "arguments", exc)
+        if early_error is not None:  # answered in turn, after the task before it
+            _reject(result_conn, "arguments", early_error)
+            early_error = None
             continue
+        if early is not None:
+            message, early = early, None
+        else:
+            try:
+                message = _codec.recv(task_conn)
+            except (EOFError, OSError):
+                return  # the pool closed the pipe: shut down quietly
+            except BaseException as exc:
+                _reject(result_conn, "arguments", exc)
+                continue
         if message[0] == STOP:
             return
+        if message[0] == SKIP:  # came after its task had started: it ran already
+            _codec.send(result_conn, _codec.encode((SKIPPED,)))
+            continue
         _, fn_id, fn_bytes, evict, calls_kind, calls = message
         for old in evict:
             functions.pop(old, None)
+            unloadable.pop(old, None)
         if fn_bytes is not None:
             try:
                 functions[fn_id] = _codec.loads(fn_bytes)
             except BaseException as exc:
+                unloadable[fn_id] = exc
                 _reject(result_conn, "function", exc)
+                continue
+            unloadable.pop(fn_id, None)
+        elif fn_id not in functions:
+            # Sent ahead before the pool heard that this function could not be loaded.
+            lost = unloadable.get(fn_id) or LookupError(f"function {fn_id} was never loaded")
+            _reject(result_conn, "function", lost)
+            continue
+        if task_conn.poll():  # sent ahead, then killed before it started?
+            try:
+                early = _codec.recv(task_conn)
+            except (EOFError, OSError):
+                return
+            except BaseException as exc:
+                early_error = exc
+            if early is not None and early[0] == SKIP:
+                early = None
+                _codec.send(result_conn, _codec.encode((SKIPPED,)))
                 continue
         values, failures = run_calls(functions[fn_id], calls_kind, calls)
         del calls, message
