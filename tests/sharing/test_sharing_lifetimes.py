@@ -1,5 +1,5 @@
 """Segments through the pool's codec between real processes, and what cleans them up:
-the receiver, the sender after a worker dies, process exit, Ctrl-C."""
+the receiver, the sender after a worker dies, process exit, Ctrl-C, SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,13 @@ HERE = Path(__file__).parent
 
 def _segments_of(pid: int) -> list[str]:
     return sorted(n for n in os.listdir(_segments.SHM_DIR) if n.startswith(f"fermion-{pid}-"))
+
+
+def _wait_until(condition: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def _stop(process: Any) -> None:
@@ -132,7 +140,7 @@ def _ready_line(process: subprocess.Popen[str]) -> tuple[int, int]:
     return int(line[1]), int(line[2])
 
 
-@pytest.mark.parametrize("mode", ["exit", "ctrl-c"])
+@pytest.mark.parametrize("mode", ["exit", "ctrl-c", "sigterm"])
 def test_everything_is_unlinked_when_the_caller_exits(mode: str) -> None:
     process = _run_script("exit" if mode == "exit" else "wait")
     try:
@@ -140,6 +148,11 @@ def test_everything_is_unlinked_when_the_caller_exits(mode: str) -> None:
         assert _segments_of(pid)  # it does hold segments now
         if mode == "ctrl-c":
             process.send_signal(signal.SIGINT)
+        elif mode == "sigterm":
+            # Its child's second result, waiting in the pipe, exists (at normal exit and
+            # Ctrl-C, multiprocessing stops daemonic children before the release runs).
+            _wait_until(lambda: any(f"-w{child_pid}-" in n for n in _segments_of(pid)))
+            process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate("go\n", timeout=60)
     finally:
         if process.poll() is None:
@@ -147,11 +160,25 @@ def test_everything_is_unlinked_when_the_caller_exits(mode: str) -> None:
             process.communicate(timeout=10)
     if mode == "ctrl-c":
         assert "KeyboardInterrupt" in stderr
+    elif mode == "sigterm":
+        assert process.returncode == -signal.SIGTERM, stderr  # it still dies of SIGTERM
     else:
         assert process.returncode == 0, stderr
     assert "Warning" not in stderr  # no resource_tracker noise
     assert _segments_of(pid) == []
     assert _segments_of(child_pid) == []
+
+
+def test_a_sigterm_handler_of_the_program_is_left_alone() -> None:
+    script = (
+        "import signal, sys, fermion\n"
+        "def mine(signum, frame): pass\n"
+        "signal.signal(signal.SIGTERM, mine)\n"
+        "kept = fermion.shared_array(1024)\n"
+        "sys.exit(0 if signal.getsignal(signal.SIGTERM) is mine else 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_areas_follow_changing_sizes_and_many_buffers_per_message() -> None:

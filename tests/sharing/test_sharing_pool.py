@@ -99,7 +99,9 @@ def test_a_worker_killed_mid_result_leaves_no_segment(
     _wait_until(lambda: not _segments.names_starting_with(head), "the dead worker's segment")
 
 
-def test_ctrl_c_in_the_caller_leaves_no_segment(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
+    """Ctrl-C runs the exit hooks; SIGKILL skips them: the pool's workers sweep."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     )
@@ -117,13 +119,17 @@ def test_ctrl_c_in_the_caller_leaves_no_segment(tmp_path: Path) -> None:
         assert line[:1] == ["ready"], process.communicate(timeout=30)
         pid = int(line[1])
         assert _segments.names_starting_with(f"fermion-{pid}-")  # it holds segments now
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        else:
+            process.kill()  # the caller alone: its workers outlive it for a moment
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate(timeout=10)
-    assert "KeyboardInterrupt" in stderr
+    if how == "ctrl-c":
+        assert "KeyboardInterrupt" in stderr
     assert "Warning" not in stderr
     _wait_until(lambda: not _segments.names_starting_with(f"fermion-{pid}-"), "no segments")
 

@@ -9,7 +9,11 @@ by prefix. The lifecycle rules that keep /dev/shm clean:
   POSIX a segment stays mapped after ``shm_unlink``, so nothing is lost);
 - a process unlinks every segment it created and still owns when it exits
   (``ledger``), and an owner of a prefix (a pool) sweeps that prefix when a worker
-  dies, at shutdown and on Ctrl-C.
+  dies, at shutdown and on Ctrl-C;
+- SIGTERM, whose default action skips every exit hook, first runs the ledger's
+  release (``install_sigterm_release``) and then ends the process as before; a process
+  killed outright (SIGKILL) is swept by its pool's workers as they exit
+  (``sweep_dead_owner``).
 
 POSIX shared memory is used directly (``_posixshmem`` + ``mmap``) rather than through
 ``multiprocessing.shared_memory``: the latter registers every segment with
@@ -25,6 +29,7 @@ import itertools
 import mmap
 import os
 import secrets
+import signal
 import sys
 import threading
 from collections.abc import Iterable, Sequence
@@ -41,6 +46,7 @@ __all__ = [
     "Ledger",
     "SegmentNames",
     "create_and_write",
+    "install_sigterm_release",
     "ledger",
     "list_segments",
     "map_segment",
@@ -49,6 +55,7 @@ __all__ = [
     "posix_shm_available",
     "process_prefix",
     "sweep",
+    "sweep_dead_owner",
     "sweep_head",
     "unlink_segment",
 ]
@@ -166,12 +173,12 @@ class Ledger:
         # Registered lazily (no import-time side effects). multiprocessing's exit
         # function runs both in the main process (via atexit) and in its children
         # (which leave through os._exit, skipping atexit), so it covers workers too.
-        if self._hooked:
-            return
-        self._hooked = True
-        from multiprocessing import util
+        if not self._hooked:
+            self._hooked = True
+            from multiprocessing import util
 
-        util.Finalize(None, self.release_all, exitpriority=-10)
+            util.Finalize(None, self.release_all, exitpriority=-10)
+        install_sigterm_release()
 
     def release_all(self) -> None:
         """Unlink every owned segment and sweep every watched prefix (exit hook)."""
@@ -188,6 +195,43 @@ class Ledger:
 
 #: The one ledger of this process.
 ledger = Ledger()
+
+_sigterm_pid: int | None = None  # the process whose SIGTERM handler is ours
+
+
+def install_sigterm_release() -> None:
+    """Make SIGTERM release this process's segments before it ends the process.
+
+    Only where SIGTERM still has its default action (a handler the program set is
+    left alone) and only from the main thread (the only one that may set handlers;
+    a later call from it installs what an earlier call from another thread could
+    not). The process still dies of SIGTERM, as it would have.
+    """
+    global _sigterm_pid
+    pid = os.getpid()
+    if _sigterm_pid == pid or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _release_then_terminate)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        pass
+    _sigterm_pid = pid
+
+
+def _release_then_terminate(signum: int, frame: Any) -> None:
+    try:
+        ledger.release_all()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def sweep_dead_owner(owner_pid: int) -> list[str]:
+    """Unlink every segment named after ``owner_pid``, a process that is gone (killed
+    outright, so its own exit hooks never ran). Its pool's workers call this as they
+    exit after it; any name under that pid belongs to it or to its pools."""
+    return sweep_head(f"{NAME_PREFIX}-{owner_pid}-")
 
 
 def _shm_path(name: str) -> str:

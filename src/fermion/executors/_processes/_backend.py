@@ -7,6 +7,7 @@ and at interpreter exit every pool still running is terminated, so neither can h
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -93,6 +94,7 @@ class ProcessBackend(Backend):
                 initializer=init_bytes,
                 max_tasks=max_tasks_per_worker,
                 max_memory=max_memory_per_worker,
+                owner_pid=os.getpid(),
             ),
         )
         _pool.register_exit_handler()

@@ -53,6 +53,7 @@ class WorkerSetup:
     initializer: bytes | None  # cloudpickled (initializer, initargs)
     max_tasks: int | None
     max_memory: int | None
+    owner_pid: int  # the pool's process
 
 
 class RemoteErrorInfo(NamedTuple):
@@ -84,7 +85,10 @@ def main(
         with contextlib.suppress(OSError):
             os.close(fd)
     threading.Thread(
-        target=_exit_when_parent_dies, args=(alive_conn,), name="fermion-parent-watch", daemon=True
+        target=_exit_when_parent_dies,
+        args=(alive_conn, setup.owner_pid),
+        name="fermion-parent-watch",
+        daemon=True,
     ).start()
 
     if setup.initializer is not None:
@@ -202,11 +206,36 @@ def describe(fn: Callable[..., Any]) -> str:
     return f"{module}.{getattr(fn, '__qualname__', None) or fn!r}"
 
 
-def _exit_when_parent_dies(alive_conn: Connection) -> None:
+def _exit_when_parent_dies(alive_conn: Connection, owner_pid: int) -> None:
     """Nobody ever writes to ``alive_conn``: it becomes readable (EOF) only when every
-    write end is closed, i.e. when the pool's process has exited or been killed."""
+    write end is closed, i.e. when the pool's process has exited or been killed (or
+    closed the pool). If it is gone, it was killed outright (it stops its workers
+    itself otherwise): its exit hooks never ran, so its shared memory and this
+    worker's are swept on the way out."""
     wait([alive_conn])
+    if _process_gone(owner_pid):
+        with contextlib.suppress(BaseException):
+            from fermion.sharing import _segments
+
+            _segments.sweep_dead_owner(owner_pid)
+            _segments.sweep_dead_owner(os.getpid())
     os._exit(1)
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie counts: it will never run again)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"Z", b"X")
 
 
 def _retire_reason(setup: WorkerSetup, tasks_done: int) -> str | None:
