@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fermion
+from fermion._example import calibrate_primes, count_primes
 
 Runner = Callable[[list[int]], Any]
 
@@ -42,19 +43,6 @@ Runner = Callable[[list[int]], Any]
 
 def square(x: int) -> int:
     return x * x
-
-
-def count_primes(limit: int) -> int:
-    count = 0
-    for n in range(2, limit):
-        d = 2
-        while d * d <= n:
-            if n % d == 0:
-                break
-            d += 1
-        else:
-            count += 1
-    return count
 
 
 def spin_then_square(x: int, seconds: float = 0.0005) -> int:
@@ -261,20 +249,9 @@ def b2(args: argparse.Namespace) -> None:
     )
 
 
-def calibrate(seconds: float) -> int:
-    limit = 2000
-    while True:
-        started = time.perf_counter()
-        count_primes(limit)
-        took = time.perf_counter() - started
-        if took >= seconds / 4:
-            return max(100, int(limit * seconds / took * 0.9))
-        limit *= 2
-
-
 def b3(args: argparse.Namespace) -> None:
     tasks = 8 if args.quick else 64
-    limit = calibrate(0.02)
+    limit = calibrate_primes(0.02)
     inputs = [limit] * tasks
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
 

@@ -18,7 +18,7 @@ import click
 
 from fermion.executors import Executor
 
-__all__ = ["count_primes", "example_command", "wait_a_little"]
+__all__ = ["calibrate_primes", "count_primes", "example_command", "wait_a_little"]
 
 
 def count_primes(limit: int) -> int:
@@ -53,16 +53,16 @@ def _gil_enabled() -> bool:
     return True if check is None else bool(check())
 
 
-def _calibrate(seconds: float) -> int:
-    """A ``count_primes`` limit that takes about ``seconds`` here."""
-    limit = 2000
+def calibrate_primes(seconds: float) -> int:
+    """A ``count_primes`` limit that takes about ``seconds`` on this machine, now."""
+    limit = 2_000
     while True:
         started = time.perf_counter()
         count_primes(limit)
         took = time.perf_counter() - started
         if took >= seconds / 4 or limit > 10_000_000:
-            # the cost grows a little faster than the limit: aim slightly low
-            return max(100, int(limit * seconds / max(took, 1e-9) * 0.9))
+            # The cost grows a little faster than linearly; 1.3 is close enough here.
+            return max(1_000, int(limit * (seconds / max(took, 1e-9)) ** (1 / 1.3)))
         limit *= 2
 
 
@@ -85,7 +85,7 @@ def example_command(tasks: int, task_ms: int, workers: int | None) -> None:
     cpus = _cpu_count()
     workers = workers or cpus
     seconds = task_ms / 1000
-    limit = _calibrate(seconds)
+    limit = calibrate_primes(seconds)
     gil = "GIL enabled" if _gil_enabled() else "free-threaded, no GIL"
     click.echo(
         f"fermion example: {tasks} CPU-bound tasks (pure-Python prime counting, "

@@ -6,34 +6,9 @@ import time
 
 import numpy as np
 
+from fermion._example import calibrate_primes, count_primes
+
 __all__ = ["array_sum", "calibrate_primes", "count_primes", "pause", "tiny", "wait"]
-
-
-def count_primes(limit: int) -> int:
-    """How many primes are below ``limit``: pure-Python CPU work that holds the GIL."""
-    count = 0
-    for n in range(2, limit):
-        divisor = 2
-        while divisor * divisor <= n:
-            if n % divisor == 0:
-                break
-            divisor += 1
-        else:
-            count += 1
-    return count
-
-
-def calibrate_primes(seconds: float) -> int:
-    """A ``count_primes`` limit that takes about ``seconds`` on this machine, now."""
-    limit = 2_000
-    while True:
-        started = time.perf_counter()
-        count_primes(limit)
-        took = time.perf_counter() - started
-        if took >= seconds / 4 or limit > 10_000_000:
-            # The cost grows a little faster than linearly; 1.3 is close enough here.
-            return max(1_000, int(limit * (seconds / max(took, 1e-9)) ** (1 / 1.3)))
-        limit *= 2
 
 
 def wait(seconds: float) -> float:
