@@ -262,7 +262,57 @@ def test_acquire_listeners_get_the_lock_and_thread_and_the_site_on_demand() -> N
         _registry.remove_listener(listener)
     me = threading.get_ident()
     assert events == [("acquired", lock, me, line), ("released", lock, me, 0)]
-    assert not _registry._on_any_acquire and not _registry._on_any_release
+    assert not _registry._lock_acquired and not _registry._lock_released
+
+
+def test_a_listener_may_take_lock_hand_offs_or_leave_them() -> None:
+    from fermion.sync import CheckedSemaphore, _registry
+
+    class Listener:
+        def __init__(self) -> None:
+            self.events: list[tuple[str, object]] = []
+
+        def on_acquired(self, primitive: object, thread: int) -> None:
+            self.events.append(("acquired", primitive))
+
+        def on_handoff_acquire(self, token: object, thread: int) -> None:
+            self.events.append(("handoff-acquire", token))
+
+        def on_handoff_release(self, token: object, thread: int) -> None:
+            self.events.append(("handoff-release", token))
+
+    class LocksetListener(Listener):
+        handoffs_from_locks = False  # its lockset covers locks: no hand-offs from them
+
+    lock, rlock, sem = CheckedLock(), CheckedRLock(), CheckedSemaphore(1)
+    every, lockset = Listener(), LocksetListener()
+    _registry.add_listener(every)
+    _registry.add_listener(lockset)
+    try:
+        for primitive in (lock, rlock, sem):
+            with primitive:
+                pass
+    finally:
+        _registry.remove_listener(every)
+        _registry.remove_listener(lockset)
+    on_locks = [event for event in every.events if event[1] is not sem]
+    assert on_locks == [
+        ("acquired", lock),
+        ("handoff-acquire", lock),
+        ("handoff-release", lock),
+        ("acquired", rlock),
+        ("handoff-acquire", rlock),
+        ("handoff-release", rlock),
+    ]
+    assert [event for event in lockset.events if event[1] is not sem] == [
+        ("acquired", lock),
+        ("acquired", rlock),
+    ]
+    # Other primitives' hand-offs reach both listeners alike.
+    on_sem = [event for event in every.events if event[1] is sem]
+    assert {kind for kind, _ in on_sem} == {"handoff-acquire", "handoff-release"}
+    assert [event for event in lockset.events if event[1] is sem] == on_sem
+    assert not _registry._lock_acquired and not _registry._lock_released
 
 
 def test_a_checked_event_seen_set_by_is_set_is_a_hand_off() -> None:
@@ -602,6 +652,47 @@ def test_checked_locks_exclude_under_contention(make_lock: object) -> None:
     join_all(run_threads(*[work] * 4))
     assert box["n"] == 8000 and overlaps.get() == 0
     assert not lock.locked()
+
+
+@pytest.mark.skipif(
+    not getattr(sys, "_is_gil_enabled", lambda: True)(),
+    reason="a GIL effect: without the GIL the holder runs on while others wait",
+)
+@pytest.mark.parametrize("make_lock", [CheckedLock, CheckedRLock], ids=["Lock", "RLock"])
+def test_a_contended_checked_lock_does_not_convoy(make_lock: object) -> None:
+    # The GIL may switch threads inside a checked lock's critical section (it runs
+    # Python code); a thread that then parked on the lock at once could take it from
+    # the running thread on its next release and send that one to park in turn, on
+    # and on: every acquisition a registered wait and two thread switches. A waiter
+    # first gives the GIL to the holder; registered waits stay rare.
+    from fermion.sync import _registry
+
+    waits = AtomicInt()
+    total = {"n": 0}
+
+    class CountWaits:
+        def on_wait_begin(self, wait: object) -> None:
+            waits.add_and_get(1)
+
+    def inside() -> None:  # a Python call in the critical section: a GIL switch point
+        total["n"] += 1
+
+    listener = CountWaits()
+    _registry.add_listener(listener)
+    try:
+        for _ in range(5):  # a convoy, once formed, lasts: without the fix most rounds have one
+            lock = make_lock()  # type: ignore[operator]
+
+            def work(lock: object = lock) -> None:
+                for _ in range(10_000):
+                    with lock:  # type: ignore[attr-defined]
+                        inside()
+
+            join_all(run_threads(*[work] * 4))
+    finally:
+        _registry.remove_listener(listener)
+    assert total["n"] == 200_000
+    assert waits.get() < 2_000, f"{waits.get()} of 200000 acquisitions waited: a convoy"
 
 
 def test_checked_queue_and_semaphore_under_contention() -> None:

@@ -58,6 +58,12 @@ performs the operation, must be fast, and must not block on a checked primitive.
 ``on_wait_end(wait, acquired)``
     The blocking call returned; ``acquired`` says whether it got what it waited for.
 
+A listener whose hand-off methods ignore exclusive locks (the race detector: its
+lockset covers them) sets the class attribute ``handoffs_from_locks = False``; a
+checked Lock or RLock then calls only its ``on_acquired``/``on_released``, one call per
+event instead of two on the hottest path there is. Its hand-off methods still get the
+other primitives' hand-offs (FairLock's too) and must keep ignoring locks there.
+
 Cost when nothing listens: one truthiness test of a module-level list per event.
 The callbacks run during thread start-up too (``Thread.start`` hand-offs, a
 ``Thread._started`` event), before ``threading`` knows the thread: use the ``thread``
@@ -107,10 +113,12 @@ _on_wait_end: list[Callable[..., Any]] = []
 # the acquisition and before the lock joins ``holds``. May raise; the lock is then
 # released again and the error propagates.
 _on_nested_acquire: list[Callable[..., Any]] = []
-# Non-empty iff on_acquired or on_handoff_acquire (resp. on_released or
-# on_handoff_release) has a listener: one test on the locks' fast paths instead of two.
-_on_any_acquire: list[bool] = []
-_on_any_release: list[bool] = []
+# What a checked Lock/RLock calls after taking its first level (resp. before giving up
+# its last): every on_acquired (on_released), then the on_handoff_acquire
+# (on_handoff_release) of the listeners that want hand-offs from locks. Empty when
+# nobody listens: one truthiness test on the locks' fast paths.
+_lock_acquired: list[Callable[..., Any]] = []
+_lock_released: list[Callable[..., Any]] = []
 _listeners: list[object] = []
 _EVENTS = (
     "on_acquired",
@@ -355,8 +363,17 @@ def _rebuild() -> None:
         methods = [getattr(lst, event) for lst in _listeners if callable(getattr(lst, event, None))]
         target: list[Callable[..., Any]] = getattr(module, "_" + event)
         target[:] = methods
-    _on_any_acquire[:] = [True] if (_on_acquired or _on_handoff_acquire) else []
-    _on_any_release[:] = [True] if (_on_released or _on_handoff_release) else []
+    _lock_acquired[:] = _on_acquired + _lock_handoffs("on_handoff_acquire")
+    _lock_released[:] = _on_released + _lock_handoffs("on_handoff_release")
+
+
+def _lock_handoffs(event: str) -> list[Callable[..., Any]]:
+    """The *event* methods of the listeners that want hand-offs from exclusive locks."""
+    return [
+        getattr(lst, event)
+        for lst in _listeners
+        if getattr(lst, "handoffs_from_locks", True) and callable(getattr(lst, event, None))
+    ]
 
 
 def held(ident: int | None = None) -> list[Hold]:

@@ -59,3 +59,77 @@ def test_hooks_pass_values_through_while_inactive() -> None:
     assert _runtime._fermion_i({"a": 1}, "a", read) == 1
     assert _runtime._fermion_in("a", {"a": 1}, read) is True
     assert _runtime._fermion_get({"a": 1}, read, "b", 5) == 5
+
+
+def run_in_thread(fn: object) -> None:
+    thread = threading.Thread(target=fn)  # type: ignore[arg-type]
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_an_access_repeated_under_a_lock_after_a_hand_off_is_recorded_again(
+    recording: None,
+) -> None:
+    # The lockset {lock} caches what was recorded under it; a hand-off in between must
+    # empty that cache, or the second update below would be skipped and the race with
+    # the other thread (ordered after the first update only) missed.
+    lock, token = object(), ("token", object())
+    update = site("update", "global", "shared")
+
+    def first() -> None:
+        me = threading.get_ident()
+        _runtime.on_acquired(lock, me)
+        _runtime._fermion_s(update)
+        _runtime.on_released(lock, me)
+        _runtime.handoff_release(token)
+        _runtime.on_acquired(lock, me)
+        _runtime._fermion_s(update)
+        _runtime.on_released(lock, me)
+
+    def second() -> None:
+        _runtime.handoff_acquire(token)
+        _runtime._fermion_s(update)  # no lock: ordered after the first update only
+
+    run_in_thread(first)
+    run_in_thread(second)
+    assert len(_runtime._detector.races) == 1
+
+
+def test_a_lock_entered_twice_stays_in_the_lockset_until_its_last_release(
+    recording: None,
+) -> None:
+    outer, inner = object(), object()
+    me = threading.get_ident()
+    state = _runtime.state()
+    _runtime.on_acquired(outer, me)
+    _runtime.on_acquired(inner, me)
+    _runtime.on_acquired(inner, me)
+    assert state.locks == {outer, inner}
+    _runtime.on_released(inner, me)
+    assert state.locks == {outer, inner}
+    _runtime.on_released(inner, me)
+    assert state.locks == {outer}
+    _runtime.on_released(outer, me)
+    _runtime.on_released(outer, me)  # not held any more: ignored
+    assert state.locks == frozenset() and state.lock_counts == {}
+
+
+def test_the_locksets_a_thread_remembers_are_bounded(
+    recording: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runtime, "_MAX_LOCKSETS", 8)
+    me = threading.get_ident()
+    base = object()
+    _runtime.on_acquired(base, me)
+    state = _runtime.state()
+    for _ in range(100):  # a lock per object, each taken once
+        lock = object()
+        _runtime.on_acquired(lock, me)
+        assert state.locks == {base, lock}
+        _runtime.on_released(lock, me)
+        assert state.locks == {base}
+        assert len(state.nodes) <= 8
+        assert len(state.node.plus) <= 8 and len(state.node.minus) <= 8
+    _runtime.on_released(base, me)
+    assert state.locks == frozenset()

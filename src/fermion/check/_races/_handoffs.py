@@ -47,9 +47,12 @@ class RegistryListener:
     Its methods are the runtime's own functions (one Python call per event), which
     skip release→acquire of exclusive locks (Lock, RLock, FairLock): the lockset covers
     those, and ignoring which thread happened to take a lock first keeps the verdict
-    independent of the schedule.
+    independent of the schedule. ``handoffs_from_locks = False`` tells the registry so:
+    a checked Lock/RLock then makes one call per event (``on_acquired`` or
+    ``on_released``), not two.
     """
 
+    handoffs_from_locks = False
     on_acquired = staticmethod(_runtime.on_acquired)
     on_released = staticmethod(_runtime.on_released)
     on_handoff_release = staticmethod(_runtime.on_handoff_release)

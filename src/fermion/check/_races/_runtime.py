@@ -61,53 +61,110 @@ def register_site(info: SiteInfo) -> int:
         return len(SITES) - 1
 
 
+class _Lockset:
+    """One lockset of one thread: the accesses recorded under it, and its neighbours.
+
+    ``plus[lock]`` / ``minus[lock]`` are the locksets one lock more / less, so that a
+    lock event is one dictionary lookup and builds no set. ``epoch`` is the thread's
+    epoch when ``seen``/``last`` were last emptied: a hand-off moves the thread's clock
+    and empties every lockset's caches, lazily, when the thread next enters it.
+    """
+
+    __slots__ = ("epoch", "last", "locks", "minus", "plus", "seen")
+
+    def __init__(self, locks: frozenset[Hashable], epoch: int) -> None:
+        self.locks = locks
+        self.epoch = epoch
+        self.seen: set[Hashable] = set()
+        self.last: dict[int, object] = {}
+        self.plus: dict[Hashable, _Lockset] = {}
+        self.minus: dict[Hashable, _Lockset] = {}
+
+
 class ThreadState:
     """What the runtime keeps per thread: its detector id, locks held, recent accesses.
 
     ``seen`` is the set of accesses recorded since the thread's last hand-off *with the
-    locks it holds now*: lock changes do not move the thread's clock, so the thread
-    keeps one set per lockset (``seen_by_locks``) and switches between them; only a
-    hand-off (which moves the clock) empties them all.
+    locks it holds now* (``last`` the same for the site -> object shortcut): lock
+    changes do not move the thread's clock, so the thread keeps one cache per lockset
+    (``node``, a :class:`_Lockset`, and its neighbours) and switches between them; only
+    a hand-off (which moves the clock) empties them all. ``locks``, ``seen`` and
+    ``last`` repeat ``node``'s, for the hooks (one attribute read each).
+    ``lock_counts`` holds the levels of locks entered more than once (2 and up).
     """
 
-    __slots__ = ("last", "lock_counts", "locks", "name", "seen", "seen_by_locks", "tid")
+    __slots__ = (
+        "epoch",
+        "ident",
+        "last",
+        "lock_counts",
+        "locks",
+        "name",
+        "node",
+        "nodes",
+        "seen",
+        "tid",
+    )
 
-    def __init__(self, tid: int, name: str) -> None:
+    def __init__(self, tid: int, name: str, ident: int) -> None:
         self.tid = tid
         self.name = name
+        self.ident = ident
+        self.epoch = 0
+        root = _Lockset(_NO_LOCKS, 0)
+        self.nodes: dict[frozenset[Hashable], _Lockset] = {_NO_LOCKS: root}
+        self.node = root
         self.locks: frozenset[Hashable] = _NO_LOCKS
-        self.seen: set[Hashable] = set()
+        self.seen: set[Hashable] = root.seen
         # site -> the object last recorded there: one dict lookup and an identity test
         # spare the common case (same object, same site, in a loop) building a key.
-        self.last: dict[int, object] = {}
-        self.seen_by_locks: dict[frozenset[Hashable], tuple[set[Hashable], dict[int, object]]] = {
-            _NO_LOCKS: (self.seen, self.last)
-        }
+        self.last: dict[int, object] = root.last
         self.lock_counts: dict[Hashable, int] = {}
 
-    def switch_locks(self, locks: frozenset[Hashable]) -> None:
-        """The thread now holds *locks*: use the seen-set of that lockset."""
-        self.locks = locks
-        by_locks = self.seen_by_locks
-        caches = by_locks.get(locks)
-        if caches is None:
-            if len(by_locks) >= _MAX_LOCKSETS:
-                by_locks.clear()
-            caches = by_locks[locks] = (set(), {})
-        self.seen, self.last = caches
+    def neighbour(self, node: _Lockset, lock: Hashable, taken: bool) -> _Lockset:
+        """The lockset *node* with *lock* added (*taken*) or removed, linked for next time."""
+        locks = node.locks | {lock} if taken else node.locks - {lock}
+        nodes = self.nodes
+        found = nodes.get(locks)
+        if found is None:
+            if len(nodes) >= _MAX_LOCKSETS:
+                node = self._forget_locksets()
+                nodes = self.nodes
+            found = nodes[locks] = _Lockset(locks, self.epoch)
+        links = node.plus if taken else node.minus
+        if len(links) >= _MAX_LOCKSETS:
+            links.clear()
+        links[lock] = found
+        return found
+
+    def _forget_locksets(self) -> _Lockset:
+        """Too many locksets: keep only the current one (its caches included)."""
+        old = self.node
+        node = _Lockset(old.locks, old.epoch)
+        node.seen, node.last = old.seen, old.last
+        self.nodes = {node.locks: node}
+        self.node = node
+        return node
+
+    def enter(self, node: _Lockset) -> None:
+        """The thread now holds *node*'s locks: use that lockset's caches."""
+        if node.epoch != self.epoch:
+            node.epoch = self.epoch
+            node.seen = set()
+            node.last = {}
+        self.node = node
+        self.locks = node.locks
+        self.seen = node.seen
+        self.last = node.last
 
     def new_epoch(self) -> None:
         """The thread's clock moved (a hand-off): forget every recorded access."""
-        self.seen = set()
-        self.last = {}
-        self.seen_by_locks = {self.locks: (self.seen, self.last)}
+        self.epoch += 1
+        self.enter(self.node)
 
 
 _NO_LOCKS: frozenset[Hashable] = frozenset()
 _MAX_LOCKSETS = 64
-# (lockset, lock) -> lockset with / without it, so that taking a lock builds no set.
-_with_lock: dict[tuple[frozenset[Hashable], Hashable], frozenset[Hashable]] = {}
-_without_lock: dict[tuple[frozenset[Hashable], Hashable], frozenset[Hashable]] = {}
 
 
 _names: dict[int, str] = {}
@@ -120,7 +177,7 @@ def _new_state() -> ThreadState:
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
     with _lock:
         tid = _detector.new_thread()
-    st = ThreadState(tid, thread.name if thread is not None else f"thread-{ident}")
+    st = ThreadState(tid, thread.name if thread is not None else f"thread-{ident}", ident)
     _tls.s = st
     if thread is not None:
         _adopt(st, thread)
@@ -421,39 +478,29 @@ def _fermion_newcell() -> _CellToken:
 
 def lock_acquired(lock: Hashable) -> None:
     """The calling thread now holds *lock* (nested acquires are counted)."""
-    try:
-        st = _tls.s
-    except AttributeError:
-        st = _new_state()
-    counts = st.lock_counts
-    n = counts.get(lock, 0)
-    counts[lock] = n + 1
-    if n == 0:
-        key = (st.locks, lock)
-        locks = _with_lock.get(key)
-        if locks is None:
-            locks = _with_lock[key] = st.locks | {lock}
-        st.switch_locks(locks)
+    st = state()
+    if lock in st.locks:
+        counts = st.lock_counts
+        counts[lock] = counts.get(lock, 1) + 1
+        return
+    node = st.node
+    st.enter(node.plus.get(lock) or st.neighbour(node, lock, True))
 
 
 def lock_released(lock: Hashable) -> None:
     """The calling thread gives up one level of *lock*."""
-    try:
-        st = _tls.s
-    except AttributeError:
-        st = _new_state()
+    st = state()
     counts = st.lock_counts
-    n = counts.get(lock, 0)
-    if n > 1:
-        counts[lock] = n - 1
+    if lock in counts:
+        n = counts[lock] - 1
+        if n > 1:
+            counts[lock] = n
+        else:
+            del counts[lock]
         return
-    counts.pop(lock, None)
     if lock in st.locks:
-        key = (st.locks, lock)
-        locks = _without_lock.get(key)
-        if locks is None:
-            locks = _without_lock[key] = st.locks - {lock}
-        st.switch_locks(locks)
+        node = st.node
+        st.enter(node.minus.get(lock) or st.neighbour(node, lock, False))
 
 
 # -- the registry's events (fermion.sync._registry listener contract), inlined for speed --
@@ -467,15 +514,24 @@ _EXCLUSIVE_LOCK_TYPES: frozenset[type] = frozenset({CheckedLock, CheckedRLock, F
 _foreign_released: dict[int, list[Hashable]] = {}
 
 
+def _released_for(holder: int, lock: Hashable) -> None:
+    """Another thread released *lock* for *holder*: *holder* drops it at its next lock event."""
+    with _lock:
+        _foreign_released.setdefault(holder, []).append(lock)
+
+
 def _drop_foreign_releases() -> None:
     with _lock:
         pending = _foreign_released.pop(_thread.get_ident(), None)
     if pending:
         counts = state().lock_counts
         for lock in pending:
-            if lock in counts:
-                counts[lock] = 1
-                lock_released(lock)
+            counts.pop(lock, None)
+            lock_released(lock)
+
+
+# on_acquired and on_released run on every checked lock operation of the program: they
+# are lock_acquired and lock_released written out (no further call on the common path).
 
 
 def on_acquired(primitive: Hashable, thread: int) -> None:
@@ -483,20 +539,64 @@ def on_acquired(primitive: Hashable, thread: int) -> None:
     if _enabled:
         if _foreign_released:
             _drop_foreign_releases()
-        lock_acquired(primitive)
+        try:
+            st: ThreadState = _tls.s
+        except AttributeError:
+            st = _new_state()
+        node = st.node
+        new = node.plus.get(primitive)
+        if new is None:
+            if primitive in node.locks:
+                counts = st.lock_counts
+                counts[primitive] = counts.get(primitive, 1) + 1
+                return
+            new = st.neighbour(node, primitive, True)
+        if new.epoch != st.epoch:
+            st.enter(new)
+            return
+        st.node = new
+        st.locks = new.locks
+        st.seen = new.seen
+        st.last = new.last
 
 
 def on_released(primitive: Hashable, thread: int) -> None:
     """Registry event: thread *thread* gives up a checked lock (the caller, or for a
     lenient Lock released by another thread, the holder)."""
     if _enabled:
-        if thread != _thread.get_ident():
-            with _lock:
-                _foreign_released.setdefault(thread, []).append(primitive)
+        try:
+            st: ThreadState = _tls.s
+        except AttributeError:
+            if thread != _thread.get_ident():
+                _released_for(thread, primitive)
+                return
+            st = _new_state()
+        if thread != st.ident:
+            _released_for(thread, primitive)
             return
         if _foreign_released:
             _drop_foreign_releases()
-        lock_released(primitive)
+        counts = st.lock_counts
+        if counts and primitive in counts:
+            n = counts[primitive] - 1
+            if n > 1:
+                counts[primitive] = n
+            else:
+                del counts[primitive]
+            return
+        node = st.node
+        new = node.minus.get(primitive)
+        if new is None:
+            if primitive not in node.locks:
+                return
+            new = st.neighbour(node, primitive, False)
+        if new.epoch != st.epoch:
+            st.enter(new)
+            return
+        st.node = new
+        st.locks = new.locks
+        st.seen = new.seen
+        st.last = new.last
 
 
 def on_handoff_release(token: Hashable, thread: int) -> None:
@@ -549,8 +649,6 @@ def activate() -> None:
         _watched.clear()
         _dead.clear()
         _names.clear()
-        _with_lock.clear()
-        _without_lock.clear()
         _foreign_released.clear()
     _enabled = True
 
