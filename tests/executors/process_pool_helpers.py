@@ -153,3 +153,8 @@ def touch_then_die(path: str, go: str, timeout: float = 60.0) -> None:
 def nap(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def echo_list(values: list[int]) -> list[int]:
+    """A big result for a big argument: both bigger than a pipe holds."""
+    return values + values

@@ -183,3 +183,27 @@ def test_a_function_that_cannot_load_fails_each_of_its_tasks(
         assert error.what == "function" and "cannot be rebuilt here" in error.reason
     assert fine.future.result(timeout=WAIT) == ((1,), {})
     assert backend.statistics()["workers_crashed"] == 0
+
+
+def test_big_tasks_are_not_sent_ahead(make_backend: Callable[..., ProcessBackend]) -> None:
+    """A big message sent ahead could block the pool's thread on a full pipe while the
+    worker blocks on writing a big result: such tasks wait for a free worker."""
+    backend = make_backend()
+    big = list(range(50_000))  # ~250 KB pickled: more than a pipe holds
+    tasks = [one(helpers.echo_list, big) for _ in range(6)]
+    for task in tasks:
+        backend.submit(task)
+    for task in tasks:
+        assert task.future.result(timeout=WAIT) == big + big
+    assert sent_ahead(backend) == 0
+
+
+def test_a_long_map_of_big_chunks_completes() -> None:
+    """The deadlock above, through the Executor: big chunks in, big chunk results out."""
+    import fermion
+
+    with fermion.Executor("processes", 2) as executor:
+        for _ in range(3):
+            assert sum(executor.map(helpers.square, range(300_000), timeout=WAIT)) == sum(
+                i * i for i in range(300_000)
+            )

@@ -61,6 +61,14 @@ STOP_GRACE_S = 5.0
 #: (the last one and the mean of recent ones): below it the hand-off gap is a visible
 #: share of a task.
 PREFETCH_BELOW_S = 0.25
+#: A task is sent ahead only if its message is at most this big (and it holds at most
+#: ``AHEAD_MAX_CALLS`` calls, checked before encoding it). The worker has read its
+#: current task whole before it runs it, so a message this small always fits in the
+#: task pipe (64 KiB on Linux, 16 KiB at first on macOS) and the send never blocks. A
+#: bigger one could block the pool's thread while the worker blocks writing a big
+#: result that the pool's thread is not there to read: a deadlock.
+AHEAD_MAX_BYTES = 8 * 1024
+AHEAD_MAX_CALLS = 256
 #: Weight of the newest task in the running mean of task durations.
 DURATION_WEIGHT = 0.25
 #: A worker told to skip its next task answers at once; one silent this long is taken to
@@ -151,6 +159,7 @@ class PoolState:
         self.workers: dict[int, Worker] = {}  # by pid
         self.pending: deque[Task] = deque()
         self._started_tasks: set[int] = set()  # ids of pending tasks already start()ed
+        self._too_big_ahead: set[int] = set()  # ids of pending tasks not to send ahead
         self._function_ids: OrderedDict[bytes, int] = OrderedDict()
         self._pickled_functions = PickledFunctions()
         self._next_function_id = 0
@@ -550,9 +559,12 @@ class PoolState:
                     self._send(worker, task)
         for worker in workers:
             while self.pending and self._sends_ahead(worker):
+                first = self.pending[0]
+                if len(first.calls) > AHEAD_MAX_CALLS or first.id in self._too_big_ahead:
+                    return  # it waits for a worker that is free: keep the order
                 task = self._next_pending()
-                if task is not None:
-                    self._send(worker, task, ahead=True)
+                if task is not None and not self._send(worker, task, ahead=True):
+                    return
 
     def _next_pending(self) -> Task | None:
         """The next task to send, marked running; None if it was cancelled."""
@@ -563,13 +575,16 @@ class PoolState:
             return None  # cancelled while pending
         return task
 
-    def _send(self, worker: Worker, task: Task, *, ahead: bool = False) -> None:
-        """Send ``task`` to run now (an idle worker) or next (``ahead``: a busy one)."""
+    def _send(self, worker: Worker, task: Task, *, ahead: bool = False) -> bool:
+        """Send ``task`` to run now (an idle worker) or next (``ahead``: a busy one).
+
+        False if it was not sent ahead because its message is too big (it went back
+        to the front of the queue); True otherwise (sent, or failed and settled)."""
         try:
             function = self._pickled_functions.dumps(task.fn)
         except Exception as exc:
             task.fail(_unpicklable(task, "function", task.fn, exc))
-            return
+            return True
         function_id = self._function_id(function)
         known = worker.known_functions
         evict: list[int] = []
@@ -591,7 +606,14 @@ class PoolState:
             if payload is not None:
                 del known[function_id]
             task.fail(_find_unpicklable_argument(task, exc))
-            return
+            return True
+        if ahead and message.nbytes > AHEAD_MAX_BYTES:
+            # Not sent: ``known`` still says to send the function; evictions not sent
+            # only cost a resend of those functions later.
+            self._too_big_ahead.add(task.id)
+            self._requeue(task)
+            return False
+        self._too_big_ahead.discard(task.id)
         if ahead:
             worker.next_task = task
             worker.next_function = function_id
@@ -613,12 +635,13 @@ class PoolState:
                 self._take_task(worker)
                 worker.state = WorkerState.KILLED
             self._requeue(task)
-            return
+            return True
         worker.tasks_sent += 1
         if ahead:
             self.counts["tasks_sent_ahead"] += 1
         if payload is not None:
             self.counts["functions_sent"] += 1
+        return True
 
     def _function_id(self, pickled: bytes) -> int:
         ids = self._function_ids
@@ -650,6 +673,7 @@ class PoolState:
     def _cancel_pending(self, reason: str | None) -> None:
         while self.pending:
             task = self.pending.popleft()
+            self._too_big_ahead.discard(task.id)
             if task.id in self._started_tasks:
                 self._started_tasks.discard(task.id)
                 task.fail(
@@ -667,6 +691,7 @@ class PoolState:
         while self.pending:
             task = self.pending.popleft()
             self._started_tasks.discard(task.id)
+            self._too_big_ahead.discard(task.id)
             task.fail(error)
         for worker in self.workers.values():
             if worker.state in (WorkerState.STARTING, WorkerState.IDLE):
