@@ -9,7 +9,12 @@ runs. Reports seconds, auto's choice, and the ratios the goals are about:
 - auto / serial              (goal: at most 1.05 where serial is best; auto must never
                               be more than 5% slower than serial)
 
+``--plot FILE.png`` draws it: one group of bars per workload, one bar per configuration,
+each the time relative to the best fixed backend (auto hatched), with the 1.10 goal line.
+It needs matplotlib (the ``plot`` extra: pip install 'fermion[plot]').
+
 Run:  python benchmarks/bench_auto.py [--repeat 3] [--only a,b] [--json FILE] [--markdown FILE]
+                                      [--plot FILE.png]
       python benchmarks/bench_auto.py --quick   (a smoke test: seconds, numbers meaningless)
 """
 
@@ -128,6 +133,44 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: auto may take at most this much longer than the best fixed backend.
+GOAL = 1.10
+
+
+def figure(report: dict[str, Any]) -> Any:
+    """The grouped bar chart of a report: time relative to the best fixed backend."""
+    from fermion.measure._plots import grouped_bars_figure
+
+    rows = report["rows"]
+    labels = list(rows[0]["seconds"]) if rows else []
+    series = {
+        label: [row["seconds"][label] / row["seconds"][row["best_fixed"]] for row in rows]
+        for label in labels
+    }
+    build = "GIL" if report["gil"] else "free-threaded"
+    return grouped_bars_figure(
+        [row["workload"] for row in rows],
+        series,
+        highlight="auto",
+        goal=GOAL,
+        goal_label=f"goal for auto ({GOAL:.2f})",
+        ylabel="time / best fixed backend (log scale; lower is better)",
+        log=True,
+        title=(
+            f"backend='auto' against fixed backends\nPython {report['python']} ({build}), "
+            f"{report['cpus']} cores, best of {report['repeat']}"
+            + (" (--quick: meaningless)" if report["quick"] else "")
+        ),
+    )
+
+
+def write_plot(report: dict[str, Any], path: str) -> None:
+    """Write the chart as a PNG; needs matplotlib (the ``plot`` extra)."""
+    from fermion.measure._plots import write_png
+
+    write_png(figure(report), path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test")
@@ -135,7 +178,18 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated workload names")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON")
     parser.add_argument("--markdown", dest="markdown_path", help="write the table as Markdown")
+    parser.add_argument(
+        "--plot", dest="plot_path", help="draw the results as a PNG (needs fermion[plot])"
+    )
     args = parser.parse_args()
+    if args.plot_path:  # fail before an hour of benchmarks, not after
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error(
+                "--plot needs matplotlib, which is not installed; "
+                "install the plot extra: pip install 'fermion[plot]'"
+            )
     only = {name for name in args.only.split(",") if name} or None
     report = run(args.quick, 1 if args.quick else max(1, args.repeat), only)
     if args.json_path:
@@ -144,6 +198,8 @@ def main() -> None:
     if args.markdown_path:
         with open(args.markdown_path, "w") as file:
             file.write(markdown(report))
+    if args.plot_path:
+        write_plot(report, args.plot_path)
     print()
     print(markdown(report))
 

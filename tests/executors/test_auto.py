@@ -125,7 +125,8 @@ def test_kill_reaches_the_task_being_measured() -> None:
 
 def test_shutdown_cancel_futures_cancels_the_queued_tasks() -> None:
     release = threading.Event()
-    executor = Executor("auto", max_measure_seconds=30, **STEADY)
+    # One worker: one measuring thread, so the tasks after the first stay queued.
+    executor = Executor("auto", workers=1, max_measure_seconds=30, **STEADY)
     running = executor.submit(h.spin_until, release)
     queued = [executor.submit(h.square, x) for x in range(5)]
     release_later = threading.Timer(0.2, release.set)

@@ -13,7 +13,9 @@ Who does what:
   (``auto`` changes it when it commits to a backend). It runs in whichever thread has something to dispatch:
   the caller of ``map`` at first, then the thread completing a chunk (a done-callback).
   A flag makes it non-reentrant, so the serial backend, which runs a chunk inside
-  ``submit``, loops instead of recursing.
+  ``submit``, loops instead of recursing. A backend that runs tasks inside ``submit``
+  while its chunks finish in another thread (``auto`` once it chose serial, see its
+  ``runs_inline``) leaves the dispatch to the consumer.
 - **Completion** (``_task_done``, a done-callback) records the chunk's outcomes and
   duration, counts progress, and wakes the consumer.
 
@@ -105,8 +107,12 @@ class ChunkedRun:
         task_timeout: float | None,
         progress: ProgressReporter | None,
         on_settled: Callable[[ChunkedRun], None],
+        inline: Callable[[], bool] | None = None,
     ) -> None:
         self._fn = fn
+        # True while the backend runs tasks inside ``submit`` (``auto`` once it chose
+        # serial): a chunk finishing in another thread then sends nothing, the reader does.
+        self._read_inline = inline
         self._submit = submit
         self._read_workers = workers
         self._workers = max(1, workers())
@@ -206,32 +212,49 @@ class ChunkedRun:
         with self._lock:
             self._consumed += self._consuming
             self._consuming = 0
-        self._fill()
-        self._pump()
-        with self._cond:
-            while True:
-                if self._ordered:
-                    if self._order and self._order[0].done:
-                        chunk = self._order.popleft()
-                        self._consuming = chunk.size
-                        return chunk
-                elif self._ready:
-                    chunk = self._ready.popleft()
+        while True:
+            self._fill()
+            self._pump()
+            with self._cond:
+                chunk = self._wait_for_chunk_locked(deadline)
+                if chunk is not self._PUMP:
+                    return chunk
+
+    #: What ``_wait_for_chunk_locked`` returns when the consumer must send chunks first.
+    _PUMP = _Chunk(0)
+
+    def _wait_for_chunk_locked(self, deadline: float | None) -> _Chunk | None:
+        while True:
+            if self._ordered:
+                if self._order and self._order[0].done:
+                    chunk = self._order.popleft()
                     self._consuming = chunk.size
                     return chunk
-                if self._nothing_more_locked():
-                    self._raise_end_reason_locked()
-                    return None
-                timeout = _SIGNAL_SLICE
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError(
-                            f"map/imap of {getattr(self._fn, '__qualname__', self._fn)!r}: "
-                            f"results not ready before the deadline of the call"
-                        )
-                    timeout = min(left, _SIGNAL_SLICE)
-                self._cond.wait(timeout)
+            elif self._ready:
+                chunk = self._ready.popleft()
+                self._consuming = chunk.size
+                return chunk
+            if self._nothing_more_locked():
+                self._raise_end_reason_locked()
+                return None
+            if (
+                not self._pumping
+                and not self._in_flight
+                and (self._has_pending() or self._retry)
+                and not self._closed
+            ):
+                # A finished chunk left the sending to the consumer (inline backend).
+                return self._PUMP
+            timeout = _SIGNAL_SLICE
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"map/imap of {getattr(self._fn, '__qualname__', self._fn)!r}: "
+                        f"results not ready before the deadline of the call"
+                    )
+                timeout = min(left, _SIGNAL_SLICE)
+            self._cond.wait(timeout)
 
     def _nothing_more_locked(self) -> bool:
         if self._has_pending() or self._retry or self._in_flight:
@@ -295,9 +318,10 @@ class ChunkedRun:
 
     # -- dispatch -------------------------------------------------------------------
 
-    def _pump(self) -> None:
+    def _pump(self, *, completion: bool = False) -> None:
         """Send every chunk that may be sent now. Never reentrant; never holds the lock
-        while calling the backend."""
+        while calling the backend. ``completion``: called as a chunk finished, which
+        stops once the backend runs tasks inline (the consumer sends the rest)."""
         with self._lock:
             if self._pumping:
                 return
@@ -307,10 +331,11 @@ class ChunkedRun:
         try:
             while True:
                 workers = max(1, self._read_workers())  # outside the lock: the backend's
+                handed_back = completion and self._read_inline is not None and self._read_inline()
                 with self._lock:
                     if workers != self._workers:
                         self._set_workers_locked(workers)
-                    task = self._next_task_locked()
+                    task = None if handed_back else self._next_task_locked()
                     if task is None:
                         self._pumping = False
                         self._pumper = None
@@ -410,11 +435,13 @@ class ChunkedRun:
             pump = (
                 not self._pumping and bool(self._has_pending() or self._retry) and not self._closed
             )
+            if pump and self._read_inline is not None and self._read_inline():
+                pump = False  # the consumer sends the next chunk and runs it in its thread
             settled = not pump and self._settle_locked()
         if completed and self._progress is not None:
             self._progress.advance(completed)
         if pump:
-            self._pump()
+            self._pump(completion=True)
         elif settled:
             self._on_settled(self)
 

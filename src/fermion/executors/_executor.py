@@ -324,6 +324,7 @@ class Executor(concurrent.futures.Executor):
             task_timeout=task_timeout,
             progress=make_progress(progress, total, describe_callable(fn)),
             on_settled=self._run_settled,
+            inline=self._runs_inline,
         )
         with self._lock:
             if self._shutdown:
@@ -335,6 +336,11 @@ class Executor(concurrent.futures.Executor):
     def _read_workers(self) -> int:
         """The backend's workers now (``auto``'s change once it has chosen)."""
         return self._backend.workers
+
+    def _runs_inline(self) -> bool:
+        """Whether the backend now runs tasks inside ``submit`` from another thread's
+        completions (``auto`` once it chose serial)."""
+        return bool(getattr(self._backend, "runs_inline", False))
 
     def _run_settled(self, run: ChunkedRun) -> None:
         with self._lock:
