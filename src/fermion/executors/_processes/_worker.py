@@ -17,6 +17,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ INIT_FAILED = "init_failed"  # ("init_failed", RemoteErrorInfo)
 DONE = "done"  # ("done", values, failures, retire_reason | None): see _encode_done
 REJECTED = "rejected"  # ("rejected", what, type_name, reason): could not load the task
 SKIPPED = "skipped"  # ("skipped",): one per "skip"; the task was skipped or had run already
+
+
+#: How long a worker whose pool's process closed its end of the ``alive`` pipe waits
+#: for that process to be gone before it takes it to be alive (see _exit_when_parent_dies).
+OWNER_EXIT_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -213,12 +219,17 @@ def _exit_when_parent_dies(alive_conn: Connection, owner_pid: int) -> None:
     itself otherwise): its exit hooks never ran, so its shared memory and this
     worker's are swept on the way out."""
     wait([alive_conn])
-    if _process_gone(owner_pid):
-        with contextlib.suppress(BaseException):
-            from fermion.sharing import _segments
+    # A process closes its files before it turns into a zombie: give it a moment.
+    deadline = time.monotonic() + OWNER_EXIT_GRACE_S
+    while not _process_gone(owner_pid):
+        if time.monotonic() > deadline:
+            os._exit(1)  # alive: it closed the pool itself, and sweeps its own
+        time.sleep(0.01)
+    with contextlib.suppress(BaseException):
+        from fermion.sharing import _segments
 
-            _segments.sweep_dead_owner(owner_pid)
-            _segments.sweep_dead_owner(os.getpid())
+        _segments.sweep_dead_owner(owner_pid)
+        _segments.sweep_dead_owner(os.getpid())
     os._exit(1)
 
 
