@@ -24,10 +24,34 @@ second thread touches it while the first one's accesses do not happen-before; wh
 every other thread's accesses happen-before the new one (init before start, read
 after join, a hand-off through a queue), the location goes back to exclusive to its
 new owner. This is how initialisation and hand-offs stay quiet without a lock.
+
+Concurrency: on a free-threaded build the threads being checked run truly in parallel,
+so one lock around the whole analysis would serialise every recorded access. The state
+is split so that threads touching different locations do not contend:
+
+* a thread's vector clock is read and written only by that thread (its accesses and
+  hand-offs), so it needs no lock; the clocks sit in a list indexed by thread id, which
+  free-threaded CPython reads without locking (a dict with integer keys takes its
+  per-object lock on every lookup, and the threads would contend on that instead);
+* every location and every hand-off token belongs to one of a fixed array of *stripes*
+  (:meth:`RaceDetector.stripe_of`), each a lock and the shadow and token tables of its
+  locations and tokens; the caller holds the stripe's lock around :meth:`access`,
+  :meth:`forget`, :meth:`release`, :meth:`acquire` and :meth:`discard_token`, so no
+  table is ever touched by two threads at once;
+* findings go through a lock of their own (rare: only pairs that race);
+* no dictionary is made per location: free-threaded CPython 3.13 makes the first read
+  of a dictionary by a thread other than its creator take a slow locked path (tens of
+  microseconds, measured), and a hand-off does exactly that for every object passed.
+  A stripe maps ``(owner, field)`` to the shadow directly, and a shadow keeps its
+  per-thread accesses in lists.
+
+Each location's history is thus still analysed one access at a time, against the
+accessing thread's clock at that moment: the same verdicts as under one global lock.
 """
 
 from __future__ import annotations
 
+import _thread
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -41,6 +65,10 @@ SHARED_MODIFIED = "shared-modified"
 
 # How many accesses with distinct locksets one thread keeps per location and kind.
 _MAX_ENTRIES_PER_THREAD = 8
+
+# How many stripe locks guard the locations and tokens. Prime, so that object ids (all
+# multiples of 16) spread over every stripe.
+STRIPES = 61
 
 
 class Access(NamedTuple):
@@ -66,6 +94,11 @@ class Race:
     second: Access
 
 
+# One thread's accesses to a location: [thread, [Access, ...]], one per distinct
+# lockset, latest clock. A list, not a dict entry (see the module docstring).
+_Entries = list[Any]
+
+
 class _Shadow:
     """What the detector remembers of one location."""
 
@@ -74,15 +107,19 @@ class _Shadow:
     def __init__(self, owner: int) -> None:
         self.state = EXCLUSIVE
         self.owner = owner
-        # thread -> accesses of that thread, one per distinct lockset, latest clock.
-        self.reads: dict[int, list[Access]] = {}
-        self.writes: dict[int, list[Access]] = {}
+        # Per thread that accessed it, in order of first access: [thread, accesses].
+        self.reads: list[_Entries] = []
+        self.writes: list[_Entries] = []
 
 
-def _remember(table: dict[int, list[Access]], access: Access) -> None:
-    entries = table.get(access.thread)
-    if entries is None:
-        table[access.thread] = [access]
+def _remember(table: list[_Entries], access: Access) -> None:
+    thread = access.thread
+    for row in table:
+        if row[0] == thread:
+            entries: list[Access] = row[1]
+            break
+    else:
+        table.append([thread, [access]])
         return
     for i, old in enumerate(entries):
         if old.locks == access.locks:
@@ -100,51 +137,82 @@ class RaceDetector:
 
     Threads are small integers handed out by :meth:`new_thread`. Locations are a pair
     ``(owner, field)`` so that everything known about an object can be dropped at once
-    when it dies (:meth:`forget`). Not thread-safe: the caller serialises calls.
+    when it dies (:meth:`forget`).
+
+    Thread-safety contract (see the module docstring): :meth:`new_thread` may be called
+    from any thread; :meth:`access`, :meth:`release`, :meth:`acquire` and :meth:`join`
+    for thread *t* only from *t* itself (they use its clock unlocked), ``new_thread``
+    with a *parent* only from that parent; and the caller holds
+    ``lock_for(owner, field)`` around :meth:`access` (``lock_for(owner)`` around
+    :meth:`forget`) and ``lock_for(token)`` around the token methods. A tuple owner (a
+    module's namespace, ``("module", name)``) has one stripe per field, so unrelated
+    globals do not contend; any other owner (an object identity, which :meth:`forget`
+    drops when the object dies) one stripe for all its fields.
     """
 
     def __init__(self) -> None:
-        self._clocks: dict[int, dict[int, int]] = {}
-        self._tokens: dict[Hashable, dict[int, int]] = {}
-        self._shadow: dict[Hashable, dict[Hashable, _Shadow]] = {}
+        # Thread id -> its vector clock (index 0 unused).
+        self._clocks: list[dict[int, int]] = [{}]
+        # Per stripe: token -> clock, (owner, field) -> shadow, and owner -> its fields
+        # (for forget).
+        self._tokens: list[dict[Hashable, dict[int, int]]] = [{} for _ in range(STRIPES)]
+        self._shadow: list[dict[tuple[Hashable, Hashable], _Shadow]] = [{} for _ in range(STRIPES)]
+        self._fields: list[dict[Hashable, list[Hashable]]] = [{} for _ in range(STRIPES)]
         self._reported: set[tuple[Hashable, frozenset[int]]] = set()
-        self._next_thread = 1
+        self._threads_lock = _thread.allocate_lock()
+        self._report_lock = _thread.allocate_lock()
+        self.locks = [_thread.allocate_lock() for _ in range(STRIPES)]
         self.races: list[Race] = []
+
+    @staticmethod
+    def stripe_of(owner: Hashable, field: Hashable = None) -> int:
+        """The stripe of location ``(owner, field)``, or of the token *owner*.
+
+        Unless *owner* is a tuple (a module) the field is ignored: one stripe covers
+        all of the owner's fields, so that :meth:`forget` is safe under its lock.
+        """
+        key = (owner, field) if field is not None and type(owner) is tuple else owner
+        return hash(key) % STRIPES
+
+    def lock_for(self, owner: Hashable, field: Hashable = None) -> Any:
+        """The lock of :meth:`stripe_of` ``(owner, field)``."""
+        return self.locks[self.stripe_of(owner, field)]
 
     # -- threads and happens-before ---------------------------------------------------
 
     def new_thread(self, parent: int | None = None) -> int:
         """A new thread id; with *parent*, everything the parent did so far happens-before it."""
-        tid = self._next_thread
-        self._next_thread += 1
         clock: dict[int, int] = {}
         if parent is not None:
             parent_clock = self._clocks[parent]
             clock.update(parent_clock)
             parent_clock[parent] += 1
-        clock[tid] = 1
-        self._clocks[tid] = clock
+        with self._threads_lock:
+            tid = len(self._clocks)
+            clock[tid] = 1
+            self._clocks.append(clock)
         return tid
 
     def release(self, thread: int, token: Hashable) -> None:
         """Release side of a hand-off: what *thread* did so far happens-before acquires of *token*."""
         clock = self._clocks[thread]
-        target = self._tokens.get(token)
+        tokens = self._tokens[self.stripe_of(token)]
+        target = tokens.get(token)
         if target is None:
-            self._tokens[token] = dict(clock)
+            tokens[token] = dict(clock)
         else:
             _join_into(target, clock)
         clock[thread] += 1
 
     def acquire(self, thread: int, token: Hashable) -> None:
         """Acquire side of a hand-off: every earlier release of *token* happens-before what follows."""
-        source = self._tokens.get(token)
+        source = self._tokens[self.stripe_of(token)].get(token)
         if source is not None:
             _join_into(self._clocks[thread], source)
 
     def discard_token(self, token: Hashable) -> None:
         """Forget a token nobody will acquire again (a finished future, a dead object)."""
-        self._tokens.pop(token, None)
+        self._tokens[self.stripe_of(token)].pop(token, None)
 
     def join(self, thread: int, finished: int) -> None:
         """*thread* joined *finished*: everything *finished* did happens-before what follows."""
@@ -177,14 +245,20 @@ class RaceDetector:
         findings must share to be one finding (default: *location*); a pair of sites is
         reported once per group.
         """
-        fields = self._shadow.get(owner)
-        if fields is None:
-            fields = self._shadow[owner] = {}
-        shadow = fields.get(field)
+        stripe = self.stripe_of(owner, field)
+        key = (owner, field)
+        shadows = self._shadow[stripe]
+        shadow = shadows.get(key)
         clock = self._clocks[thread]
         tick = clock[thread]
         if shadow is None:
-            shadow = fields[field] = _Shadow(thread)
+            shadow = shadows[key] = _Shadow(thread)
+            fields = self._fields[stripe]
+            known = fields.get(owner)
+            if known is None:
+                fields[owner] = [field]
+            else:
+                known.append(field)
         elif shadow.state is not EXCLUSIVE or shadow.owner != thread:
             self._check(
                 shadow, thread, clock, read, write, locks, site, tick, location, detail, group
@@ -212,19 +286,20 @@ class RaceDetector:
         others_concurrent = False
         others_wrote = False
         for table, is_write_table in ((shadow.writes, True), (shadow.reads, False)):
-            for other in list(table):
+            for row in list(table):
+                other = row[0]
                 if other == thread:
                     continue
                 seen = clock.get(other, 0)
-                entries = table[other]
+                entries = row[1]
                 concurrent = [a for a in entries if a.clock > seen]
                 if write and len(concurrent) != len(entries):
                     # A write supersedes what happens-before it. A read does not: a
                     # third thread may still race with those earlier accesses.
                     if concurrent:
-                        table[other] = concurrent
+                        row[1] = concurrent
                     else:
-                        del table[other]
+                        table.remove(row)
                 if not concurrent:
                     continue
                 others_concurrent = True
@@ -251,25 +326,36 @@ class RaceDetector:
         key = (location if group is None else group, frozenset((first.site, second.site)))
         if key in self._reported:
             return
-        self._reported.add(key)
-        self.races.append(Race(location, detail, first, second))
+        with self._report_lock:
+            if key in self._reported:
+                return
+            self._reported.add(key)
+            self.races.append(Race(location, detail, first, second))
 
     def state_of(self, owner: Hashable, field: Hashable) -> str:
         """Eraser's state of a location: virgin, exclusive, shared or shared-modified."""
-        shadow = self._shadow.get(owner, {}).get(field)
+        shadow = self._shadow[self.stripe_of(owner, field)].get((owner, field))
         return VIRGIN if shadow is None else shadow.state
 
     def forget(self, owner: Hashable) -> None:
-        """Drop every location of *owner* (an object that died; its id may be reused)."""
-        self._shadow.pop(owner, None)
+        """Drop every location of *owner* (an object that died; its id may be reused).
+
+        The caller holds ``lock_for(owner)``; a tuple owner's fields are spread over
+        all stripes, so forgetting one needs no other thread to be recording.
+        """
+        stripes = range(STRIPES) if type(owner) is tuple else (self.stripe_of(owner),)
+        for stripe in stripes:
+            shadows = self._shadow[stripe]
+            for field in self._fields[stripe].pop(owner, ()):
+                shadows.pop((owner, field), None)
 
     def statistics(self) -> dict[str, Any]:
         """Counts for tests and benchmarks: threads, tokens, owners, locations, races."""
         return {
-            "threads": len(self._clocks),
-            "tokens": len(self._tokens),
-            "owners": len(self._shadow),
-            "locations": sum(len(f) for f in self._shadow.values()),
+            "threads": len(self._clocks) - 1,
+            "tokens": sum(len(tokens) for tokens in self._tokens),
+            "owners": len({owner for shard in self._fields for owner in list(shard)}),
+            "locations": sum(len(shadows) for shadows in self._shadow),
             "races": len(self.races),
         }
 

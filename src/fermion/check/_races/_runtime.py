@@ -5,7 +5,10 @@ from a ``threading.local`` and looks the access up in that thread's *seen* set â
 accesses it already recorded since its last synchronisation event (a lock taken or
 released, a hand-off). A hit returns at once: with the same clock and the same locks,
 a repeat cannot reveal a race the first one did not (FastTrack's "same epoch" rule).
-Only a miss takes the detector lock and runs the analysis in :mod:`._detector`.
+Only a miss runs the analysis in :mod:`._detector`, under the one *stripe* lock of the
+location it touches (``RaceDetector.lock_for``): on a free-threaded build, threads
+recording different locations do not wait for each other. Hand-offs take the stripe of
+their token; a thread's own clock and caches are its own and need no lock.
 
 The site number each hook receives was baked into the code by :mod:`._rewrite`; the
 site table maps it to file, line, function and target, so no frame is inspected.
@@ -23,7 +26,7 @@ import weakref
 from collections.abc import Hashable
 from typing import Any
 
-from fermion.check._races._detector import RaceDetector
+from fermion.check._races._detector import STRIPES, RaceDetector
 from fermion.check._races._rewrite import ATTR, CELL, GLOBAL, ITEM, READ, UPDATE, WRITE, SiteInfo
 from fermion.sync import CheckedLock, CheckedRLock, FairLock
 
@@ -41,15 +44,24 @@ _sites_lock = _thread.allocate_lock()
 
 _enabled = False
 _detector = RaceDetector()
-# Serialises the detector; a raw lock so that checked-lock tracking never sees it.
+# Guards session switches and the foreign releases (rare events); the analysis itself
+# runs under the detector's stripe locks. Raw locks, so that checked-lock tracking
+# never sees them.
 _lock = _thread.allocate_lock()
+# Guards the choice of which pinned containers to forget (_unpin_oldest).
+_pin_lock = _thread.allocate_lock()
 _tls = threading.local()
 _generation = 0
 # Objects whose accesses are recorded by id: kept alive if they cannot be weakly
 # referenced (dicts, lists), so that their id is not reused while the detector
 # remembers them (at most _PIN_LIMIT of them; the oldest are forgotten first).
+# _watched holds, per stripe of the detector, id -> a weak reference to the object or,
+# for a pinned one, the object itself; an id's entries in it and in _pinned change only
+# under that id's stripe lock (sharded so that threads do not contend on one dict's
+# lock on a free-threaded build). _pinned keeps the pinning order, for _unpin_oldest.
+# _dead is appended to by weakref callbacks and drained with list.pop (both atomic).
 _pinned: dict[int, object] = {}
-_watched: dict[int, weakref.ref[Any]] = {}
+_watched: list[dict[int, Any]] = [{} for _ in range(STRIPES)]
 _dead: list[int] = []
 _SEEN_LIMIT = 50_000
 
@@ -175,8 +187,7 @@ def _new_state() -> ThreadState:
     # Event) for a thread still bootstrapping; look it up without side effects.
     ident = _thread.get_ident()
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    with _lock:
-        tid = _detector.new_thread()
+    tid = _detector.new_thread()
     st = ThreadState(tid, thread.name if thread is not None else f"thread-{ident}", ident)
     _tls.s = st
     if thread is not None:
@@ -213,14 +224,40 @@ def _record(
     group: Hashable,
     obj: object = None,
 ) -> None:
-    """Run the analysis for one access; with *obj*, the owner is that object's identity."""
+    """Run the analysis for one access; with *obj* (then *owner* is None), the owner is
+    that object's identity.
+
+    Only the location's stripe lock is held (never two stripes at once: dead objects
+    and surplus pinned containers are forgotten before and after, each under its own).
+    """
     kind = SITES[site].kind
-    with _lock:
-        if _dead:
-            _forget_dead()
-        if obj is not None:
-            owner = _owner_of(obj) if owner is None else (owner, _owner_of(obj))
-        _detector.access(
+    detector = _detector
+    if _dead:
+        _forget_dead(detector)
+    if obj is not None:
+        # The runtime's object owners are bare identities (never wrapped in a tuple):
+        # the stripe of id(obj) also guards _watched/_pinned for it and forget().
+        ident = id(obj)
+        stripe = detector.stripe_of(ident)
+        with detector.locks[stripe]:
+            _owner_of(detector, obj, ident, _watched[stripe])
+            detector.access(
+                st.tid,
+                ident,
+                field,
+                site,
+                read=kind != WRITE,
+                write=kind != READ,
+                locks=st.locks,
+                location=label,
+                detail=detail,
+                group=group,
+            )
+        if len(_pinned) >= _PIN_LIMIT:
+            _unpin_oldest(detector)
+        return
+    with detector.lock_for(owner, field):
+        detector.access(
             st.tid,
             owner,
             field,
@@ -234,11 +271,24 @@ def _record(
         )
 
 
-def _forget_dead() -> None:
+def _forget_dead(detector: RaceDetector) -> None:
     while _dead:
-        ident = _dead.pop()
-        _watched.pop(ident, None)
-        _detector.forget(ident)
+        try:
+            ident = _dead.pop()
+        except IndexError:  # another thread took the last one
+            return
+        stripe = detector.stripe_of(ident)
+        with detector.locks[stripe]:
+            if ident in _pinned:  # a pinned object never dies: its id was not reused
+                continue
+            watched = _watched[stripe]
+            entry = watched.get(ident)
+            if entry is not None and (type(entry) is not weakref.ref or entry() is not None):
+                # A new object took the id after the old one died, and its first access
+                # already forgot the old history (_owner_of): keep the new one's.
+                continue
+            watched.pop(ident, None)
+            detector.forget(ident)
 
 
 def _on_death(ident: int) -> Any:
@@ -248,38 +298,45 @@ def _on_death(ident: int) -> Any:
     return callback
 
 
-def _owner_of(obj: object) -> int:
-    """The detector's owner key of *obj*, keeping its id from being reused unnoticed.
+def _owner_of(detector: RaceDetector, obj: object, ident: int, watched: dict[int, Any]) -> None:
+    """Watch *obj* (at *ident*, its id), so that its id is not reused unnoticed.
 
-    Called under ``_lock``, after dead objects were forgotten.
+    Called under the lock of *ident*'s stripe, whose part of ``_watched`` is *watched*,
+    after dead objects were forgotten.
     """
-    ident = id(obj)
-    ref = _watched.get(ident)
-    if (ref is not None and ref() is obj) or ident in _pinned:
-        return ident
-    if ref is not None:  # a dead object's id, reused before its callback ran
-        _detector.forget(ident)
+    entry = watched.get(ident)
+    if entry is not None:
+        if entry is obj or (type(entry) is weakref.ref and entry() is obj):
+            return
+        # A dead object's id, reused before its callback ran (a pinned object never
+        # dies, so the entry is a dead weak reference).
+        detector.forget(ident)
     try:
-        _watched[ident] = weakref.ref(obj, _on_death(ident))
+        watched[ident] = weakref.ref(obj, _on_death(ident))
     except TypeError:
-        if len(_pinned) >= _PIN_LIMIT:
-            _unpin_oldest()
+        watched[ident] = obj
         _pinned[ident] = obj
-    return ident
 
 
 _PIN_LIMIT = 200_000
 
 
-def _unpin_oldest() -> None:
+def _unpin_oldest(detector: RaceDetector) -> None:
     """Bound the memory kept for containers: forget the oldest tenth of them.
 
     Their history goes (a race involving them may be missed), never a stale history
-    that a new object at a reused id would inherit.
+    that a new object at a reused id would inherit. Called holding no stripe lock.
     """
-    for ident in list(_pinned)[: _PIN_LIMIT // 10]:
-        del _pinned[ident]
-        _detector.forget(ident)
+    with _pin_lock:
+        if len(_pinned) < _PIN_LIMIT:
+            return  # another thread made room meanwhile
+        oldest = list(_pinned)[: max(1, _PIN_LIMIT // 10)]
+        for ident in oldest:
+            stripe = detector.stripe_of(ident)
+            with detector.locks[stripe]:
+                if _pinned.pop(ident, None) is not None:
+                    _watched[stripe].pop(ident, None)
+                    detector.forget(ident)
 
 
 def _remember(st: ThreadState, key: Hashable) -> None:
@@ -614,8 +671,9 @@ def on_handoff_acquire(token: Hashable, thread: int) -> None:
 def handoff_release(token: Hashable) -> None:
     """What the calling thread did so far happens-before later acquires of *token*."""
     st = state()
-    with _lock:
-        _detector.release(st.tid, token)
+    detector = _detector
+    with detector.lock_for(token):
+        detector.release(st.tid, token)
     st.new_epoch()
 
 
@@ -624,15 +682,17 @@ def handoff_acquire(token: Hashable) -> None:
     st = state()
     if type(token) is tuple and len(token) == 2 and token[0] == "thread-start":
         _adopt(st, token[1])
-    with _lock:
-        _detector.acquire(st.tid, token)
+    detector = _detector
+    with detector.lock_for(token):
+        detector.acquire(st.tid, token)
     st.new_epoch()
 
 
 def discard_token(token: Hashable) -> None:
     """Forget a hand-off token that will not be acquired again."""
-    with _lock:
-        _detector.discard_token(token)
+    detector = _detector
+    with detector.lock_for(token):
+        detector.discard_token(token)
 
 
 # -- session control ------------------------------------------------------------------------
@@ -646,7 +706,8 @@ def activate() -> None:
         _tls = threading.local()
         _generation += 1
         _pinned.clear()
-        _watched.clear()
+        for watched in _watched:
+            watched.clear()
         _dead.clear()
         _names.clear()
         _foreign_released.clear()
@@ -659,9 +720,19 @@ def deactivate() -> RaceDetector:
     _enabled = False
     with _lock:
         detector = _detector
-        _pinned.clear()
-        _watched.clear()
-        _dead.clear()
+        # Wait for analyses in flight (each holds one stripe) before the caller reads
+        # the findings.
+        stripes = detector.locks
+        for stripe in stripes:
+            stripe.acquire()
+        try:
+            _pinned.clear()
+            for watched in _watched:
+                watched.clear()
+            _dead.clear()
+        finally:
+            for stripe in reversed(stripes):
+                stripe.release()
     return detector
 
 
