@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import threading
 import time
@@ -109,6 +110,7 @@ def main(
     functions: dict[int, Callable[..., Any]] = {}
     unloadable: dict[int, BaseException] = {}  # why a function could not be loaded
     tasks_done = 0
+    more_waiting = _readable_now(task_conn)
     early: Any = None  # a message read while checking for "skip"
     early_error: BaseException | None = None  # ... or why it could not be read
     while True:
@@ -148,7 +150,7 @@ def main(
             lost = unloadable.get(fn_id) or LookupError(f"function {fn_id} was never loaded")
             _reject(result_conn, "function", lost)
             continue
-        if task_conn.poll():  # sent ahead, then killed before it started?
+        if more_waiting():  # sent ahead, then killed before it started?
             try:
                 early = _codec.recv(task_conn)
             except (EOFError, OSError):
@@ -247,6 +249,17 @@ def _process_gone(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state in (b"Z", b"X")
+
+
+def _readable_now(conn: Connection) -> Callable[[], bool]:
+    """A check that ``conn`` has data, cheaper than ``conn.poll()`` (which builds a
+    selector each call): this runs before every task."""
+    try:
+        poller = select.poll()
+    except AttributeError:  # pragma: no cover - Windows
+        return conn.poll
+    poller.register(conn.fileno(), select.POLLIN)
+    return lambda: bool(poller.poll(0))
 
 
 def _retire_reason(setup: WorkerSetup, tasks_done: int) -> str | None:
