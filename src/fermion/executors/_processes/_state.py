@@ -109,6 +109,7 @@ class Worker:
         "next_task",
         "pid",
         "result_open",
+        "result_waiting",
         "skipping",
         "state",
         "task",
@@ -124,6 +125,7 @@ class Worker:
         self.next_task: Task | None = None
         self.next_killed = False
         self.tasks_sent = 0
+        self.result_waiting = _worker.readable_now(handle.result_conn)
         self.gone = False  # its task pipe is broken: it exited or died
         self.skipping = False
         self.deadline: float | None = None
@@ -273,7 +275,7 @@ class PoolState:
     def on_result_readable(self, worker: Worker) -> None:
         """Read every message the worker has written (it may be several, or EOF)."""
         conn = worker.handle.result_conn
-        while worker.result_open and conn.poll():
+        while worker.result_open and worker.result_waiting():
             try:
                 message = _codec.recv(conn)
             except (EOFError, OSError):

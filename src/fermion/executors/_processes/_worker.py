@@ -28,7 +28,14 @@ from typing import Any, NamedTuple
 
 from fermion.executors._processes import _codec
 
-__all__ = ["RemoteErrorInfo", "UnpicklableResult", "WorkerSetup", "main", "run_calls"]
+__all__ = [
+    "RemoteErrorInfo",
+    "UnpicklableResult",
+    "WorkerSetup",
+    "main",
+    "readable_now",
+    "run_calls",
+]
 
 # Parent -> worker: ("run", fn_id, fn_bytes | None, evict_ids, calls_kind, calls) | ("stop",)
 RUN = "run"
@@ -110,7 +117,7 @@ def main(
     functions: dict[int, Callable[..., Any]] = {}
     unloadable: dict[int, BaseException] = {}  # why a function could not be loaded
     tasks_done = 0
-    more_waiting = _readable_now(task_conn)
+    more_waiting = readable_now(task_conn)
     early: Any = None  # a message read while checking for "skip"
     early_error: BaseException | None = None  # ... or why it could not be read
     while True:
@@ -251,9 +258,9 @@ def _process_gone(pid: int) -> bool:
     return state in (b"Z", b"X")
 
 
-def _readable_now(conn: Connection) -> Callable[[], bool]:
-    """A check that ``conn`` has data, cheaper than ``conn.poll()`` (which builds a
-    selector each call): this runs before every task."""
+def readable_now(conn: Connection) -> Callable[[], bool]:
+    """A check that ``conn`` has data (or is closed), cheaper than ``conn.poll()``,
+    which builds a selector each call: it runs for every task and every result."""
     try:
         poller = select.poll()
     except AttributeError:  # pragma: no cover - Windows
