@@ -238,25 +238,14 @@ def _record(
         # The runtime's object owners are bare identities (never wrapped in a tuple):
         # the stripe of id(obj) also guards _watched/_pinned for it and forget().
         ident = id(obj)
+        owner = ident
         stripe = detector.stripe_of(ident)
-        with detector.locks[stripe]:
+        lock = detector.locks[stripe]
+    else:
+        lock = detector.lock_for(owner, field)
+    with lock:
+        if obj is not None:
             _owner_of(detector, obj, ident, _watched[stripe])
-            detector.access(
-                st.tid,
-                ident,
-                field,
-                site,
-                read=kind != WRITE,
-                write=kind != READ,
-                locks=st.locks,
-                location=label,
-                detail=detail,
-                group=group,
-            )
-        if len(_pinned) >= _PIN_LIMIT:
-            _unpin_oldest(detector)
-        return
-    with detector.lock_for(owner, field):
         detector.access(
             st.tid,
             owner,
@@ -269,6 +258,8 @@ def _record(
             detail=detail,
             group=group,
         )
+    if obj is not None and len(_pinned) >= _PIN_LIMIT:
+        _unpin_oldest(detector)
 
 
 def _forget_dead(detector: RaceDetector) -> None:
