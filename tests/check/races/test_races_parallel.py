@@ -10,14 +10,11 @@ the build or the schedule.
 
 from __future__ import annotations
 
-import runpy
 import sys
 from pathlib import Path
 
 import pytest
-
-from fermion.check._races import session
-from fermion.check._report import Finding
+from race_detection import detect, marked_lines
 
 FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 RUNS = 20 if FREE_THREADED else 4
@@ -80,19 +77,6 @@ CLEAN = PREAMBLE + WORKER.format(extra="")
 RACY = PREAMBLE + WORKER.format(
     extra="        stats.hits += 1  # RACE-HERE\n        slots[me] = i  # per-thread key: clean\n"
 )
-
-
-def detect(path: Path) -> list[Finding]:
-    handle = session.start(str(path), [])
-    try:
-        runpy.run_path(str(path), run_name="__main__")
-    finally:
-        findings = handle.stop()
-    return findings
-
-
-def marked_lines(text: str) -> set[int]:
-    return {n for n, line in enumerate(text.splitlines(), 1) if "# RACE-HERE" in line}
 
 
 @pytest.mark.timeout(300)
