@@ -41,6 +41,15 @@ def sent_ahead(backend: ProcessBackend) -> int:
     return int(backend.statistics()["tasks_sent_ahead"])
 
 
+def hold_ahead(backend: ProcessBackend, running: Task, waiting: Task, started: str) -> None:
+    """Submit ``running`` (which writes ``started`` once it runs) and ``waiting``; return
+    once ``running`` runs and ``waiting`` is held by the same worker as its next task."""
+    backend.submit(running)
+    backend.submit(waiting)
+    assert helpers.wait_for_file(started, WAIT)
+    wait_until(lambda: sent_ahead(backend) == 1, "the task to be sent ahead")
+
+
 @pytest.fixture(params=["forkserver", "spawn"])
 def make_backend(request: pytest.FixtureRequest) -> Iterator[Callable[..., ProcessBackend]]:
     made: list[ProcessBackend] = []
@@ -88,10 +97,7 @@ def test_a_crash_is_not_blamed_on_the_task_sent_ahead(
     started, go = str(tmp_path / "started"), str(tmp_path / "go")
     dying = one(helpers.touch_then_die, started, go)
     waiting = one(helpers.square, 7)
-    backend.submit(dying)
-    backend.submit(waiting)
-    assert helpers.wait_for_file(started, WAIT)
-    wait_until(lambda: sent_ahead(backend) == 1, "the square to be sent ahead")
+    hold_ahead(backend, dying, waiting, started)
     Path(go).touch()
     with pytest.raises(WorkerCrashedError, match="killed by SIGKILL") as info:
         dying.future.result(timeout=WAIT)
@@ -107,10 +113,7 @@ def test_kill_a_task_waiting_ahead(
     started, go, ran = (str(tmp_path / name) for name in ("started", "go", "ran"))
     running = one(helpers.touch_then_wait, started, go)
     waiting = one(helpers.touch, ran)
-    backend.submit(running)
-    backend.submit(waiting)
-    assert helpers.wait_for_file(started, WAIT)
-    wait_until(lambda: sent_ahead(backend) == 1, "the task to be sent ahead")
+    hold_ahead(backend, running, waiting, started)
     assert backend.kill(waiting) is True
     assert backend.kill(waiting) is False  # already killed
     with pytest.raises(
@@ -136,10 +139,7 @@ def test_timeout_counts_from_the_start_not_from_the_send(
     started, go = str(tmp_path / "started"), str(tmp_path / "go")
     running = one(helpers.touch_then_wait, started, go)
     waiting = one(helpers.square, 5, timeout=1.0)
-    backend.submit(running)
-    backend.submit(waiting)
-    assert helpers.wait_for_file(started, WAIT)
-    wait_until(lambda: sent_ahead(backend) == 1, "the task to be sent ahead")
+    hold_ahead(backend, running, waiting, started)
     time.sleep(1.5)  # longer than its timeout, all of it spent waiting behind `running`
     Path(go).touch()
     running.future.result(timeout=WAIT)
