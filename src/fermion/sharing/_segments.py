@@ -13,7 +13,7 @@ by prefix. The lifecycle rules that keep /dev/shm clean:
 - SIGTERM, whose default action skips every exit hook, first runs the ledger's
   release (``install_sigterm_release``) and then ends the process as before; a process
   killed outright (SIGKILL) is swept by its pool's workers as they exit
-  (``sweep_dead_owner``).
+  (``sweep`` of ``fermion-<its pid>``).
 
 POSIX shared memory is used directly (``_posixshmem`` + ``mmap``) rather than through
 ``multiprocessing.shared_memory``: the latter registers every segment with
@@ -55,7 +55,6 @@ __all__ = [
     "posix_shm_available",
     "process_prefix",
     "sweep",
-    "sweep_dead_owner",
     "sweep_head",
     "unlink_segment",
 ]
@@ -225,13 +224,6 @@ def _release_then_terminate(signum: int, frame: Any) -> None:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-def sweep_dead_owner(owner_pid: int) -> list[str]:
-    """Unlink every segment named after ``owner_pid``, a process that is gone (killed
-    outright, so its own exit hooks never ran). Its pool's workers call this as they
-    exit after it; any name under that pid belongs to it or to its pools."""
-    return sweep_head(f"{NAME_PREFIX}-{owner_pid}-")
 
 
 def _shm_path(name: str) -> str:

@@ -237,8 +237,9 @@ def _exit_when_parent_dies(alive_conn: Connection, owner_pid: int) -> None:
     with contextlib.suppress(BaseException):
         from fermion.sharing import _segments
 
-        _segments.sweep_dead_owner(owner_pid)
-        _segments.sweep_dead_owner(os.getpid())
+        # Every name under its pid is its own or its pools' (this worker's results too).
+        _segments.sweep(f"{_segments.NAME_PREFIX}-{owner_pid}")
+        _segments.sweep(f"{_segments.NAME_PREFIX}-{os.getpid()}")
     os._exit(1)
 
 
