@@ -1,10 +1,14 @@
 """The pool's thread and its front door.
 
-User threads never touch ``PoolState``: ``ProcessPool.submit``/``kill``/``shutdown``/
-``terminate`` put a command in an inbox and write one byte to a wake-up socket; the
-pool's thread waits on that socket, on every worker's result pipe and sentinel, and on
-the nearest deadline, and hands each event to ``PoolState``. The thread starts with the
-first task, so creating a pool costs nothing.
+``ProcessPool.submit``/``kill``/``shutdown``/``terminate`` put a command in an inbox and
+write one byte to a wake-up socket; the pool's thread waits on that socket, on every
+worker's result pipe and sentinel, and on the nearest deadline, and hands each event to
+``PoolState``. The thread holds the state lock whenever it is not waiting. One shortcut:
+a submitting thread that finds the state lock free, the inbox empty and a worker idle
+sends its task to that worker itself (``PoolState.send_now``), which spares a round trip
+one thread hand-off (a wake-up of the pool's thread, on two cores a good part of it).
+It never waits for the lock, so a done-callback running in the pool's thread can always
+submit. The thread starts with the first task, so creating a pool costs nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from multiprocessing.connection import wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from fermion.executors._base import Task
+from fermion.executors._base import BatchOutcomes, Task
 from fermion.executors._processes import _worker
 from fermion.executors._processes._state import PoolState
 
@@ -54,6 +58,10 @@ class ProcessPool:
 
     def __init__(self, *, size: int, context: BaseContext, setup: _worker.WorkerSetup) -> None:
         self._lock = threading.Lock()  # guards the front door only: the fields below
+        # Guards ``state``: held by the pool's thread except while it waits, taken by a
+        # submitting thread only without waiting (see ``_send_directly``). Taken
+        # before ``_lock`` when both are held.
+        self._state_lock = threading.Lock()
         self._inbox: deque[tuple[Any, ...]] = deque()
         self._accepting = True
         self._thread: threading.Thread | None = None
@@ -75,6 +83,8 @@ class ProcessPool:
     # -- the front door: any thread -----------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        if self._send_directly(task):
+            return
         with self._lock:
             if not self._accepting:
                 raise RuntimeError(_SHUTDOWN_MESSAGE)
@@ -138,6 +148,27 @@ class ProcessPool:
         _live_pools.add(self)
         thread.start()
 
+    def _send_directly(self, task: Task) -> bool:
+        """Send ``task`` to an idle worker from this thread; False: use the inbox."""
+        if self._thread is None or self._in_pool_thread():
+            return False
+        if not self._state_lock.acquire(blocking=False):
+            return False  # the pool's thread is busy: it takes the task from the inbox
+        wake = True
+        try:
+            with self._lock:
+                if not self._accepting or self._inbox:  # earlier commands go first
+                    return False
+            sent = self.state.send_now(task)
+            # Only a deadline to watch, or a task put back in the queue (its worker
+            # was gone), needs the pool's thread now; a result wakes it anyway.
+            wake = sent and (task.timeout is not None or bool(self.state.pending))
+            return sent
+        finally:
+            self._state_lock.release()
+            if wake:
+                self._wake()
+
     def _in_pool_thread(self) -> bool:
         return self._thread is threading.current_thread()
 
@@ -171,14 +202,13 @@ class ProcessPool:
                     fds.append(conn.fileno())
         return fds
 
-    def _take_commands(self) -> None:
+    def _take_commands(self, woken: bool) -> None:
+        """Hand the inbox to the state; ``woken``: the wake-up socket is readable."""
         with self._lock:
             self._wake_pending = False
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
+        if woken:  # a wake-up pends at most one byte per drain: one read takes them all
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                self._wake_r.recv(4096)
         state = self.state
         while self._inbox:
             command = self._inbox.popleft()
@@ -195,9 +225,13 @@ class ProcessPool:
     def _run(self) -> None:
         state = self.state
         reason = "the pool stopped"
+        state_lock = self._state_lock
+        poller = _Poller(self._wake_r)
+        woken = True
+        state_lock.acquire()
         try:
             while True:
-                self._take_commands()
+                self._take_commands(woken)
                 state.step()
                 self.worker_pids = tuple(state.workers)
                 if state.finished:
@@ -205,7 +239,15 @@ class ProcessPool:
                 objects = state.wait_objects()
                 deadline = state.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready = _wait_readable([self._wake_r, *objects], timeout)
+                finished = state.take_finished()
+                state_lock.release()
+                try:
+                    _report(finished)
+                    del finished  # the tasks' arguments go now, not after the wait
+                    ready = poller.wait(objects, timeout)
+                finally:
+                    state_lock.acquire()
+                woken = self._wake_r in ready
                 for obj in ready:  # results first: a worker's last words before its death
                     entry = objects.get(obj)
                     if entry is not None and entry[0] == "result":
@@ -233,6 +275,9 @@ class ProcessPool:
             self.worker_pids = ()
             self._close_pipes()
             _live_pools.discard(self)
+            finished = state.take_finished()
+            state_lock.release()
+            _report(finished)
 
     def _close_pipes(self) -> None:
         self._alive_w.close()
@@ -241,20 +286,38 @@ class ProcessPool:
         self._wake_w.close()
 
 
-def _wait_readable(objects: list[Any], timeout: float | None) -> list[Any]:
-    """``multiprocessing.connection.wait`` for the pool's loop, which calls it twice
-    per task: one ``select.poll`` call (about 1 µs here, against 9 µs for ``wait``, which
-    builds a selector each time). Like ``wait``, a closed or hung-up object is ready."""
-    if not _HAVE_POLL:  # pragma: no cover - Windows
-        return wait(objects, timeout)
-    poller = select.poll()
-    by_fd: dict[int, Any] = {}
-    for obj in objects:
-        fd = obj if isinstance(obj, int) else obj.fileno()
-        poller.register(fd, select.POLLIN)
-        by_fd[fd] = obj
-    events = poller.poll(None if timeout is None else timeout * 1000.0)
-    return [by_fd[fd] for fd, _ in events]
+def _report(finished: list[tuple[Task, BatchOutcomes]]) -> None:
+    """Complete the futures of finished tasks (done-callbacks run here, unlocked)."""
+    for task, outcomes in finished:
+        task.finish(outcomes)
+
+
+class _Poller:
+    """Waits for the loop's objects to be readable (like ``multiprocessing.connection.
+    wait``: a closed or hung-up object is ready). One ``select.poll`` is kept while the
+    state hands back the same ``wait_objects`` dict (it makes a new one whenever a
+    worker comes or goes), so a wait costs one system call, not a registration per
+    object as well: the loop waits twice per task."""
+
+    def __init__(self, wake: socket.socket) -> None:
+        self._wake = wake
+        self._objects: dict[Any, Any] | None = None
+        self._poll: Any = None
+        self._by_fd: dict[int, Any] = {}
+
+    def wait(self, objects: dict[Any, Any], timeout: float | None) -> list[Any]:
+        if not _HAVE_POLL:  # pragma: no cover - Windows
+            return wait([self._wake, *objects], timeout)
+        if objects is not self._objects:
+            self._poll = select.poll()
+            self._by_fd = {}
+            for obj in (self._wake, *objects):
+                fd = obj if isinstance(obj, int) else obj.fileno()
+                self._poll.register(fd, select.POLLIN)
+                self._by_fd[fd] = obj
+            self._objects = objects
+        events = self._poll.poll(None if timeout is None else timeout * 1000.0)
+        return [self._by_fd[fd] for fd, _ in events]
 
 
 _HAVE_POLL = hasattr(select, "poll")

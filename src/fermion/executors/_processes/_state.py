@@ -1,10 +1,12 @@
-"""The pool's state and every change to it, owned by one thread.
+"""The pool's state and every change to it, made under one lock.
 
-``PoolState`` holds the workers, the queue of pending tasks and who runs what. Only the
-pool's own thread calls its methods, each one an event: a command from a user thread
-(submit, kill, shutdown, terminate), a worker's result pipe became readable, a worker's
-sentinel fired (it died), a deadline passed. No other object writes its fields and it
-takes no locks; user threads reach it only through the command inbox of ``ProcessPool``.
+``PoolState`` holds the workers, the queue of pending tasks and who runs what. The pool's
+own thread calls its methods, each one an event: a command from a user thread (submit,
+kill, shutdown, terminate), a worker's result pipe became readable, a worker's sentinel
+fired (it died), a deadline passed. It takes no locks: ``ProcessPool`` holds one state
+lock whenever its thread is not waiting, and user threads reach the state through the
+command inbox, except ``send_now``, which a submitting thread calls when it gets that
+lock without waiting (a task for an idle worker, nothing queued).
 
 Failures stay local: a worker that dies fails only the task it was running and is
 replaced at once; a task that times out or is killed costs only its worker. The pool
@@ -30,9 +32,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor
+from itertools import islice
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import Any, NamedTuple
 
 from fermion.errors import (
     InitializerError,
@@ -89,6 +92,15 @@ class WorkerState(enum.Enum):
 _LIVE = (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
 
 
+class _RunMessage(NamedTuple):
+    """A task encoded for one worker (see ``PoolState._run_message``)."""
+
+    message: _codec.Encoded
+    function_id: int
+    carries_function: bool
+    evict: list[int]  # function ids the worker drops to make room
+
+
 class Worker:
     """The pool's record of one worker process.
 
@@ -142,7 +154,7 @@ class Worker:
 
 
 class PoolState:
-    """Everything the pool knows, changed only by the pool's thread (see module doc)."""
+    """Everything the pool knows, changed under the pool's state lock (see module doc)."""
 
     def __init__(
         self,
@@ -170,6 +182,11 @@ class PoolState:
         self._last_duration: float | None = None
         self.broken: BrokenExecutor | None = None
         self.shutting_down = False
+        # Tasks that ran to the end, with their outcomes: the pool's thread reports
+        # them after it lets go of the state lock (``take_finished``), so that a caller
+        # woken by its result finds the lock free to send its next task directly.
+        self.finished_tasks: list[tuple[Task, BatchOutcomes]] = []
+        self._wait_objects: dict[Any, tuple[str, Worker]] | None = None  # see wait_objects
         self.counts = dict.fromkeys(
             (
                 "workers_started",
@@ -178,6 +195,7 @@ class PoolState:
                 "tasks_timed_out",
                 "tasks_killed",
                 "tasks_sent_ahead",
+                "tasks_sent_directly",
                 "functions_sent",
             ),
             0,
@@ -190,6 +208,37 @@ class PoolState:
             task.fail(self.broken)
         else:
             self.pending.append(task)
+
+    def send_now(self, task: Task) -> bool:
+        """Send ``task`` straight to an idle worker, from the submitting thread (which
+        holds the pool's state lock): a round trip then wakes the pool's thread once,
+        for the result, not also for the task. False, with nothing changed, when the
+        task must go the usual way, through the pool's thread: no worker is idle, tasks
+        are queued (they go first), the pool is stopping, or the task cannot be pickled
+        (the pool's thread fails it, so that no user callback runs under the lock)."""
+        if self.broken is not None or self.shutting_down or self.pending:
+            return False
+        worker = next((w for w in self.workers.values() if w.state is WorkerState.IDLE), None)
+        if worker is None:
+            return False
+        try:
+            run = self._run_message(worker, task)
+        except SerializationError:
+            return False
+        if not task.start():
+            return True  # cancelled before it was sent: nothing to run
+        self.counts["tasks_sent_directly"] += 1
+        try:
+            self._deliver(worker, task, run, ahead=False)
+        except BaseException:
+            # Interrupted mid-write (Ctrl-C in the submitting thread): the pipe may hold
+            # half a message, so the worker goes; the task never ran and runs elsewhere.
+            if worker.task is task:
+                self._take_task(worker)
+                self._kill_worker(worker)
+                self._requeue(task)
+            raise
+        return True
 
     def kill(self, task: Task) -> bool:
         """Kill the worker running ``task``; False if no worker is running it.
@@ -257,13 +306,23 @@ class PoolState:
         if self.shutting_down and not self.pending:
             self._stop_idle_workers()
 
+    def take_finished(self) -> list[tuple[Task, BatchOutcomes]]:
+        """The tasks that finished since the last call, to report (``Task.finish``)."""
+        finished, self.finished_tasks = self.finished_tasks, []
+        return finished
+
     def wait_objects(self) -> dict[Any, tuple[str, Worker]]:
-        """What the loop waits on: each open result pipe and each worker's sentinel."""
-        objects: dict[Any, tuple[str, Worker]] = {}
-        for worker in self.workers.values():
-            if worker.result_open:
-                objects[worker.handle.result_conn] = ("result", worker)
-            objects[worker.sentinel] = ("exit", worker)
+        """What the loop waits on: each open result pipe and each worker's sentinel.
+        The same dict until a worker comes or goes or its result pipe closes, so that
+        the loop can keep its poller while it is."""
+        objects = self._wait_objects
+        if objects is None:
+            objects = {}
+            for worker in self.workers.values():
+                if worker.result_open:
+                    objects[worker.handle.result_conn] = ("result", worker)
+                objects[worker.sentinel] = ("exit", worker)
+            self._wait_objects = objects
         return objects
 
     def next_deadline(self) -> float | None:
@@ -280,6 +339,7 @@ class PoolState:
                 message = _codec.recv(conn)
             except (EOFError, OSError):
                 worker.result_open = False  # it exited or died; its sentinel tells which
+                self._wait_objects = None
                 return
             except BaseException as exc:
                 self._on_unreadable_result(worker, exc)
@@ -294,6 +354,7 @@ class PoolState:
         process.join(timeout=1.0)
         exitcode = process.exitcode
         del self.workers[worker.pid]
+        self._wait_objects = None
         # Its result pipe is drained: the shared-memory segments it never took or
         # never handed over can go (before the pipes close: the task pipe names them).
         _codec.release_worker_segments(worker.pid, worker.handle.task_conn)
@@ -366,6 +427,7 @@ class PoolState:
                 _codec.release_worker_segments(worker.pid, worker.handle.task_conn)
             self._close(worker)
         self.workers.clear()
+        self._wait_objects = None
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -393,7 +455,7 @@ class PoolState:
                 self.counts["tasks_completed"] += 1
                 self._record_duration(task)
                 errors = {index: _failure(task, index, f) for index, f in failures.items()}
-                task.finish(BatchOutcomes(values, errors))
+                self.finished_tasks.append((task, BatchOutcomes(values, errors)))
         elif kind == _worker.REJECTED:
             _, what, type_name, reason = message
             task = self._take_task(worker)
@@ -548,6 +610,7 @@ class PoolState:
                 return
             worker = Worker(handle)
             self.workers[worker.pid] = worker
+            self._wait_objects = None
             self.counts["workers_started"] += 1
             live += 1
 
@@ -583,49 +646,60 @@ class PoolState:
         False if it was not sent ahead because its message is too big (it went back
         to the front of the queue); True otherwise (sent, or failed and settled)."""
         try:
-            function = self._pickled_functions.dumps(task.fn)
-        except Exception as exc:
-            task.fail(_unpicklable(task, "function", task.fn, exc))
+            run = self._run_message(worker, task)
+        except SerializationError as error:
+            task.fail(error)
             return True
-        function_id = self._function_id(function)
-        known = worker.known_functions
-        evict: list[int] = []
-        payload: bytes | None = None
-        if function_id in known:
-            known.move_to_end(function_id)
-            if not known[function_id]:
-                # Sent with the task it runs now, which may yet fail to load it: a task
-                # sent ahead carries the function again.
-                payload = function
-        else:
-            payload = function
-            known[function_id] = False
-            while len(known) > FUNCTIONS_PER_WORKER:
-                evict.append(known.popitem(last=False)[0])
-        try:
-            message = _codec.encode((_worker.RUN, function_id, payload, evict, *_wire_calls(task)))
-        except Exception as exc:
-            if payload is not None:
-                del known[function_id]
-            task.fail(_find_unpicklable_argument(task, exc))
-            return True
-        if ahead and message.nbytes > AHEAD_MAX_BYTES:
-            # Not sent: ``known`` still says to send the function; evictions not sent
-            # only cost a resend of those functions later.
+        if ahead and run.message.nbytes > AHEAD_MAX_BYTES:
             self._too_big_ahead.add(task.id)
             self._requeue(task)
             return False
         self._too_big_ahead.discard(task.id)
+        self._deliver(worker, task, run, ahead=ahead)
+        return True
+
+    def _run_message(self, worker: Worker, task: Task) -> _RunMessage:
+        """The "run" message for ``task`` on ``worker``, with the function if the worker
+        may not hold it. Raises ``SerializationError`` naming what cannot be pickled. It
+        changes nothing the worker is known to hold: ``_deliver`` records that."""
+        try:
+            function = self._pickled_functions.dumps(task.fn)
+        except Exception as exc:
+            raise _unpicklable(task, "function", task.fn, exc) from exc
+        function_id = self._function_id(function)
+        known = worker.known_functions
+        # Not known, or sent with the task it runs now, which may yet fail to load it:
+        # the function travels (again).
+        carries_function = not known.get(function_id, False)
+        evict: list[int] = []
+        if function_id not in known:
+            evict = list(islice(known, max(0, len(known) + 1 - FUNCTIONS_PER_WORKER)))
+        payload = function if carries_function else None
+        try:
+            message = _codec.encode((_worker.RUN, function_id, payload, evict, *_wire_calls(task)))
+        except Exception as exc:
+            raise _find_unpicklable_argument(task, exc) from exc
+        return _RunMessage(message, function_id, carries_function, evict)
+
+    def _deliver(self, worker: Worker, task: Task, run: _RunMessage, *, ahead: bool) -> None:
+        """Write ``run`` to the worker's task pipe and record who runs what."""
+        known = worker.known_functions
+        if run.function_id in known:
+            known.move_to_end(run.function_id)
+        else:
+            known[run.function_id] = False
+            for function_id in run.evict:
+                del known[function_id]
         if ahead:
             worker.next_task = task
-            worker.next_function = function_id
+            worker.next_function = run.function_id
         else:
             worker.state = WorkerState.BUSY
             worker.task = task
-            worker.task_function = function_id
+            worker.task_function = run.function_id
             worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
         try:
-            _codec.send(worker.handle.task_conn, message)
+            _codec.send(worker.handle.task_conn, run.message)
         except OSError:
             # The worker is gone before it got the task: the task never ran, so it goes
             # back to the front of the queue; the worker's sentinel will settle the rest
@@ -637,13 +711,12 @@ class PoolState:
                 self._take_task(worker)
                 worker.state = WorkerState.KILLED
             self._requeue(task)
-            return True
+            return
         worker.tasks_sent += 1
         if ahead:
             self.counts["tasks_sent_ahead"] += 1
-        if payload is not None:
+        if run.carries_function:
             self.counts["functions_sent"] += 1
-        return True
 
     def _function_id(self, pickled: bytes) -> int:
         ids = self._function_ids
@@ -711,6 +784,7 @@ class PoolState:
         worker.handle.task_conn.close()
         worker.handle.result_conn.close()
         worker.result_open = False
+        self._wait_objects = None
         with contextlib.suppress(ValueError):  # still running: after a failed join at exit
             worker.handle.process.close()
 
