@@ -167,6 +167,43 @@ def test_acquire_before_any_release_gives_no_order() -> None:
     assert len(det.races) == 1
 
 
+def test_releasing_again_with_nothing_new_does_not_move_the_clock() -> None:
+    det, _, a, b = two_threads()
+    queue, other = object(), object()
+    write(det, a)
+    assert det.release(a, queue) is True
+    # A queue's put and the notify inside it: nothing happened in between.
+    assert det.release(a, queue) is False
+    assert det.release(a, other) is True
+    assert det.release(a, queue) is True  # another token came between
+    assert det.release(a, queue) is False
+    write(det, a, site=4)
+    assert det.release(a, queue) is True  # an access came between
+    assert det.acquire(b, queue) is True
+    assert det.acquire(b, queue) is False  # nothing new to learn
+    assert det.release(b, queue) is True
+    assert det.acquire(b, queue) is False  # only its own release: still nothing new
+    assert det.release(b, queue) is False
+    det.discard_token(queue)
+    assert det.release(b, queue) is True  # the token was forgotten meanwhile
+
+
+def test_a_skipped_release_orders_exactly_what_a_real_one_would() -> None:
+    det, _, a, b = two_threads()
+    queue = object()
+    write(det, a, site=1)
+    det.release(a, queue)
+    det.release(a, queue)
+    det.acquire(b, queue)
+    read(det, b, site=2)
+    assert det.races == []  # the write before the releases happens-before the read
+    write(det, a, site=3)  # after the releases: b never learnt of it
+    assert [(r.first.site, r.second.site) for r in det.races] == [(2, 3)]
+    det.acquire(b, queue)
+    read(det, b, site=5)
+    assert len(det.races) == 2  # and a later acquire of the same releases does not order it
+
+
 def test_forget_drops_a_dead_objects_history() -> None:
     det, _, a, b = two_threads()
     update(det, a)

@@ -96,6 +96,41 @@ def test_an_access_repeated_under_a_lock_after_a_hand_off_is_recorded_again(
     assert len(_runtime._detector.races) == 1
 
 
+def test_a_hand_off_that_moves_no_clock_keeps_the_threads_caches(recording: None) -> None:
+    # A queue's put and the notify inside it release the queue twice in a row; the
+    # second publishes nothing new, so what the thread recorded stays recorded.
+    token = ("token", object())
+    state = _runtime.state()
+    _runtime._fermion_s(site("update", "global", "shared"))
+    _runtime.handoff_release(token)
+    epoch = state.epoch
+    _runtime.handoff_release(token)
+    assert state.epoch == epoch
+    _runtime.handoff_acquire(token)  # only this thread's own release: nothing to learn
+    assert state.epoch == epoch
+    _runtime._fermion_s(site("update", "global", "other"))
+    _runtime.handoff_release(token)  # an access came between: the clock moves
+    assert state.epoch == epoch + 1
+
+
+def test_an_unhashable_key_stands_for_the_whole_container(recording: None) -> None:
+    class Grid:
+        def __setitem__(self, key: list[int], value: int) -> None:
+            pass
+
+    grid = Grid()
+    update = site("update", "item", "grid")
+
+    def work() -> None:
+        for _ in range(3):
+            _runtime._fermion_k(grid, [0, 1], update)
+
+    run_in_thread(work)
+    run_in_thread(work)
+    races = _runtime._detector.races
+    assert [race.detail for race in races] == ["(unhashable key: the whole container)"]
+
+
 def test_a_lock_entered_twice_stays_in_the_lockset_until_its_last_release(
     recording: None,
 ) -> None:

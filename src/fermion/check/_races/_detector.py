@@ -39,11 +39,16 @@ is split so that threads touching different locations do not contend:
   :meth:`forget`, :meth:`release`, :meth:`acquire` and :meth:`discard_token`, so no
   table is ever touched by two threads at once;
 * findings go through a lock of their own (rare: only pairs that race);
-* no dictionary is made per location: free-threaded CPython 3.13 makes the first read
-  of a dictionary by a thread other than its creator take a slow locked path (tens of
-  microseconds, measured), and a hand-off does exactly that for every object passed.
-  A stripe maps ``(owner, field)`` to the shadow directly, and a shadow keeps its
-  per-thread accesses in lists.
+* no ``dict.get`` on the hot path: on free-threaded CPython 3.13, ``dict.get`` runs
+  holding the dictionary's lock, and when the key or value it finds was made by another
+  thread that is still running (a shadow made by the thread that first touched the
+  location, the clock ticks of a hand-off's releaser, any object passed through a
+  queue), its lock-free read fails and it locks the dictionary it already holds: about
+  20 microseconds per call, every call (measured on 3.13.5; CPython 3.14 dropped that
+  lock, gh-129336). ``key in d`` and ``d[key]`` read the same entries without locking
+  (well under a microsecond), so every table here is read with those. A stripe maps
+  ``(owner, field)`` to the shadow directly, and a shadow keeps its per-thread accesses
+  in lists.
 
 Each location's history is thus still analysed one access at a time, against the
 accessing thread's clock at that moment: the same verdicts as under one global lock.
@@ -153,6 +158,10 @@ class RaceDetector:
     def __init__(self) -> None:
         # Thread id -> its vector clock (index 0 unused).
         self._clocks: list[dict[int, int]] = [{}]
+        # Thread id -> the token it last released, while it has recorded no access and
+        # its clock has taken nothing in since (else None): releasing that token again
+        # would publish nothing new (see release).
+        self._released: list[Hashable] = [None]
         # Per stripe: token -> clock, (owner, field) -> shadow, and owner -> its fields
         # (for forget).
         self._tokens: list[dict[Hashable, dict[int, int]]] = [{} for _ in range(STRIPES)]
@@ -187,28 +196,46 @@ class RaceDetector:
             parent_clock = self._clocks[parent]
             clock.update(parent_clock)
             parent_clock[parent] += 1
+            self._released[parent] = None
         with self._threads_lock:
             tid = len(self._clocks)
             clock[tid] = 1
             self._clocks.append(clock)
+            self._released.append(None)
         return tid
 
-    def release(self, thread: int, token: Hashable) -> None:
-        """Release side of a hand-off: what *thread* did so far happens-before acquires of *token*."""
-        clock = self._clocks[thread]
-        tokens = self._tokens[self.stripe_of(token)]
-        target = tokens.get(token)
-        if target is None:
-            tokens[token] = dict(clock)
-        else:
-            _join_into(target, clock)
-        clock[thread] += 1
+    def release(self, thread: int, token: Hashable) -> bool:
+        """Release side of a hand-off: what *thread* did so far happens-before acquires of *token*.
 
-    def acquire(self, thread: int, token: Hashable) -> None:
-        """Acquire side of a hand-off: every earlier release of *token* happens-before what follows."""
-        source = self._tokens[self.stripe_of(token)].get(token)
-        if source is not None:
-            _join_into(self._clocks[thread], source)
+        Returns whether *thread*'s clock moved (its recent accesses must be recorded
+        afresh). It does not when *thread* released *token* last and has since recorded
+        no access and acquired nothing: the token already holds everything the thread
+        did, and a new tick would order no access (a queue's ``put`` and the ``notify``
+        inside it are two releases of the queue, back to back).
+        """
+        tokens = self._tokens[self.stripe_of(token)]
+        released = self._released
+        if released[thread] is token and token in tokens:
+            return False
+        clock = self._clocks[thread]
+        if token in tokens:
+            _join_into(tokens[token], clock)
+        else:
+            tokens[token] = dict(clock)
+        clock[thread] += 1
+        released[thread] = token
+        return True
+
+    def acquire(self, thread: int, token: Hashable) -> bool:
+        """Acquire side of a hand-off: every earlier release of *token* happens-before what follows.
+
+        Returns whether *thread*'s clock moved (it learnt of a release it did not know).
+        """
+        tokens = self._tokens[self.stripe_of(token)]
+        if token in tokens and _join_into(self._clocks[thread], tokens[token]):
+            self._released[thread] = None
+            return True
+        return False
 
     def discard_token(self, token: Hashable) -> None:
         """Forget a token nobody will acquire again (a finished future, a dead object)."""
@@ -216,11 +243,13 @@ class RaceDetector:
 
     def join(self, thread: int, finished: int) -> None:
         """*thread* joined *finished*: everything *finished* did happens-before what follows."""
-        _join_into(self._clocks[thread], self._clocks[finished])
+        if _join_into(self._clocks[thread], self._clocks[finished]):
+            self._released[thread] = None
 
     def happens_before(self, access: Access, thread: int) -> bool:
         """Whether *access* happens-before the next thing *thread* does."""
-        return access.clock <= self._clocks[thread].get(access.thread, 0)
+        clock = self._clocks[thread]
+        return access.clock <= (clock[access.thread] if access.thread in clock else 0)  # noqa: SIM401
 
     # -- accesses -----------------------------------------------------------------------
 
@@ -248,21 +277,22 @@ class RaceDetector:
         stripe = self.stripe_of(owner, field)
         key = (owner, field)
         shadows = self._shadow[stripe]
-        shadow = shadows.get(key)
         clock = self._clocks[thread]
         tick = clock[thread]
-        if shadow is None:
+        self._released[thread] = None
+        if key in shadows:
+            shadow = shadows[key]
+            if shadow.state is not EXCLUSIVE or shadow.owner != thread:
+                self._check(
+                    shadow, thread, clock, read, write, locks, site, tick, location, detail, group
+                )
+        else:
             shadow = shadows[key] = _Shadow(thread)
             fields = self._fields[stripe]
-            known = fields.get(owner)
-            if known is None:
-                fields[owner] = [field]
+            if owner in fields:
+                fields[owner].append(field)
             else:
-                known.append(field)
-        elif shadow.state is not EXCLUSIVE or shadow.owner != thread:
-            self._check(
-                shadow, thread, clock, read, write, locks, site, tick, location, detail, group
-            )
+                fields[owner] = [field]
         if read:
             _remember(shadow.reads, Access(thread, tick, site, False, locks))
         if write:
@@ -290,7 +320,7 @@ class RaceDetector:
                 other = row[0]
                 if other == thread:
                     continue
-                seen = clock.get(other, 0)
+                seen = clock[other] if other in clock else 0  # noqa: SIM401
                 entries = row[1]
                 concurrent = [a for a in entries if a.clock > seen]
                 if write and len(concurrent) != len(entries):
@@ -334,8 +364,9 @@ class RaceDetector:
 
     def state_of(self, owner: Hashable, field: Hashable) -> str:
         """Eraser's state of a location: virgin, exclusive, shared or shared-modified."""
-        shadow = self._shadow[self.stripe_of(owner, field)].get((owner, field))
-        return VIRGIN if shadow is None else shadow.state
+        shadows = self._shadow[self.stripe_of(owner, field)]
+        key = (owner, field)
+        return shadows[key].state if key in shadows else VIRGIN
 
     def forget(self, owner: Hashable) -> None:
         """Drop every location of *owner* (an object that died; its id may be reused).
@@ -360,7 +391,11 @@ class RaceDetector:
         }
 
 
-def _join_into(target: dict[int, int], source: dict[int, int]) -> None:
+def _join_into(target: dict[int, int], source: dict[int, int]) -> bool:
+    """Raise *target* to at least *source*, entry by entry; whether anything changed."""
+    changed = False
     for thread, tick in source.items():
-        if target.get(thread, 0) < tick:
+        if thread not in target or target[thread] < tick:
             target[thread] = tick
+            changed = True
+    return changed
