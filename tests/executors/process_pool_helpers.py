@@ -158,8 +158,3 @@ def nap(seconds: float) -> int:
 def echo_list(values: list[int]) -> list[int]:
     """A big result for a big argument: both bigger than a pipe holds."""
     return values + values
-
-
-def started_at(_: Any = None) -> float:
-    """When the call ran, on the clock every process shares (CLOCK_MONOTONIC)."""
-    return time.monotonic()

@@ -33,6 +33,7 @@ from fermion.errors import (
 from fermion.executors._base import PositionalCalls, Task
 from fermion.executors._processes import ProcessBackend
 from fermion.executors._processes._start import default_workers
+from fermion.executors._processes._state import PoolState
 
 WAIT = 60.0  # safety net for every wait; tests finish far sooner
 
@@ -580,3 +581,52 @@ def test_a_call_raising_stop_iteration_fails_alone(
     assert len(failed) == 2
     assert all(isinstance(e, StopIteration) for e in failed)
     assert "raised StopIteration" in str(failed[0])
+
+
+def test_tasks_are_sent_in_the_order_submitted(
+    make_backend: Callable[..., ProcessBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny tasks submitted as fast as one thread can, so that some wait in the inbox,
+    # some in the queue, some are sent ahead: whichever way, they go out in order.
+    sent: list[int] = []
+    deliver = PoolState._deliver
+
+    def recording_deliver(self: PoolState, worker: Any, task: Task, *args: Any, **kw: Any) -> None:
+        sent.append(task.id)  # the pool's thread only
+        deliver(self, worker, task, *args, **kw)
+
+    monkeypatch.setattr(PoolState, "_deliver", recording_deliver)
+    backend = make_backend(workers=1)
+    for _ in range(3):
+        sent.clear()
+        tasks = [Task(helpers.square, [((i,), {})], batch=False) for i in range(2000)]
+        for task in tasks:
+            backend.submit(task)
+        assert [t.future.result(timeout=WAIT) for t in tasks] == [i * i for i in range(2000)]
+        assert sent == [t.id for t in tasks]
+
+
+def test_many_threads_submitting_one_at_a_time(
+    make_backend: Callable[..., ProcessBackend],
+) -> None:
+    backend = make_backend(workers=2)
+    threads, calls = 4, 100
+    start = threading.Barrier(threads)
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def submitter(n: int) -> None:
+        try:
+            start.wait(timeout=WAIT)
+            results[n] = [run(backend, helpers.square, n * calls + i) for i in range(calls)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=submitter, args=(n,)) for n in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(WAIT)
+    assert not errors
+    assert results == {n: [(n * calls + i) ** 2 for i in range(calls)] for n in range(threads)}
+    assert backend.statistics()["tasks_completed"] == threads * calls

@@ -124,8 +124,7 @@ class ProcessBackend(Backend):
 
     def statistics(self) -> dict[str, Any]:
         """Counters: workers_started, workers_crashed, tasks_completed, tasks_timed_out,
-        tasks_killed, tasks_sent_ahead, tasks_sent_directly (by the submitting thread, see
-        ``_pool``), functions_sent; plus ``worker_pids`` and ``size``."""
+        tasks_killed, tasks_sent_ahead, functions_sent; plus ``worker_pids`` and ``size``."""
         return self._pool.statistics()
 
     def __repr__(self) -> str:

@@ -1,12 +1,10 @@
-"""The pool's state and every change to it, made under one lock.
+"""The pool's state and every change to it, owned by one thread.
 
-``PoolState`` holds the workers, the queue of pending tasks and who runs what. The pool's
-own thread calls its methods, each one an event: a command from a user thread (submit,
-kill, shutdown, terminate), a worker's result pipe became readable, a worker's sentinel
-fired (it died), a deadline passed. It takes no locks: ``ProcessPool`` holds one state
-lock whenever its thread is not waiting, and user threads reach the state through the
-command inbox, except ``send_now``, which a submitting thread calls when it gets that
-lock without waiting (a task for an idle worker, nothing queued).
+``PoolState`` holds the workers, the queue of pending tasks and who runs what. Only the
+pool's own thread calls its methods, each one an event: a command from a user thread
+(submit, kill, shutdown, terminate), a worker's result pipe became readable, a worker's
+sentinel fired (it died), a deadline passed. No other object writes its fields and it
+takes no locks; user threads reach it only through the command inbox of ``ProcessPool``.
 
 Failures stay local: a worker that dies fails only the task it was running and is
 replaced at once; a task that times out or is killed costs only its worker. The pool
@@ -154,7 +152,7 @@ class Worker:
 
 
 class PoolState:
-    """Everything the pool knows, changed under the pool's state lock (see module doc)."""
+    """Everything the pool knows, changed only by the pool's thread (see module doc)."""
 
     def __init__(
         self,
@@ -183,8 +181,8 @@ class PoolState:
         self.broken: BrokenExecutor | None = None
         self.shutting_down = False
         # Tasks that ran to the end, with their outcomes: the pool's thread reports
-        # them after it lets go of the state lock (``take_finished``), so that a caller
-        # woken by its result finds the lock free to send its next task directly.
+        # them (``take_finished``) once it has sent what it can and is about to wait,
+        # so that the caller it wakes does not wait for it to get there.
         self.finished_tasks: list[tuple[Task, BatchOutcomes]] = []
         self._wait_objects: dict[Any, tuple[str, Worker]] | None = None  # see wait_objects
         self.counts = dict.fromkeys(
@@ -195,7 +193,6 @@ class PoolState:
                 "tasks_timed_out",
                 "tasks_killed",
                 "tasks_sent_ahead",
-                "tasks_sent_directly",
                 "functions_sent",
             ),
             0,
@@ -208,37 +205,6 @@ class PoolState:
             task.fail(self.broken)
         else:
             self.pending.append(task)
-
-    def send_now(self, task: Task) -> bool:
-        """Send ``task`` straight to an idle worker, from the submitting thread (which
-        holds the pool's state lock): a round trip then wakes the pool's thread once,
-        for the result, not also for the task. False, with nothing changed, when the
-        task must go the usual way, through the pool's thread: no worker is idle, tasks
-        are queued (they go first), the pool is stopping, or the task cannot be pickled
-        (the pool's thread fails it, so that no user callback runs under the lock)."""
-        if self.broken is not None or self.shutting_down or self.pending:
-            return False
-        worker = next((w for w in self.workers.values() if w.state is WorkerState.IDLE), None)
-        if worker is None:
-            return False
-        try:
-            run = self._run_message(worker, task)
-        except SerializationError:
-            return False
-        if not task.start():
-            return True  # cancelled before it was sent: nothing to run
-        self.counts["tasks_sent_directly"] += 1
-        try:
-            self._deliver(worker, task, run, ahead=False)
-        except BaseException:
-            # Interrupted mid-write (Ctrl-C in the submitting thread): the pipe may hold
-            # half a message, so the worker goes; the task never ran and runs elsewhere.
-            if worker.task is task:
-                self._take_task(worker)
-                self._kill_worker(worker)
-                self._requeue(task)
-            raise
-        return True
 
     def kill(self, task: Task) -> bool:
         """Kill the worker running ``task``; False if no worker is running it.
