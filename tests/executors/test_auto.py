@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import measure_helpers as h
 from fermion import Executor, TaskKilledError, TaskTimeoutError
 from fermion.executors import _auto
 from fermion.executors._auto import AutoBackend, AutoChoice
-from fermion.measure._cost import gil_enabled
+from fermion.measure._cost import cpu_count, gil_enabled
 from fermion.measure._gil import GilProbe
 
 # Start-up and job length pinned so that the choice depends on the task, not on how
@@ -40,8 +41,18 @@ def _choice(executor: Executor) -> AutoChoice:
     return choice
 
 
-def test_tiny_tasks_run_serial() -> None:
+def _decide_as_if(executor: Executor, *, gil: bool) -> AutoBackend:
+    """Make ``auto`` decide as it would on a build with (or without) a GIL: the choice
+    depends on the build only through the machine it hands the cost model."""
+    backend = executor.backend
+    assert isinstance(backend, AutoBackend)
+    backend._machine = replace(backend._machine, gil=gil)
+    return backend
+
+
+def test_a_map_of_tiny_calls_runs_serial_with_a_gil() -> None:
     with Executor("auto", **STEADY) as executor:
+        _decide_as_if(executor, gil=True)
         assert list(executor.map(h.square, range(3000))) == [x * x for x in range(3000)]
         choice = _choice(executor)
     assert choice.backend == "serial", str(choice)
@@ -49,8 +60,49 @@ def test_tiny_tasks_run_serial() -> None:
     assert str(choice).startswith("auto chose serial with 1 worker: measured")
 
 
-def test_tiny_submits_run_serial() -> None:
+@pytest.mark.skipif(cpu_count() < 2, reason="threads gain nothing on one core")
+def test_a_map_of_tiny_calls_runs_its_chunks_on_threads_without_a_gil() -> None:
+    # Each call is far too small to hand over, but a map hands over chunks of
+    # thousands of calls, and without a GIL the chunks run in parallel.
     with Executor("auto", **STEADY) as executor:
+        backend = _decide_as_if(executor, gil=False)
+        assert list(executor.map(h.square, range(20_000))) == [x * x for x in range(20_000)]
+        choice = _choice(executor)
+    assert choice.backend == "threads", str(choice)
+    assert choice.workers == backend._measuring_threads
+    assert backend.chosen is backend._measuring  # the measuring threads went on
+    assert "free-threaded build" in choice.reason and "chunks of" in choice.reason
+    assert "less than the 30 µs it costs to hand one to a worker" in choice.reason
+
+
+@pytest.mark.parametrize(
+    "options", [{"chunksize": 1}, {"task_timeout": 30.0}], ids=["chunksize=1", "task_timeout"]
+)
+def test_a_map_of_tiny_calls_one_per_chunk_runs_serial_without_a_gil(
+    options: dict[str, float],
+) -> None:
+    # A chunk of one call amortises nothing: as submit(), whatever the GIL does.
+    with Executor("auto", **STEADY) as executor:
+        _decide_as_if(executor, gil=False)
+        results = executor.map(h.square, range(3000), **options)  # type: ignore[arg-type]
+        assert list(results) == [x * x for x in range(3000)]
+        choice = _choice(executor)
+    assert choice.backend == "serial", str(choice)
+
+
+def test_a_map_of_tiny_calls_on_this_build() -> None:
+    with Executor("auto", **STEADY) as executor:
+        assert list(executor.map(h.square, range(3000))) == [x * x for x in range(3000)]
+        choice = _choice(executor)
+    expected = "serial" if gil_enabled() or cpu_count() < 2 else "threads"
+    assert choice.backend == expected, str(choice)
+
+
+@pytest.mark.parametrize("gil", [True, False], ids=["gil", "no-gil"])
+def test_tiny_submits_run_serial_with_or_without_a_gil(gil: bool) -> None:
+    # submit() hands over one call at a time: no chunk amortises the hand-off.
+    with Executor("auto", **STEADY) as executor:
+        _decide_as_if(executor, gil=gil)
         futures = [executor.submit(h.square, x) for x in range(2000)]
         assert [f.result(timeout=30) for f in futures] == [x * x for x in range(2000)]
         choice = _choice(executor)

@@ -4,8 +4,10 @@ GIL waits between calls measured side by side are not taken for the calls' own."
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +52,53 @@ def _thread_of(x: int) -> tuple[int, int]:
     return x, threading.get_ident()
 
 
-def test_tiny_work_never_starts_a_probe_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("runs", ["map", "submit"])
+def test_tiny_work_starts_no_probe_and_no_watchdog_thread(
+    monkeypatch: pytest.MonkeyPatch, runs: str
+) -> None:
     monkeypatch.setattr(_CountedProbe, "started", 0)
     monkeypatch.setattr(_auto, "GilProbe", _CountedProbe)
+    # However late the first call's thread gets a core back after the call: it is tiny.
+    monkeypatch.setattr(_auto, "FIRST_CALL_SLACK", 30.0)
     with Executor("auto", **STEADY) as executor:
-        assert list(executor.map(h.square, range(5000))) == [x * x for x in range(5000)]
+        if runs == "map":
+            assert list(executor.map(h.square, range(5000))) == [x * x for x in range(5000)]
+        else:
+            futures = [executor.submit(h.square, x) for x in range(100)]
+            assert [f.result(timeout=30) for f in futures] == [x * x for x in range(100)]
         choice = _choice(executor)
-    assert choice.backend == "serial", str(choice)
+        assert _auto_backend(executor)._watchdog is None
+    assert choice.backend in ("serial", "threads"), str(choice)
+    assert "less than the 30 µs it costs to hand one to a worker" in choice.reason
     assert _CountedProbe.started == 0
+
+
+def test_calls_that_stop_being_tiny_start_the_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a loaded machine a call run in the caller's thread can look like waiting,
+    # which would end the measuring: this test is about the watchdog, not that rule.
+    monkeypatch.setattr(_Meter, "waiting", lambda self, gil: False)
+    monkeypatch.setattr(_auto, "FIRST_CALL_SLACK", 30.0)  # the first call is tiny, however late
+    with Executor("auto", measure_seconds=30, max_measure_seconds=30, **STEADY) as executor:
+        backend = _auto_backend(executor)
+        assert executor.submit(h.square, 3).result(timeout=30) == 9
+        assert backend._watchdog is None  # tiny so far: nothing to watch
+        # Half a millisecond of Python: the calls are tiny no more, the next may run long.
+        assert executor.submit(h.python_cpu, 10_000).result(timeout=30) == h.python_cpu(10_000)
+        release = threading.Event()
+        following = executor.submit(h.spin_until, release)
+        assert backend._watchdog is not None  # started as the next call was handed over
+        release.set()
+        assert following.result(timeout=30) == "done"
+        assert backend.choice is None, str(backend.choice)  # three calls: too few to choose
 
 
 def test_after_choosing_serial_a_map_runs_in_the_thread_that_reads_it() -> None:
     # Enough items that not all of them are sent before the choice (at most four
     # chunks are in flight while measuring, each at most 32 times the last measured).
     with Executor("auto", **STEADY) as executor:
+        backend = _auto_backend(executor)
+        # Serial is what a map of tiny calls gets with a GIL (without one: threads).
+        backend._machine = replace(backend._machine, gil=True)
         results = list(executor.map(_thread_of, range(200_000)))
         choice = _choice(executor)
     assert choice.backend == "serial", str(choice)
@@ -71,6 +106,27 @@ def test_after_choosing_serial_a_map_runs_in_the_thread_that_reads_it() -> None:
     # The chunks sent once serial was chosen ran here, not on a measuring thread.
     assert results[-1][1] == threading.get_ident()
     assert _auto_backend(executor).runs_inline
+
+
+def test_after_choosing_serial_a_map_runs_each_chunk_as_it_is_read() -> None:
+    # Run inline, chunks are run one at a time as the reader reaches them (and read
+    # while their results are still in the CPU's cache), not all before the first.
+    made = itertools.count()
+
+    def numbered(x: int) -> tuple[int, int]:
+        return x, next(made)
+
+    read_at: dict[int, int] = {}
+    with Executor("auto", **STEADY) as executor:
+        backend = _auto_backend(executor)
+        backend._machine = replace(backend._machine, gil=True)  # serial, as with a GIL
+        for x, _ in executor.map(numbered, range(200_000)):
+            if x in (100_000, 150_000):
+                read_at[x] = next(made)
+        choice = _choice(executor)
+    assert choice.backend == "serial", str(choice)
+    # When an item was read, at most one more chunk had run beyond it.
+    assert read_at[100_000] < read_at[150_000] < 190_000, read_at
 
 
 @needs_two_cores
@@ -109,6 +165,7 @@ def test_a_long_first_call_widens_the_measuring_and_starts_the_probe() -> None:
         assert first.result(timeout=30) == "done"
         assert second.result(timeout=30) == 9
     assert backend._widened
+    assert backend._watchdog is not None
 
 
 def _meter(calls: int, cpu: float, alone: float, shared: float, late: int) -> _Meter:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import pytest
 
 from fermion.measure import Machine, TaskCost, recommend
-from fermion.measure._model import predict_speedup
+from fermion.measure._model import predict_option, predict_speedup
 
 LAPTOP = Machine(cpus=2, process_startup=0.2)
 FREE_THREADED = Machine(cpus=2, gil=False, process_startup=0.2)
@@ -14,6 +17,7 @@ PYTHON_40MS = TaskCost(wall=0.040, cpu=0.040, gil_held=0.97, transfer=20e-6, tra
 SLEEP_10MS = TaskCost(wall=0.010, cpu=0.0002, gil_held=0.01, transfer=20e-6, transfer_bytes=100)
 NUMPY_20MS = TaskCost(wall=0.020, cpu=0.020, gil_held=0.03, transfer=20e-6, transfer_bytes=100)
 TINY = TaskCost(wall=1e-7, cpu=1e-7, gil_held=1.0, transfer=2e-6, transfer_bytes=30)
+TINY_NO_GIL = TaskCost(wall=3e-7, cpu=3e-7, gil_held=0.0, transfer=2e-6, transfer_bytes=30)
 
 
 def test_python_code_holding_the_gil_goes_to_processes() -> None:
@@ -55,6 +59,37 @@ def test_tiny_tasks_stay_serial() -> None:
         "less than the 30 µs it costs to hand one to a worker: serial" in r for r in advice.reasons
     )
     assert any("serial is simpler" in r for r in advice.reasons)
+
+
+def test_map_chunks_of_tiny_calls_run_on_threads_without_a_gil() -> None:
+    # One call is a hundredth of a hand-off, but a map hands over chunks of thousands.
+    advice = recommend(TINY_NO_GIL, FREE_THREADED, 3_000_000)
+    assert (advice.backend, advice.workers) == ("threads", 2), str(advice)
+    assert advice.chunksize * TINY_NO_GIL.wall >= 20 * FREE_THREADED.thread_dispatch
+    assert any("free-threaded build" in r for r in advice.reasons)
+    amortised = r"chunks of \d+ calls \(600 µs of work each\) amortise that"
+    assert any(re.search(amortised, r) for r in advice.reasons), advice.reasons
+    # submit() hands over one call at a time; with a GIL the chunks take turns.
+    assert recommend(TINY_NO_GIL, FREE_THREADED, 3_000_000, chunksize=1).backend == "serial"
+    with_gil = recommend(replace(TINY_NO_GIL, gil_held=1.0), LAPTOP, 3_000_000)
+    assert with_gil.backend == "serial", str(with_gil)
+    assert "with the GIL, threads would run the chunks of Python calls in turn" in with_gil.reasons
+
+
+def test_the_caller_takes_a_chunk_of_results_faster_than_results_one_by_one() -> None:
+    # 1 µs per future bounds a pool of tiny calls; a chunk's list costs tens of ns per item.
+    chunked = predict_option(TINY_NO_GIL, FREE_THREADED, "threads", 2, 3_000_000, chunksize=2000)
+    assert chunked is not None and chunked.speedup > 1.5
+    unchunked = replace(FREE_THREADED, chunk_item_overhead=FREE_THREADED.item_overhead)
+    slow = predict_option(TINY_NO_GIL, unchunked, "threads", 2, 3_000_000, chunksize=2000)
+    assert slow is not None and slow.speedup < 0.5
+
+
+def test_a_short_job_is_not_worth_starting_threads() -> None:
+    # 3,000 tiny calls: 0.9 ms in all; two threads would halve it, but cost 0.2 ms to start.
+    assert recommend(TINY_NO_GIL, FREE_THREADED, 3_000).backend == "serial"
+    free_start = replace(FREE_THREADED, thread_startup=0.0)
+    assert recommend(TINY_NO_GIL, free_start, 3_000).backend == "threads"
 
 
 def test_little_work_is_not_worth_starting_processes() -> None:

@@ -14,9 +14,12 @@ the first call runs past ``max_measure_seconds``), the cost
 model (``fermion.measure._model``) predicts every backend's speedup, and ``auto``
 commits:
 
-- tasks too small to be worth a pool: ``serial``;
+- tasks too small to be worth a pool: ``serial`` (tiny calls from ``submit``, or
+  from a ``map`` with a GIL);
 - waiting (I/O), or computing without the GIL (NumPy), or any CPU work on a
-  free-threaded build: ``threads``;
+  free-threaded build: ``threads``, also for calls too small to hand over one by one
+  when a ``map`` sends them (its chunks of thousands of calls are worth handing over,
+  and without a GIL they run in parallel);
 - Python code that holds the GIL, worth sending to other processes: ``processes``.
 
 Calls measured side by side share the GIL: a call that holds it waits while the other
@@ -45,7 +48,22 @@ them and no GIL probe starts; once they are shown tiny (under 20 µs), the queue
 tasks are measured in the thread at hand (the caller's, or the measuring thread that
 finished the last one), as serial would run them; and once ``serial`` is chosen,
 ``runs_inline`` tells a ``map`` to run its chunks in the thread that reads the
-results, not in the thread that happened to decide.
+results, not in the thread that happened to decide, one chunk at a time as the
+reader reaches it (so that the results are read while still in the CPU's cache).
+The model judges a ``map`` by its chunks (calls per chunk times the call's cost
+against the hand-off; the chunks grow to thousands of tiny calls, unless they keep a
+fixed size, such as one call each under a ``task_timeout``): with a GIL the chunks
+of Python calls would take turns, so serial; on a free-threaded build the measuring
+threads go on running them in parallel.
+
+A watchdog thread watches calls that may run long: it widens the measuring once a
+first call runs past ``PROBE_AFTER``, and decides at ``max_measure_seconds``.
+Starting it costs more than a thousand tiny calls, so it starts only once a call is
+not known to be tiny: the thread handing over the first task waits while that call
+could still be tiny (20 µs, plus 0.2 ms for its measuring); if it is still running
+then, the watchdog starts at once, while it runs; if it ended tiny, none starts
+while the calls stay tiny (one does as soon as they are not). While the calls are
+tiny, the calls that finish decide.
 """
 
 from __future__ import annotations
@@ -84,6 +102,12 @@ TINY_CALL = 20e-6
 TINY_CALLS = 16
 #: A first call still running after this long is not tiny: the GIL probe starts.
 PROBE_AFTER = 0.001
+#: Longest wait of the thread handing over the first task for a measuring thread to
+#: start it (a busy machine), before it leaves the watching to a watchdog thread.
+FIRST_START_WAIT = 0.05
+#: How long after a tiny first call its measuring is done with it (costing its result,
+#: reading the clocks): the thread handing it over waits ``TINY_CALL`` plus this.
+FIRST_CALL_SLACK = 200e-6
 #: Seconds to start a pool of worker processes, unless ``fermion.profile`` measured it
 #: in this process already (a loaded 2-core laptop: 0.3-0.6 s; a quiet machine: less).
 DEFAULT_PROCESS_STARTUP = 0.3
@@ -167,6 +191,7 @@ class _Meter:
         self.starts = 0
         self.tasks = 0
         self.batches = 0  # tasks from map/imap, whose chunks grow once a pool runs them
+        self.batch_calls = (0, 0)  # the fewest and most calls of one of those chunks
         self.probe: GilProbe | None = None  # runs only while calls are being measured
         self.probe_samples = 0  # from earlier probes, stopped while nothing ran
         self.probe_late = 0
@@ -288,8 +313,11 @@ class _TimedFunction:
         backend = self.backend
         if backend._decision_due:  # measured enough: run as the chosen backend will
             return self.fn(*args, **kwargs)
-        backend._call_starting(self.fn, args, kwargs)
+        # Open this thread's run-queue clock (a few hundred µs the first time on
+        # 3.13t) before the call is marked as started: the first call's watch counts
+        # from that mark.
         queued_clock = None if self.inline else backend._clocks.get()
+        backend._call_starting(self.fn, args, kwargs)
         queued0 = queued_clock() if queued_clock is not None else 0.0
         # The CPU clock is read outside the wall-clock interval.
         cpu0 = time.thread_time()
@@ -423,7 +451,8 @@ class AutoBackend(Backend):
         """True once ``serial`` is chosen: tasks run inside ``submit``, in the thread
         that submits them. A ``map`` then sends its chunks from the thread that reads
         its results (not from the thread that finished the last measured chunk), so
-        that the work and the reading do not pass the GIL back and forth."""
+        that the work and the reading do not pass the GIL back and forth, and sends
+        the next only once the reader has taken the last one's results."""
         return isinstance(self._chosen, SerialBackend)
 
     def wait_for_choice(self, timeout: float | None = None) -> AutoChoice | None:
@@ -532,8 +561,13 @@ class AutoBackend(Backend):
     def _start_measuring_locked(self, task: Task, *, inline: bool) -> _MeasuredTask:
         measured = _MeasuredTask(task, _TimedFunction(task.fn, self, inline=inline))
         self._in_flight[measured.future] = measured
-        self._meter.tasks += 1
-        self._meter.batches += task.batch
+        meter = self._meter
+        meter.tasks += 1
+        if task.batch:
+            calls = len(task.calls)
+            fewest, most = meter.batch_calls
+            meter.batch_calls = (min(fewest, calls) if meter.batches else calls, max(most, calls))
+            meter.batches += 1
         self._changed.notify_all()
         return measured
 
@@ -544,7 +578,51 @@ class AutoBackend(Backend):
         except RuntimeError as exc:  # cannot happen while open; fail loudly if it does
             measured.original.fail(exc)
         if self._watchdog is None:
+            self._watch_first_call(measured)
+
+    def _watch_first_call(self, measured: _MeasuredTask) -> None:
+        """Start the watchdog unless the calls are known to be tiny.
+
+        A call that may run long needs watching (``_watch``), but starting a thread
+        costs more than a thousand tiny calls (a few hundred µs on 3.13t). So the
+        thread handing over the first task waits while that call could still be tiny:
+        ``TINY_CALL`` from its start plus ``FIRST_CALL_SLACK`` for measuring it, and
+        up to ``FIRST_START_WAIT`` for a measuring thread to start it on a busy
+        machine. If it ends tiny, no watchdog starts (one does once a call proves not
+        tiny); else the watchdog starts at once, while the call runs."""
+        meter = self._meter
+        with self._changed:
+            handed = time.perf_counter()
+            # Only for the first task: a later one may be handed over from a measured
+            # task's callback, on the measuring thread it would wait for.
+            first = meter.tasks == 1
+            while (
+                first
+                and self._watchdog is None
+                and not meter.calls
+                and self._choice is None
+                and not measured.future.done()
+            ):
+                if meter.running:
+                    deadline = min(meter.running.values())[0] + TINY_CALL + FIRST_CALL_SLACK
+                else:
+                    deadline = handed + FIRST_START_WAIT
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            needed = self._watch_needed_locked()
+        if needed:
             self._start_watchdog()
+
+    def _watch_needed_locked(self) -> bool:
+        """No watchdog yet, no choice due yet, and the calls are not known to be tiny."""
+        return (
+            self._watchdog is None
+            and self._choice is None
+            and not self._decision_due
+            and not self._meter.tiny
+        )
 
     def _start_watchdog(self) -> None:
         """Start the watchdog once, outside the lock: ``Thread.start`` waits for the
@@ -620,8 +698,12 @@ class AutoBackend(Backend):
                 meter.picklable = meter.picklable and sent.ok
         with self._lock:
             # A call that proved not tiny widens the measuring (the watchdog does it for
-            # a first call that runs long): tiny work never pays for more threads.
-            feed = self._widen_locked() if meter.calls > 0 and not meter.tiny else []
+            # a first call that runs long): tiny work never pays for more threads. The
+            # calls that follow may run long: they need the watchdog (handing a task
+            # over starts it, else this call does).
+            proved = meter.calls > 0 and not meter.tiny
+            feed = self._widen_locked() if proved else []
+            watch = proved and not feed and self._watch_needed_locked()
             meter.starts += 1
             # A call measured next to another shares the GIL with it; it is known alone
             # only if no other call ran when it started and none started until it ended.
@@ -636,6 +718,8 @@ class AutoBackend(Backend):
             self._changed.notify_all()
         for measured in feed:
             self._measure(measured)
+        if watch:
+            self._start_watchdog()
 
     def _call_finished(self, wall: float, cpu: float, queued: float, result: Any) -> None:
         meter = self._meter
@@ -779,8 +863,7 @@ class AutoBackend(Backend):
         queued = sum(len(t.calls) for t in self._pending)
         expected = int(self._expected_seconds / cost.wall) if cost.wall > 0 else 0
         items = max(1, self._meter.calls + queued + len(self._in_flight), expected)
-        # submit() sends one call per task; map's chunks grow to fit once a pool runs.
-        chunksize = None if self._meter.batches else 1
+        chunksize = self._chunksize_locked()
         advice = recommend(
             cost, self._machine, items, workers=self._requested_workers, chunksize=chunksize
         )
@@ -802,6 +885,20 @@ class AutoBackend(Backend):
             if measuring.speedup * KEEP_MEASURING_THREADS >= advice.speedup:
                 advice = replace(measuring, options=advice.options)
         return advice
+
+    def _chunksize_locked(self) -> int | None:
+        """How many calls a pool would be handed at once, as the model needs it.
+
+        ``submit`` sends one call per task. A ``map`` sends chunks: grown ones (their
+        sizes differ: the Executor sizes them from measured times, and enlarges them
+        once a pool runs them) leave the chunk size to the model (None); chunks that
+        all had the same size (a ``chunksize`` given, or 1 for a ``task_timeout``)
+        will keep it."""
+        meter = self._meter
+        if not meter.batches:
+            return 1
+        fewest, most = meter.batch_calls
+        return most if fewest == most else None
 
     def _decide(self) -> None:
         with self._changed:

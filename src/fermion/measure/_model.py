@@ -11,6 +11,11 @@ most ``n`` calls at once; CPU work can use at most ``k`` cores; GIL-holding work
 one thread at a time (so threads reach at most ``1/gil_held`` calls in parallel);
 processes also pay for starting workers and for pickling every argument and result,
 and the parent pickles alone, one call after another.
+
+A ``map`` sends its calls in chunks, and a pool pays the hand-off once per chunk: what
+counts is the chunk's cost (calls per chunk times the call's cost) against the
+hand-off, not the single call's. The caller still takes every result: one by one from
+``submit`` (a future each), at list speed from a chunk.
 """
 
 from __future__ import annotations
@@ -76,8 +81,11 @@ class Machine:
 
     ``thread_dispatch`` and ``process_dispatch`` are the seconds a pool spends on one
     task (one chunk) besides the call itself; ``process_startup`` is the seconds to start
-    one worker process; ``item_overhead`` the seconds the caller spends on each result
-    (it cannot be parallelised). Defaults are typical of a Linux laptop; ``profile``
+    one worker process, ``thread_startup`` one thread; ``item_overhead`` the seconds the
+    caller spends on each result that comes on its own (a future: ``submit``), and
+    ``chunk_item_overhead`` on each result of a chunk (``map`` hands a chunk's results
+    over as one list: iterating and freeing them costs tens of nanoseconds each).
+    Neither can be parallelised. Defaults are typical of a Linux laptop; ``profile``
     measures the start-up cost.
     """
 
@@ -87,6 +95,8 @@ class Machine:
     thread_dispatch: float = 30e-6
     process_dispatch: float = 200e-6
     item_overhead: float = 1e-6
+    chunk_item_overhead: float = 0.05e-6
+    thread_startup: float = 100e-6
 
     def __post_init__(self) -> None:
         if not (isinstance(self.cpus, int) and self.cpus >= 1):
@@ -172,6 +182,12 @@ def _chunksize(cost: TaskCost, dispatch: float, items: int, workers: int) -> int
     return max(1, min(wanted, balanced))
 
 
+def _collect(machine: Machine, items: int, chunk: int) -> float:
+    """Seconds the caller spends taking ``items`` results in chunks of ``chunk``."""
+    per_item = machine.item_overhead if chunk == 1 else machine.chunk_item_overhead
+    return items * per_item
+
+
 def _effective(cost: TaskCost, machine: Machine) -> TaskCost:
     """The cost as the model uses it: calls shorter than handing one to a thread are
     counted as pure CPU (clocks are too coarse to see waiting in a few microseconds)."""
@@ -209,15 +225,16 @@ def predict_option(
         raise ValueError(f"items must be a positive integer, not {items!r}")
     cost = _effective(cost, machine)
     serial_seconds = items * cost.wall
-    # Every result passes through the caller, one at a time, whatever the backend.
-    collect = items * machine.item_overhead
     if backend == "serial":
         return Option("serial", 1, items, 1.0, serial_seconds)
+    # Every result passes through the caller, whatever the backend: a pool cannot go
+    # faster than the caller takes them.
     if backend == "threads":
         chunk = chunksize or _chunksize(cost, machine.thread_dispatch, items, workers)
         parallel = _parallelism(cost, machine, workers, shares_gil=True)
         seconds = (
-            max(serial_seconds / parallel, collect)
+            workers * machine.thread_startup
+            + max(serial_seconds / parallel, _collect(machine, items, chunk))
             + math.ceil(items / chunk) * machine.thread_dispatch
         )
     else:
@@ -227,7 +244,11 @@ def predict_option(
         parallel = _parallelism(cost, machine, workers, shares_gil=False)
         half = cost.transfer / 2  # unpickling the arguments, pickling the result
         compute = items * (cost.wall + half) / parallel
-        parent = items * half + collect + math.ceil(items / chunk) * machine.process_dispatch
+        parent = (
+            items * half
+            + _collect(machine, items, chunk)
+            + math.ceil(items / chunk) * machine.process_dispatch
+        )
         startup = machine.process_startup * math.ceil(workers / machine.cpus)
         seconds = startup + max(compute, parent)
     seconds = max(seconds, 1e-12)
@@ -345,7 +366,14 @@ def _reasons(
     smallest = min(machine.thread_dispatch, machine.process_dispatch)
     waiting = _effective(cost, machine).waiting
     if cost.wall < smallest:
-        pass  # the GIL does not matter for calls this small: see below
+        chunked = best_of.get("threads")
+        if not machine.gil and chosen.backend == "threads":
+            reasons.append(
+                "free-threaded build (no GIL): threads run the chunks of Python calls in parallel"
+            )
+        elif machine.gil and cost.gil_held >= 0.5 and chunked and chunked.chunksize > 1:
+            reasons.append("with the GIL, threads would run the chunks of Python calls in turn")
+        # and handing calls this small over one by one decides it, see below
     elif waiting >= 0.5 and (not machine.gil or cost.gil_held < 0.5):
         held = f" and holds the GIL only {cost.gil_held:.0%}" if machine.gil else ""
         reasons.append(
@@ -386,7 +414,10 @@ def _reasons(
         if chosen.backend == "serial":
             reasons.append(f"{handing}: serial")
         else:
-            reasons.append(f"{handing}: chunks of {chosen.chunksize} amortise that")
+            reasons.append(
+                f"{handing}: chunks of {chosen.chunksize} calls "
+                f"({_seconds(chosen.chunksize * cost.wall)} of work each) amortise that"
+            )
     processes = best_of.get("processes")
     if processes is not None and items * cost.wall < 2 * machine.process_startup:
         reasons.append(
