@@ -8,7 +8,8 @@ it by name) plus the list of items, sized to take about ``seconds`` serially.
 - ``numpy``       sorting 400k random floats per item: releases the GIL -> threads.
 - ``sleep_io``    ``time.sleep(0.01)``: waiting -> many threads.
 - ``file_read``   read a 4 MB file and hash it (sha256 releases the GIL) -> threads.
-- ``tiny``        ``x * x``: nothing is worth a pool -> serial.
+- ``tiny``        ``x * x``: no call is worth a pool -> serial (threads on a free-threaded
+  build, which run the map's chunks of thousands of calls in parallel).
 - ``large_args``  square roots of a 4 MB array passed as the argument, summed:
   pickling the array costs more than the work -> threads (or serial).
 """
@@ -119,7 +120,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("numpy", sort_random, _numpy, "threads"),
     Workload("sleep_io", nap, _sleep, "threads"),
     Workload("file_read", hash_file, _files, "threads"),
-    Workload("tiny", square, _tiny, "serial"),
+    Workload("tiny", square, _tiny, "serial (threads on 3.13t)"),
     Workload("large_args", array_sum, _large, "threads or serial"),
 )
 
