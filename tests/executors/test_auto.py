@@ -6,17 +6,17 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "measure"))
 import measure_helpers as h
+from auto_helpers import choice_of, decide_as_if
 
 from fermion import Executor, TaskKilledError, TaskTimeoutError
 from fermion.executors import _auto
-from fermion.executors._auto import AutoBackend, AutoChoice
+from fermion.executors._auto import AutoBackend
 from fermion.measure._cost import cpu_count, gil_enabled
 from fermion.measure._gil import GilProbe
 
@@ -33,28 +33,11 @@ class _AlwaysHeldProbe(GilProbe):
         return self.samples
 
 
-def _choice(executor: Executor) -> AutoChoice:
-    backend = executor.backend
-    assert isinstance(backend, AutoBackend)
-    choice = backend.wait_for_choice(timeout=30)
-    assert choice is not None, "auto made no choice within 30 s"
-    return choice
-
-
-def _decide_as_if(executor: Executor, *, gil: bool) -> AutoBackend:
-    """Make ``auto`` decide as it would on a build with (or without) a GIL: the choice
-    depends on the build only through the machine it hands the cost model."""
-    backend = executor.backend
-    assert isinstance(backend, AutoBackend)
-    backend._machine = replace(backend._machine, gil=gil)
-    return backend
-
-
 def test_a_map_of_tiny_calls_runs_serial_with_a_gil() -> None:
     with Executor("auto", **STEADY) as executor:
-        _decide_as_if(executor, gil=True)
+        decide_as_if(executor, gil=True)
         assert list(executor.map(h.square, range(3000))) == [x * x for x in range(3000)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
     assert "less than" in choice.reason
     assert str(choice).startswith("auto chose serial with 1 worker: measured")
@@ -65,9 +48,9 @@ def test_a_map_of_tiny_calls_runs_its_chunks_on_threads_without_a_gil() -> None:
     # Each call is far too small to hand over, but a map hands over chunks of
     # thousands of calls, and without a GIL the chunks run in parallel.
     with Executor("auto", **STEADY) as executor:
-        backend = _decide_as_if(executor, gil=False)
+        backend = decide_as_if(executor, gil=False)
         assert list(executor.map(h.square, range(20_000))) == [x * x for x in range(20_000)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "threads", str(choice)
     assert choice.workers == backend._measuring_threads
     assert backend.chosen is backend._measuring  # the measuring threads went on
@@ -83,17 +66,17 @@ def test_a_map_of_tiny_calls_one_per_chunk_runs_serial_without_a_gil(
 ) -> None:
     # A chunk of one call amortises nothing: as submit(), whatever the GIL does.
     with Executor("auto", **STEADY) as executor:
-        _decide_as_if(executor, gil=False)
+        decide_as_if(executor, gil=False)
         results = executor.map(h.square, range(3000), **options)  # type: ignore[arg-type]
         assert list(results) == [x * x for x in range(3000)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
 
 
 def test_a_map_of_tiny_calls_on_this_build() -> None:
     with Executor("auto", **STEADY) as executor:
         assert list(executor.map(h.square, range(3000))) == [x * x for x in range(3000)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     expected = "serial" if gil_enabled() or cpu_count() < 2 else "threads"
     assert choice.backend == expected, str(choice)
 
@@ -102,17 +85,17 @@ def test_a_map_of_tiny_calls_on_this_build() -> None:
 def test_tiny_submits_run_serial_with_or_without_a_gil(gil: bool) -> None:
     # submit() hands over one call at a time: no chunk amortises the hand-off.
     with Executor("auto", **STEADY) as executor:
-        _decide_as_if(executor, gil=gil)
+        decide_as_if(executor, gil=gil)
         futures = [executor.submit(h.square, x) for x in range(2000)]
         assert [f.result(timeout=30) for f in futures] == [x * x for x in range(2000)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
 
 
 def test_waiting_tasks_run_on_threads() -> None:
     with Executor("auto", **STEADY) as executor:
         assert list(executor.map(h.nap_item, range(40))) == list(range(40))
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "threads", str(choice)
     assert choice.workers > 1
     assert "waits" in choice.reason
@@ -124,7 +107,7 @@ def test_python_cpu_tasks_run_on_processes_or_free_threads() -> None:
     expected = "processes" if gil_enabled() else "threads"
     with Executor("auto", **STEADY) as executor:
         assert list(executor.map(h.cpu_item, range(30))) == [h.cpu_item(x) for x in range(30)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == expected, str(choice)
     assert choice.calls >= 1 and choice.cost.wall > 0
     assert {o.backend for o in choice.options} >= {"serial", "threads"}
@@ -134,7 +117,7 @@ def test_a_long_first_call_is_decided_before_it_returns() -> None:
     release = threading.Event()
     with Executor("auto", max_measure_seconds=0.05, **STEADY) as executor:
         first = executor.submit(h.spin_until, release)
-        choice = _choice(executor)  # while the first call still runs
+        choice = choice_of(executor)  # while the first call still runs
         assert not first.done()
         assert choice.calls == 0 and "still running" in choice.reason
         release.set()
@@ -229,6 +212,6 @@ def test_a_backend_that_cannot_start_falls_back_to_serial_and_says_so(
         "auto", processes_options={"start_method": "no-such-method"}, **STEADY
     ) as executor:
         assert list(executor.map(h.cpu_item, range(40))) == [h.cpu_item(x) for x in range(40)]
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
     assert "the processes backend could not start" in choice.reason

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "measure"))
 import measure_helpers as h
+from auto_helpers import auto_backend, choice_of, decide_as_if
 
 from fermion import Executor
 from fermion.executors import _auto
-from fermion.executors._auto import AutoBackend, AutoChoice, _Meter
+from fermion.executors._auto import AutoBackend, _Meter
 from fermion.measure._cost import cpu_count
 from fermion.measure._gil import GilProbe
 
@@ -34,18 +34,6 @@ class _CountedProbe(GilProbe):
     def start(self) -> None:
         type(self).started += 1
         super().start()
-
-
-def _auto_backend(executor: Executor) -> AutoBackend:
-    backend = executor.backend
-    assert isinstance(backend, AutoBackend)
-    return backend
-
-
-def _choice(executor: Executor) -> AutoChoice:
-    choice = _auto_backend(executor).wait_for_choice(timeout=30)
-    assert choice is not None, "auto made no choice within 30 s"
-    return choice
 
 
 def _thread_of(x: int) -> tuple[int, int]:
@@ -66,8 +54,8 @@ def test_tiny_work_starts_no_probe_and_no_watchdog_thread(
         else:
             futures = [executor.submit(h.square, x) for x in range(100)]
             assert [f.result(timeout=30) for f in futures] == [x * x for x in range(100)]
-        choice = _choice(executor)
-        assert _auto_backend(executor)._watchdog is None
+        choice = choice_of(executor)
+        assert auto_backend(executor)._watchdog is None
     assert choice.backend in ("serial", "threads"), str(choice)
     assert "less than the 30 µs it costs to hand one to a worker" in choice.reason
     assert _CountedProbe.started == 0
@@ -79,7 +67,7 @@ def test_calls_that_stop_being_tiny_start_the_watchdog(monkeypatch: pytest.Monke
     monkeypatch.setattr(_Meter, "waiting", lambda self, gil: False)
     monkeypatch.setattr(_auto, "FIRST_CALL_SLACK", 30.0)  # the first call is tiny, however late
     with Executor("auto", measure_seconds=30, max_measure_seconds=30, **STEADY) as executor:
-        backend = _auto_backend(executor)
+        backend = auto_backend(executor)
         assert executor.submit(h.square, 3).result(timeout=30) == 9
         assert backend._watchdog is None  # tiny so far: nothing to watch
         # Half a millisecond of Python: the calls are tiny no more, the next may run long.
@@ -96,16 +84,15 @@ def test_after_choosing_serial_a_map_runs_in_the_thread_that_reads_it() -> None:
     # Enough items that not all of them are sent before the choice (at most four
     # chunks are in flight while measuring, each at most 32 times the last measured).
     with Executor("auto", **STEADY) as executor:
-        backend = _auto_backend(executor)
         # Serial is what a map of tiny calls gets with a GIL (without one: threads).
-        backend._machine = replace(backend._machine, gil=True)
+        decide_as_if(executor, gil=True)
         results = list(executor.map(_thread_of, range(200_000)))
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
     assert [x for x, _ in results] == list(range(200_000))
     # The chunks sent once serial was chosen ran here, not on a measuring thread.
     assert results[-1][1] == threading.get_ident()
-    assert _auto_backend(executor).runs_inline
+    assert auto_backend(executor).runs_inline
 
 
 def test_after_choosing_serial_a_map_runs_each_chunk_as_it_is_read() -> None:
@@ -118,12 +105,11 @@ def test_after_choosing_serial_a_map_runs_each_chunk_as_it_is_read() -> None:
 
     read_at: dict[int, int] = {}
     with Executor("auto", **STEADY) as executor:
-        backend = _auto_backend(executor)
-        backend._machine = replace(backend._machine, gil=True)  # serial, as with a GIL
+        decide_as_if(executor, gil=True)  # serial, as with a GIL
         for x, _ in executor.map(numbered, range(200_000)):
             if x in (100_000, 150_000):
                 read_at[x] = next(made)
-        choice = _choice(executor)
+        choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
     # When an item was read, at most one more chunk had run beyond it.
     assert read_at[100_000] < read_at[150_000] < 190_000, read_at
@@ -136,15 +122,15 @@ def test_calls_are_measured_side_by_side() -> None:
     with Executor("auto", workers=2, max_measure_seconds=30, **STEADY) as executor:
         futures = [executor.submit(meet.wait) for _ in range(2)]
         assert sorted(f.result(timeout=60) for f in futures) == [0, 1]
-        assert _auto_backend(executor).choice is None or _choice(executor).calls <= 2
+        assert auto_backend(executor).choice is None or choice_of(executor).calls <= 2
 
 
 @needs_two_cores
 def test_threads_on_every_measuring_thread_reuse_the_measuring_pool() -> None:
     with Executor("auto", workers=2, **STEADY) as executor:
         assert list(executor.map(h.nap_item, range(40))) == list(range(40))
-        choice = _choice(executor)
-        backend = _auto_backend(executor)
+        choice = choice_of(executor)
+        backend = auto_backend(executor)
         assert choice.backend == "threads" and choice.workers == 2, str(choice)
         assert backend.chosen is backend._measuring
     assert not [t for t in threading.enumerate() if t.name.startswith("fermion-auto-measure")]
@@ -153,7 +139,7 @@ def test_threads_on_every_measuring_thread_reuse_the_measuring_pool() -> None:
 def test_a_long_first_call_widens_the_measuring_and_starts_the_probe() -> None:
     release = threading.Event()
     with Executor("auto", max_measure_seconds=30, **STEADY) as executor:
-        backend = _auto_backend(executor)
+        backend = auto_backend(executor)
         first = executor.submit(h.spin_until, release)
         second = executor.submit(h.square, 3)
         # The first call runs past PROBE_AFTER: the next task no longer waits for it
@@ -209,7 +195,7 @@ def test_a_choice_reached_while_tasks_run_keeps_every_result() -> None:
     with Executor("auto", measure_seconds=0.01, **STEADY) as executor:
         assert list(executor.map(h.nap_item, items[:60])) == items[:60]
         assert list(executor.map(h.square, items)) == [x * x for x in items]
-        _choice(executor)
+        choice_of(executor)
 
 
 class _AlwaysHeldProbe(GilProbe):
@@ -227,8 +213,8 @@ def test_a_process_pool_started_while_measuring_is_the_one_chosen(
     monkeypatch.setattr(_auto, "GilProbe", _AlwaysHeldProbe)
     with Executor("auto", workers=2, **STEADY) as executor:
         assert list(executor.map(h.cpu_item, range(40))) == [h.cpu_item(x) for x in range(40)]
-        choice = _choice(executor)
-        backend = _auto_backend(executor)
+        choice = choice_of(executor)
+        backend = auto_backend(executor)
     assert choice.backend == "processes", str(choice)
     assert backend._early_started is not None
     assert backend.chosen is backend._early_started
