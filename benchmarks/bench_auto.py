@@ -3,7 +3,10 @@
 For each workload of ``workloads.py``: ``Executor(backend).map(fn, items)`` on serial,
 threads (one per core, and the default count), processes (one per core) and auto,
 each on a fresh executor (start-up counts, as in a program), best of ``--repeat``
-runs. Reports seconds, auto's choice, and the ratios the goals are about:
+rounds (short workloads get more, up to 15, as many as a second of serial runs
+takes). In each round every configuration runs once, the order rotating, so that the
+machine's drift falls on all of them alike. Reports seconds, auto's choice,
+and the ratios the goals are about:
 
 - auto / best fixed backend  (goal: at most 1.10)
 - auto / serial              (goal: at most 1.05 where serial is best; auto must never
@@ -59,6 +62,50 @@ def _time(backend: str, workers: int | None, fn: Any, items: list[Any]) -> tuple
     return seconds, "still measuring" if choice is None else f"{choice.backend} x{choice.workers}"
 
 
+#: Short workloads get more rounds, up to this many, so that each configuration runs
+#: for at least ``ROUND_SECONDS`` in all: best of 3 of a 30 ms job is mostly noise.
+MAX_ROUNDS = 15
+ROUND_SECONDS = 1.0
+
+
+def _rounds(repeat: int, serial_seconds: float) -> int:
+    """Rounds for a workload whose first serial run took ``serial_seconds``."""
+    wanted = int(ROUND_SECONDS / max(serial_seconds, 1e-3)) + 1
+    return max(repeat, min(MAX_ROUNDS, wanted))
+
+
+def _timed_rounds(
+    configurations: list[tuple[str, str, int | None]],
+    fn: Any,
+    items: list[Any],
+    repeat: int,
+    extend: bool,
+) -> tuple[dict[str, float], str, int]:
+    """Best seconds of each configuration, auto's last choice, and the rounds run.
+
+    At least ``repeat`` rounds; with ``extend``, as many more as a short workload needs
+    (``_rounds``).
+
+    The configurations take turns: each round runs every one of them once, starting one
+    further along each time, so that the machine's drift (other programs, frequency
+    changes) falls on all of them alike instead of deciding between neighbours.
+    """
+    best = {label: float("inf") for label, _, _ in configurations}
+    chosen = ""
+    rounds = repeat
+    done = 0
+    while done < rounds:
+        shift = done % len(configurations)
+        for label, backend, count in configurations[shift:] + configurations[:shift]:
+            seconds, choice = _time(backend, count, fn, items)
+            best[label] = min(best[label], seconds)
+            chosen = choice or chosen
+            if extend and done == 0 and backend == "serial":
+                rounds = _rounds(repeat, seconds)
+        done += 1
+    return best, chosen, rounds
+
+
 def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
     cpus = cpu_count()
     rows = []
@@ -66,20 +113,15 @@ def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
         if only and workload.name not in only:
             continue
         with workloads.prepared(workload, quick=quick) as items:
-            times: dict[str, float] = {}
-            chosen = ""
-            for label, backend, count in _configurations(cpus):
-                best = float("inf")
-                for _ in range(repeat):
-                    seconds, choice = _time(backend, count, workload.fn, items)
-                    best = min(best, seconds)
-                    chosen = choice or chosen
-                times[label] = best
+            times, chosen, rounds = _timed_rounds(
+                _configurations(cpus), workload.fn, items, repeat, extend=not quick
+            )
         fixed = {k: v for k, v in times.items() if k != "auto"}
         best_label = min(fixed, key=fixed.__getitem__)
         row = {
             "workload": workload.name,
             "items": len(items),
+            "rounds": rounds,
             "suits": workload.suits,
             "seconds": times,
             "best_fixed": best_label,
@@ -114,20 +156,22 @@ def _line(row: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     labels = list(report["rows"][0]["seconds"]) if report["rows"] else []
     head = (
-        "| workload | items | " + " | ".join(labels) + " | auto chose | auto/best | auto/serial |"
+        "| workload | items | rounds | "
+        + " | ".join(labels)
+        + " | auto chose | auto/best | auto/serial |"
     )
     lines = [
         f"Python {report['python']} ({'GIL' if report['gil'] else 'free-threaded'}), "
-        f"{report['cpus']} cores, best of {report['repeat']}; seconds"
-        + (" (--quick: meaningless)" if report["quick"] else ""),
+        f"{report['cpus']} cores, best of {report['repeat']} or more interleaved rounds"
+        " (column rounds); seconds" + (" (--quick: meaningless)" if report["quick"] else ""),
         "",
         head,
-        "|" + "---|" * (len(labels) + 5),
+        "|" + "---|" * (len(labels) + 6),
     ]
     for row in report["rows"]:
         cells = " | ".join(f"{row['seconds'][k]:.3f}" for k in labels)
         lines.append(
-            f"| {row['workload']} | {row['items']} | {cells} | {row['auto_chose']} | "
+            f"| {row['workload']} | {row['items']} | {row['rounds']} | {cells} | {row['auto_chose']} | "
             f"{row['auto_vs_best']:.2f} | {row['auto_vs_serial']:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -158,7 +202,7 @@ def figure(report: dict[str, Any]) -> Any:
         log=True,
         title=(
             f"backend='auto' against fixed backends\nPython {report['python']} ({build}), "
-            f"{report['cpus']} cores, best of {report['repeat']}"
+            f"{report['cpus']} cores, best of {report['repeat']}+ interleaved rounds"
             + (" (--quick: meaningless)" if report["quick"] else "")
         ),
     )
@@ -174,7 +218,7 @@ def write_plot(report: dict[str, Any], path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (best kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds at least (best kept)")
     parser.add_argument("--only", default="", help="comma-separated workload names")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON")
     parser.add_argument("--markdown", dest="markdown_path", help="write the table as Markdown")
