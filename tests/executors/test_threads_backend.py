@@ -141,3 +141,31 @@ def test_many_submitters_at_once() -> None:
         for t in threads:
             t.join(WAIT)
         assert sorted(results) == sorted(k * 1000 + i for k in range(4) for i in range(200))
+
+
+def test_round_trips_from_many_threads_never_lose_a_wake_up() -> None:
+    # Each round trip leaves the pool's threads asleep and wakes one: a wake-up lost
+    # between a thread going to sleep and a task arriving would time out here.
+    with Executor("threads", 2) as executor:
+
+        def round_trips(base: int) -> list[int]:
+            return [executor.submit(int.__add__, base, i).result(timeout=WAIT) for i in range(500)]
+
+        with Executor("threads", 4) as callers:
+            outcomes = [callers.submit(round_trips, k * 1000) for k in range(4)]
+            for k, outcome in enumerate(outcomes):
+                assert outcome.result(timeout=WAIT) == [k * 1000 + i for i in range(500)]
+
+
+def test_shutdown_wakes_and_joins_sleeping_threads() -> None:
+    backend = ThreadBackend(3, thread_name_prefix="sleeping-pool")
+    barrier = threading.Barrier(4, timeout=WAIT)
+    tasks = [Task(barrier.wait, [((), {})], batch=False) for _ in range(3)]
+    for task in tasks:
+        backend.submit(task)
+    barrier.wait()  # all three threads ran a task; now they go to sleep
+    for task in tasks:
+        task.future.result(timeout=WAIT)
+    backend.shutdown(wait=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("sleeping-pool")]
+    assert backend.statistics()["threads"] == 0

@@ -48,7 +48,7 @@ def default_thread_count() -> int:
 class _Worker:
     """One pool thread and what it is running; guarded by the backend's lock."""
 
-    __slots__ = ("current", "ident", "interrupted", "retired", "thread")
+    __slots__ = ("current", "ident", "interrupted", "retired", "thread", "wake")
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
@@ -56,6 +56,10 @@ class _Worker:
         self.current: Task | None = None
         self.interrupted = False  # an interrupt was sent for ``current``
         self.retired = False  # leave the pool once ``current`` ends
+        # Held while the thread sleeps; whoever takes it off the idle list releases it
+        # once, after letting go of the pool's lock (see ``ThreadBackend._work``).
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 _live_backends: weakref.WeakSet[ThreadBackend] = weakref.WeakSet()
@@ -99,11 +103,10 @@ class ThreadBackend(Backend):
         self._max_workers = default_thread_count() if workers is None else workers
         self._prefix = thread_name_prefix
         self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
         self._queue: deque[Task] = deque()
         self._workers: set[_Worker] = set()  # in the pool (not retired)
         self._retired: set[_Worker] = set()
-        self._idle = 0
+        self._idle: list[_Worker] = []  # asleep, waiting for a task (last in, first out)
         self._closed = False
         self._started = 0
         self._timer = DeadlineTimer(f"{thread_name_prefix}-deadlines")
@@ -119,11 +122,11 @@ class ThreadBackend(Backend):
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._queue.append(task)
-            # Idle threads that were woken but have not taken a task yet still count
-            # as idle, and their tasks are still queued: compare the two.
-            if len(self._queue) > self._idle:
+            sleeper = self._idle.pop() if self._idle else None
+            if sleeper is None:
                 self._grow_locked()
-            self._wakeup.notify()
+        if sleeper is not None:
+            sleeper.wake.release()
 
     def kill(self, task: Task) -> bool:
         """Fail a running task with TaskKilledError and interrupt its thread (best effort)."""
@@ -142,8 +145,10 @@ class ThreadBackend(Backend):
             dropped = list(self._queue) if cancel_futures else []
             if cancel_futures:
                 self._queue.clear()
-            self._wakeup.notify_all()
+            sleepers, self._idle = self._idle, []
             threads = [w.thread for w in self._workers if w.thread is not None]
+        for sleeper in sleepers:
+            sleeper.wake.release()
         for task in dropped:
             task.future.cancel()
         if wait:
@@ -181,7 +186,7 @@ class ThreadBackend(Backend):
         with self._lock:
             return {
                 "threads": len(self._workers),
-                "idle": self._idle,
+                "idle": len(self._idle),
                 "retired_running": sum(
                     1 for w in self._retired if w.thread and w.thread.is_alive()
                 ),
@@ -191,7 +196,8 @@ class ThreadBackend(Backend):
     # -- the pool ---------------------------------------------------------------------
 
     def _grow_locked(self) -> None:
-        if len(self._workers) >= self._max_workers or len(self._queue) <= self._idle:
+        """Start a thread if tasks wait that no sleeping thread will take."""
+        if len(self._workers) >= self._max_workers or len(self._queue) <= len(self._idle):
             return
         worker = _Worker()
         self._started += 1
@@ -202,17 +208,24 @@ class ThreadBackend(Backend):
         worker.thread.start()
 
     def _work(self, worker: _Worker) -> None:
+        """Run queued tasks until the pool closes. With nothing queued, the thread
+        sleeps on its own ``wake`` lock, which ``submit`` releases after it has let go
+        of the pool's lock: a Condition would wake it while the pool's lock is still
+        held, and on a free-threaded build the woken thread would spin on it."""
         worker.ident = threading.get_ident()
         try:
             while True:
                 with self._lock:
-                    while not self._queue and not self._closed:
-                        self._idle += 1
-                        self._wakeup.wait()
-                        self._idle -= 1
-                    if not self._queue:
+                    if self._queue:
+                        task = self._queue.popleft()
+                    elif self._closed:
                         return
-                    task = self._queue.popleft()
+                    else:
+                        self._idle.append(worker)
+                        task = None
+                if task is None:
+                    worker.wake.acquire()
+                    continue
                 self._run(worker, task)
                 del task  # an idle thread must not keep its last task's arguments alive
                 if worker.retired:
