@@ -2,11 +2,12 @@
 
 For each workload of ``workloads.py``: ``Executor(backend).map(fn, items)`` on serial,
 threads (one per core, and the default count), processes (one per core) and auto,
-each on a fresh executor (start-up counts, as in a program), best of ``--repeat``
-rounds (short workloads get more, up to 15, as many as a second of serial runs
-takes). In each round every configuration runs once, the order rotating, so that the
-machine's drift falls on all of them alike. Reports seconds, auto's choice,
-and the ratios the goals are about:
+each on a fresh executor (start-up counts, as in a program): the median of
+``--repeat`` rounds (short workloads get more, up to 15, as many as a second of serial
+runs takes). In each round every configuration runs once, the order rotating, so that
+the machine's drift falls on all of them alike; the median, not the best, so that one
+lucky run does not decide. Reports seconds, auto's choice, and the ratios the goals
+are about:
 
 - auto / best fixed backend  (goal: at most 1.10)
 - auto / serial              (goal: at most 1.05 where serial is best; auto must never
@@ -24,9 +25,11 @@ Run:  python benchmarks/bench_auto.py [--repeat 3] [--only a,b] [--json FILE] [-
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from typing import Any
@@ -63,7 +66,7 @@ def _time(backend: str, workers: int | None, fn: Any, items: list[Any]) -> tuple
 
 
 #: Short workloads get more rounds, up to this many, so that each configuration runs
-#: for at least ``ROUND_SECONDS`` in all: best of 3 of a 30 ms job is mostly noise.
+#: for at least ``ROUND_SECONDS`` in all: 3 runs of a 30 ms job are mostly noise.
 MAX_ROUNDS = 15
 ROUND_SECONDS = 1.0
 
@@ -80,8 +83,8 @@ def _timed_rounds(
     items: list[Any],
     repeat: int,
     extend: bool,
-) -> tuple[dict[str, float], str, int]:
-    """Best seconds of each configuration, auto's last choice, and the rounds run.
+) -> tuple[dict[str, list[float]], list[str], int]:
+    """Seconds of each configuration in each round, auto's choices, and the rounds run.
 
     At least ``repeat`` rounds; with ``extend``, as many more as a short workload needs
     (``_rounds``).
@@ -90,20 +93,29 @@ def _timed_rounds(
     further along each time, so that the machine's drift (other programs, frequency
     changes) falls on all of them alike instead of deciding between neighbours.
     """
-    best = {label: float("inf") for label, _, _ in configurations}
-    chosen = ""
+    times: dict[str, list[float]] = {label: [] for label, _, _ in configurations}
+    choices: list[str] = []
     rounds = repeat
     done = 0
     while done < rounds:
         shift = done % len(configurations)
         for label, backend, count in configurations[shift:] + configurations[:shift]:
             seconds, choice = _time(backend, count, fn, items)
-            best[label] = min(best[label], seconds)
-            chosen = choice or chosen
+            times[label].append(seconds)
+            if choice:
+                choices.append(choice)
             if extend and done == 0 and backend == "serial":
                 rounds = _rounds(repeat, seconds)
         done += 1
-    return best, chosen, rounds
+    return times, choices, rounds
+
+
+def _choices_text(choices: list[str]) -> str:
+    """auto's choice, or each choice with how often it was made if they differed."""
+    counts = collections.Counter(choices)
+    if len(counts) == 1:
+        return choices[0]
+    return ", ".join(f"{choice} ({n}/{len(choices)})" for choice, n in counts.most_common())
 
 
 def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
@@ -113,9 +125,10 @@ def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
         if only and workload.name not in only:
             continue
         with workloads.prepared(workload, quick=quick) as items:
-            times, chosen, rounds = _timed_rounds(
+            runs, choices, rounds = _timed_rounds(
                 _configurations(cpus), workload.fn, items, repeat, extend=not quick
             )
+        times = {label: statistics.median(seconds) for label, seconds in runs.items()}
         fixed = {k: v for k, v in times.items() if k != "auto"}
         best_label = min(fixed, key=fixed.__getitem__)
         row = {
@@ -124,8 +137,9 @@ def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
             "rounds": rounds,
             "suits": workload.suits,
             "seconds": times,
+            "runs": runs,
             "best_fixed": best_label,
-            "auto_chose": chosen,
+            "auto_chose": _choices_text(choices),
             "auto_vs_best": times["auto"] / fixed[best_label],
             "auto_vs_serial": times["auto"] / times["serial"],
         }
@@ -162,8 +176,8 @@ def markdown(report: dict[str, Any]) -> str:
     )
     lines = [
         f"Python {report['python']} ({'GIL' if report['gil'] else 'free-threaded'}), "
-        f"{report['cpus']} cores, best of {report['repeat']} or more interleaved rounds"
-        " (column rounds); seconds" + (" (--quick: meaningless)" if report["quick"] else ""),
+        f"{report['cpus']} cores; seconds, median of {report['repeat']} or more interleaved"
+        " rounds (column rounds)" + (" (--quick: meaningless)" if report["quick"] else ""),
         "",
         head,
         "|" + "---|" * (len(labels) + 6),
@@ -202,7 +216,7 @@ def figure(report: dict[str, Any]) -> Any:
         log=True,
         title=(
             f"backend='auto' against fixed backends\nPython {report['python']} ({build}), "
-            f"{report['cpus']} cores, best of {report['repeat']}+ interleaved rounds"
+            f"{report['cpus']} cores, median of {report['repeat']}+ interleaved rounds"
             + (" (--quick: meaningless)" if report["quick"] else "")
         ),
     )
@@ -218,7 +232,9 @@ def write_plot(report: dict[str, Any], path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds at least (best kept)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds at least (the median is kept)"
+    )
     parser.add_argument("--only", default="", help="comma-separated workload names")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON")
     parser.add_argument("--markdown", dest="markdown_path", help="write the table as Markdown")
