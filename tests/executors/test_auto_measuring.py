@@ -166,6 +166,36 @@ def _meter(calls: int, cpu: float, alone: float, shared: float, late: int) -> _M
     return meter
 
 
+def test_a_few_gil_samples_are_read_and_fewer_assume_the_gil_held() -> None:
+    # A probe starved of a core by GIL-free work on every core samples seldom, on time:
+    # that is evidence too (it used to read as "GIL held": processes for file hashing).
+    meter = _meter(calls=18, cpu=0.05, alone=0.0, shared=0.0, late=0)
+    meter.probe_samples = _auto.FEW_PROBE_SAMPLES
+    assert meter.gil_held(gil=True) == 0.0
+    meter.probe_late = _auto.FEW_PROBE_SAMPLES  # every one late: Python holds the GIL
+    assert meter.gil_held(gil=True) == 1.0
+    meter.probe_samples, meter.probe_late = _auto.FEW_PROBE_SAMPLES - 1, 0
+    assert meter.gil_held(gil=True) == 1.0  # too few to tell
+    assert not meter.gil_free(gil=True)  # and a few never settle it early
+
+
+@pytest.mark.skipif(not _auto.gil_enabled(), reason="the GIL probe runs only with a GIL")
+def test_the_gil_probe_starts_again_when_measuring_resumes() -> None:
+    # The probe stops while nothing is measured. It used to stay stopped: a map that
+    # paused after its first chunks was judged on the probe's first millisecond or two
+    # (too few samples: "holds the GIL"), and file hashing went to processes.
+    with Executor("auto", workers=2, measure_seconds=30, max_measure_seconds=30) as executor:
+        backend = auto_backend(executor)
+        assert executor.submit(h.numpy_heavy).result(timeout=30) > 0  # widens, then idle
+        with backend._changed:  # the measuring thread retires the probe after the call
+            assert backend._changed.wait_for(lambda: backend._meter.probe is None, 30)
+            assert backend._meter.probes_started == 1
+        futures = [executor.submit(h.numpy_heavy) for _ in range(4)]
+        for future in futures:
+            assert future.result(timeout=30) > 0
+        assert backend._meter.probes_started == 2
+
+
 def test_waiting_for_the_gil_next_to_other_calls_is_not_the_calls_own() -> None:
     # Pure Python on two threads: each call waited half its time for the other's GIL.
     held = _meter(calls=10, cpu=0.1, alone=0.0, shared=0.1, late=100).cost(gil=True)

@@ -118,8 +118,12 @@ KEEP_MEASURING_THREADS = 1.10
 _DRAIN_SLICE = 0.25
 #: Calls that settle the question when they clearly leave the GIL free.
 CLEAR_CALLS = 4
-#: Fewer GIL probe samples than this say nothing about the GIL.
+#: GIL probe samples that settle the question early (see ``_Meter.gil_free``).
 MIN_PROBE_SAMPLES = 10
+#: Fewer samples than this say nothing about the GIL. A few do: a probe starved of a
+#: core (GIL-free work busy on every core) samples seldom but on time, while calls
+#: holding the GIL make its few samples late.
+FEW_PROBE_SAMPLES = 4
 #: The GIL probe's sleep between samples while measuring: half the default, so that
 #: ``MIN_PROBE_SAMPLES`` take 5 ms of measuring, not 10. A wake-up is still late only
 #: past the probe's threshold (0.5 ms), which Python code holding the GIL (a switch
@@ -244,7 +248,7 @@ class _Meter:
         if not gil:
             return 0.0
         samples, late = self._samples()
-        if samples >= MIN_PROBE_SAMPLES:
+        if samples >= FEW_PROBE_SAMPLES:
             return late / samples
         return 1.0  # too few samples to tell: assume Python code holds the GIL
 
@@ -552,6 +556,10 @@ class AutoBackend(Backend):
             if task.future.cancelled():
                 continue
             feed.append(self._start_measuring_locked(task, inline=False))
+        if feed and self._widened and self._machine.gil:
+            # The probe stops while nothing is measured; calls measured again need it,
+            # or the choice would rest on the few samples taken before the pause.
+            self._meter.start_probe()
         return feed
 
     def _measure_inline_locked(self) -> bool:
