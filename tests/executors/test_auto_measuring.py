@@ -166,19 +166,6 @@ def _meter(calls: int, cpu: float, alone: float, shared: float, late: int) -> _M
     return meter
 
 
-def test_a_few_gil_samples_are_read_and_fewer_assume_the_gil_held() -> None:
-    # A probe starved of a core by GIL-free work on every core samples seldom, on time:
-    # that is evidence too (it used to read as "GIL held": processes for file hashing).
-    meter = _meter(calls=18, cpu=0.05, alone=0.0, shared=0.0, late=0)
-    meter.probe_samples = _auto.FEW_PROBE_SAMPLES
-    assert meter.gil_held(gil=True) == 0.0
-    meter.probe_late = _auto.FEW_PROBE_SAMPLES  # every one late: Python holds the GIL
-    assert meter.gil_held(gil=True) == 1.0
-    meter.probe_samples, meter.probe_late = _auto.FEW_PROBE_SAMPLES - 1, 0
-    assert meter.gil_held(gil=True) == 1.0  # too few to tell
-    assert not meter.gil_free(gil=True)  # and a few never settle it early
-
-
 @pytest.mark.skipif(not _auto.gil_enabled(), reason="the GIL probe runs only with a GIL")
 def test_the_gil_probe_starts_again_when_measuring_resumes() -> None:
     # The probe stops while nothing is measured. It used to stay stopped: a map that

@@ -118,12 +118,11 @@ KEEP_MEASURING_THREADS = 1.10
 _DRAIN_SLICE = 0.25
 #: Calls that settle the question when they clearly leave the GIL free.
 CLEAR_CALLS = 4
-#: GIL probe samples that settle the question early (see ``_Meter.gil_free``).
+#: Fewer GIL probe samples than this say nothing about the GIL. (Reading as few as
+#: four was tried: two measuring threads taking turns with the GIL leave the probe a
+#: few samples, one of them on time in a gap, and pure Python read as 75-88% held went
+#: to threads or serial in 3 of 25 runs.)
 MIN_PROBE_SAMPLES = 10
-#: Fewer samples than this say nothing about the GIL. A few do: a probe starved of a
-#: core (GIL-free work busy on every core) samples seldom but on time, while calls
-#: holding the GIL make its few samples late.
-FEW_PROBE_SAMPLES = 4
 #: The GIL probe's sleep between samples while measuring: half the default, so that
 #: ``MIN_PROBE_SAMPLES`` take 5 ms of measuring, not 10. A wake-up is still late only
 #: past the probe's threshold (0.5 ms), which Python code holding the GIL (a switch
@@ -248,7 +247,7 @@ class _Meter:
         if not gil:
             return 0.0
         samples, late = self._samples()
-        if samples >= FEW_PROBE_SAMPLES:
+        if samples >= MIN_PROBE_SAMPLES:
             return late / samples
         return 1.0  # too few samples to tell: assume Python code holds the GIL
 
