@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fermion
-from fermion._example import calibrate_primes, count_primes
+from fermion.teach._workloads import calibrate_primes, count_primes
 
 Runner = Callable[[list[int]], Any]
 

@@ -36,19 +36,19 @@ from fermion.errors import (
 
 if TYPE_CHECKING:
     from fermion import check, sync
-    from fermion._stress import StressResult, stress, stress_script
     from fermion.executors import Executor, map
     from fermion.measure import Advice, BenchResult, GilLoad, Profile, advise, gil_load, profile
     from fermion.sharing import SharedArray, SharedCounter, SharedValue, shared_array
+    from fermion.teach._stress import StressResult, stress, stress_script
 
 #: Each name imported on first use, and the module it comes from (for a subpackage
 #: itself, the subpackage).
 _LAZY: dict[str, str] = {
     "check": "fermion.check",
     "sync": "fermion.sync",
-    "StressResult": "fermion._stress",
-    "stress": "fermion._stress",
-    "stress_script": "fermion._stress",
+    "StressResult": "fermion.teach._stress",
+    "stress": "fermion.teach._stress",
+    "stress_script": "fermion.teach._stress",
     "Executor": "fermion.executors",
     "map": "fermion.executors",
     "Advice": "fermion.measure",

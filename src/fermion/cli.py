@@ -18,13 +18,13 @@ _COMMANDS: dict[str, str] = {
     "check": "fermion.check._cli:check_command",
     "advise": "fermion.measure._cli:advise_command",
     "bench": "fermion.measure._cli:bench_command",
-    "example": "fermion._example:example_command",
-    "stress": "fermion._stress_cli:stress_command",
-    "tour": "fermion.tour._cli:tour_command",
+    "example": "fermion.teach._example:example_command",
+    "stress": "fermion.teach._stress_cli:stress_command",
+    "tour": "fermion.teach.tour._cli:tour_command",
 }
 _DEMOS: dict[str, str] = {
-    "deadlock": "fermion.check._demo:deadlock_demo",
-    "race": "fermion.check._races._demo:race_demo",
+    "deadlock": "fermion.teach._deadlock_demo:deadlock_demo",
+    "race": "fermion.teach._race_demo:race_demo",
 }
 
 

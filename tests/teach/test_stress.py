@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fermion._stress import free_threaded, stress, stress_script
-from fermion.check._races._demo import PROGRAMS, _trial
 from fermion.cli import main
+from fermion.teach._race_demo import PROGRAMS, _trial
+from fermion.teach._stress import free_threaded, stress, stress_script
 
 
 def call_between_trial(threads: int, times: int = 20_000) -> tuple[int, int]:

@@ -12,8 +12,13 @@ import subprocess
 import time
 from typing import Any
 
-from fermion.tour._programs import PHILOSOPHERS, PHILOSOPHERS_ORDERED, run_check, write_program
-from fermion.tour._section import SectionResult, TourContext
+from fermion.teach.tour._programs import (
+    PHILOSOPHERS,
+    PHILOSOPHERS_ORDERED,
+    run_check,
+    write_program,
+)
+from fermion.teach.tour._section import SectionResult, TourContext
 
 __all__ = ["run"]
 

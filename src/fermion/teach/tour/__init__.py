@@ -9,7 +9,7 @@ backend advice. ``run_tour(out, quick=...)`` runs it from Python; the report is
 
 from __future__ import annotations
 
-from fermion.tour._runner import SECTIONS, TourReport, run_tour
-from fermion.tour._section import SectionResult
+from fermion.teach.tour._runner import SECTIONS, TourReport, run_tour
+from fermion.teach.tour._section import SectionResult
 
 __all__ = ["SECTIONS", "SectionResult", "TourReport", "run_tour"]

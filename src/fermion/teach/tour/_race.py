@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import fermion
-from fermion.tour._machine import free_threaded
-from fermion.tour._programs import COUNTERS, run_check, write_program
-from fermion.tour._section import SectionResult, TourContext
+from fermion.teach.tour._machine import free_threaded
+from fermion.teach.tour._programs import COUNTERS, run_check, write_program
+from fermion.teach.tour._section import SectionResult, TourContext
 
 __all__ = ["counter_trial", "run"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 import fermion
-from fermion.tour import _workloads
-from fermion.tour._section import SectionResult, TourContext
+from fermion.teach import _workloads
+from fermion.teach.tour._section import SectionResult, TourContext
 
 __all__ = ["run"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import click
 
-from fermion._stress import StressResult, free_threaded, stress
 from fermion.check._report import Finding, Report
+from fermion.teach._stress import StressResult, free_threaded, stress
 
 __all__ = ["PROGRAMS", "race_demo"]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from fermion.tour import _deadlock, _race, _scaling, _sharing, _starvation, _summary
-from fermion.tour._html import write_html
-from fermion.tour._machine import describe
-from fermion.tour._plots import plotting_available
-from fermion.tour._section import PLOT_EXTRA_HINT, SectionResult, TourContext
+from fermion.teach.tour import _deadlock, _race, _scaling, _sharing, _starvation, _summary
+from fermion.teach.tour._html import write_html
+from fermion.teach.tour._machine import describe
+from fermion.teach.tour._plots import plotting_available
+from fermion.teach.tour._section import PLOT_EXTRA_HINT, SectionResult, TourContext
 
 __all__ = ["SECTIONS", "TourReport", "run_tour"]
 

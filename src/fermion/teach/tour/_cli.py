@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from fermion.tour._runner import SECTIONS, run_tour
+from fermion.teach.tour._runner import SECTIONS, run_tour
 
 __all__ = ["tour_command"]
 

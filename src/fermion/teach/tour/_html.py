@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fermion.tour._runner import TourReport
+    from fermion.teach.tour._runner import TourReport
 
 __all__ = ["write_html"]
 

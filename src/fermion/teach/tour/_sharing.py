@@ -22,8 +22,8 @@ import numpy as np
 
 import fermion
 from fermion.sharing import shared_copy
-from fermion.tour import _workloads
-from fermion.tour._section import SectionResult, TourContext
+from fermion.teach import _workloads
+from fermion.teach.tour._section import SectionResult, TourContext
 
 __all__ = ["run"]
 

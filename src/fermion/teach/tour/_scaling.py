@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import fermion
-from fermion.tour import _workloads
-from fermion.tour._machine import cpu_count
-from fermion.tour._section import SectionResult, TourContext
+from fermion.teach import _workloads
+from fermion.teach.tour._machine import cpu_count
+from fermion.teach.tour._section import SectionResult, TourContext
 
 __all__ = ["Run", "Workload", "run"]
 

@@ -17,28 +17,9 @@ from typing import Any
 import click
 
 from fermion.executors import Executor
+from fermion.teach._workloads import calibrate_primes, count_primes, wait
 
-__all__ = ["calibrate_primes", "count_primes", "example_command", "wait_a_little"]
-
-
-def count_primes(limit: int) -> int:
-    """How many primes are below ``limit``: pure-Python CPU work that holds the GIL."""
-    count = 0
-    for n in range(2, limit):
-        d = 2
-        while d * d <= n:
-            if n % d == 0:
-                break
-            d += 1
-        else:
-            count += 1
-    return count
-
-
-def wait_a_little(seconds: float) -> float:
-    """I/O-bound work, modelled by a sleep (which releases the GIL)."""
-    time.sleep(seconds)
-    return seconds
+__all__ = ["example_command"]
 
 
 def _cpu_count() -> int:
@@ -51,19 +32,6 @@ def _cpu_count() -> int:
 def _gil_enabled() -> bool:
     check = getattr(sys, "_is_gil_enabled", None)
     return True if check is None else bool(check())
-
-
-def calibrate_primes(seconds: float) -> int:
-    """A ``count_primes`` limit that takes about ``seconds`` on this machine, now."""
-    limit = 2_000
-    while True:
-        started = time.perf_counter()
-        count_primes(limit)
-        took = time.perf_counter() - started
-        if took >= seconds / 4 or limit > 10_000_000:
-            # The cost grows a little faster than linearly; 1.3 is close enough here.
-            return max(1_000, int(limit * (seconds / max(took, 1e-9)) ** (1 / 1.3)))
-        limit *= 2
 
 
 def _timed(backend: str, workers: int, fn: Callable[[Any], Any], inputs: list[Any]) -> float:
@@ -95,7 +63,7 @@ def example_command(tasks: int, task_ms: int, workers: int | None) -> None:
     click.echo(f"  {'work':<10} {'backend':<10} {'workers':>7}  {'time':>8}  {'speedup':>7}")
     for kind, fn, arg in (
         ("CPU-bound", count_primes, limit),
-        ("I/O-bound", wait_a_little, seconds),
+        ("I/O-bound", wait, seconds),
     ):
         inputs = [arg] * tasks
         baseline = 0.0

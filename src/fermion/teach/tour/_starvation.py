@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fermion.sync import RWLock
-from fermion.tour._programs import RWLOCK_STARVATION, run_check, write_program
-from fermion.tour._section import SectionResult, TourContext
+from fermion.teach.tour._programs import RWLOCK_STARVATION, run_check, write_program
+from fermion.teach.tour._section import SectionResult, TourContext
 
 __all__ = ["PolicyRun", "measure_policy", "run"]
 

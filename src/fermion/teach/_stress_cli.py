@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from fermion._stress import stress, stress_script
+from fermion.teach._stress import stress, stress_script
 
 __all__ = ["stress_command"]
 

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from fermion.cli import main
-from fermion.tour import SectionResult, _plots, _starvation, run_tour
-from fermion.tour._html import write_html
-from fermion.tour._programs import COUNTERS
-from fermion.tour._race import counter_trial
-from fermion.tour._runner import TourReport
-from fermion.tour._section import Image, TourContext
+from fermion.teach.tour import SectionResult, _plots, _starvation, run_tour
+from fermion.teach.tour._html import write_html
+from fermion.teach.tour._programs import COUNTERS
+from fermion.teach.tour._race import counter_trial
+from fermion.teach.tour._runner import TourReport
+from fermion.teach.tour._section import Image, TourContext
 
 
 def test_unknown_section_is_refused_with_the_choices(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ class TourContext:
         """Draw a figure with ``draw(figure)`` and save it as ``file`` in the report
         folder; without matplotlib, note that the plot was skipped and which extra
         to install. Returns whether the plot was written."""
-        from fermion.tour import _plots
+        from fermion.teach.tour import _plots
 
         if not _plots.plotting_available():
             section.note(PLOT_EXTRA_HINT)
