@@ -37,7 +37,17 @@ from fermion.errors import (
 if TYPE_CHECKING:
     from fermion import check, sync
     from fermion.executors import Executor, map
-    from fermion.measure import Advice, BenchResult, GilLoad, Profile, advise, gil_load, profile
+    from fermion.measure import (
+        Advice,
+        BenchResult,
+        GilLoad,
+        MachineLoad,
+        Profile,
+        advise,
+        gil_load,
+        machine_load,
+        profile,
+    )
     from fermion.sharing import SharedArray, SharedCounter, SharedValue, shared_array
     from fermion.teach._stress import StressResult, stress, stress_script
 
@@ -54,9 +64,11 @@ _LAZY: dict[str, str] = {
     "Advice": "fermion.measure",
     "BenchResult": "fermion.measure",
     "GilLoad": "fermion.measure",
+    "MachineLoad": "fermion.measure",
     "Profile": "fermion.measure",
     "advise": "fermion.measure",
     "gil_load": "fermion.measure",
+    "machine_load": "fermion.measure",
     "profile": "fermion.measure",
     "SharedArray": "fermion.sharing",
     "SharedCounter": "fermion.sharing",
@@ -80,6 +92,7 @@ __all__ = [
     "InitializerError",
     "LockOrderError",
     "LockOrderWarning",
+    "MachineLoad",
     "Profile",
     "RaceSessionError",
     "RaceWarning",
@@ -98,6 +111,7 @@ __all__ = [
     "advise",
     "check",
     "gil_load",
+    "machine_load",
     "map",
     "profile",
     "shared_array",

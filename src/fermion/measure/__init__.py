@@ -2,6 +2,7 @@
 
 - ``profile(fn, *args, **kwargs)``: wall and CPU time, waiting, GIL, pickling, start-up.
 - ``gil_load()``: how busy the GIL was while a block ran.
+- ``machine_load()``: how much of this process's cores other programs took meanwhile.
 - ``advise(fn, items)``: which backend, how many workers, what chunk size, and why.
 - ``bench(fn, items, backends=..., workers=...)``: the real speedups, as a table, a
   plot and a task timeline (plots need the ``plot`` extra).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from fermion.measure._advise import advise
 from fermion.measure._bench import BenchResult, BenchRun, TaskSpan, bench
 from fermion.measure._gil import GilLoad, gil_load
+from fermion.measure._load import CpuSample, LoadMeter, MachineLoad, cpu_sample, machine_load
 from fermion.measure._model import Advice, Machine, Option, TaskCost, recommend
 from fermion.measure._profile import Profile, profile
 
@@ -19,15 +21,20 @@ __all__ = [
     "Advice",
     "BenchResult",
     "BenchRun",
+    "CpuSample",
     "GilLoad",
+    "LoadMeter",
     "Machine",
+    "MachineLoad",
     "Option",
     "Profile",
     "TaskCost",
     "TaskSpan",
     "advise",
     "bench",
+    "cpu_sample",
     "gil_load",
+    "machine_load",
     "profile",
     "recommend",
 ]

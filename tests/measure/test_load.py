@@ -1,0 +1,120 @@
+"""fermion.machine_load: what other programs take of this process's cores.
+
+The verdict is a pure object (MachineLoad) tested with fixed numbers, so the quiet
+case does not depend on the shared machine; the busy case is measured for real under
+two CPU hogs, in a child process so that the hogs are not its own descendants.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fermion
+from fermion.measure import CpuSample, LoadMeter, MachineLoad
+
+
+def test_a_quiet_machine_is_not_busy() -> None:
+    # 10 s on 2 cores: 12 CPU seconds in all, 11.5 of them ours: others took 0.05 core.
+    load = MachineLoad(cores=2, wall=10.0, busy_cpu=12.0, own_cpu=11.5)
+    assert load.others == pytest.approx(0.05)
+    assert not load.busy
+    assert load.describe() == "quiet machine: other programs used 0.1 of 2 cores meanwhile"
+
+
+def test_a_busy_machine_says_how_much_and_what_it_means() -> None:
+    load = MachineLoad(cores=2, wall=10.0, busy_cpu=20.0, own_cpu=3.0)
+    assert load.others == pytest.approx(1.7)
+    assert load.busy
+    assert load.free == pytest.approx(0.3)
+    assert load.describe() == (
+        "other programs used 1.7 of 2 cores meanwhile: the timings are slower and the "
+        "speedups lower than this machine can give"
+    )
+    assert MachineLoad(cores=2, wall=1.0, busy_cpu=2.0, own_cpu=1.0).describe().startswith(
+        "another program used 1.0 of 2 cores"
+    )
+
+
+def test_others_never_exceed_the_cores_nor_go_negative() -> None:
+    assert MachineLoad(cores=2, wall=1.0, busy_cpu=5.0, own_cpu=0.0).others == 2.0
+    assert MachineLoad(cores=2, wall=1.0, busy_cpu=1.0, own_cpu=1.3).others == 0.0
+    assert MachineLoad(cores=2, wall=0.0, busy_cpu=1.0, own_cpu=0.0).others == 0.0
+
+
+def test_a_many_core_machine_needs_a_larger_share_to_be_busy() -> None:
+    assert not MachineLoad(cores=64, wall=1.0, busy_cpu=5.0, own_cpu=0.0).busy
+    assert MachineLoad(cores=64, wall=1.0, busy_cpu=7.0, own_cpu=0.0).busy
+
+
+def test_nonsense_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"MachineLoad needs at least one core, got cores=0"):
+        MachineLoad(cores=0, wall=1.0, busy_cpu=0.0, own_cpu=0.0)
+    with pytest.raises(ValueError, match=r"MachineLoad needs a wall time >= 0 seconds, got -1"):
+        MachineLoad(cores=1, wall=-1, busy_cpu=0.0, own_cpu=0.0)
+
+
+def test_the_meter_reads_its_sampler_at_start_and_stop() -> None:
+    samples = iter([CpuSample(100.0, 2, 50.0, 5.0), CpuSample(104.0, 2, 57.0, 8.0)])
+    meter = LoadMeter(lambda: next(samples))
+    with pytest.raises(RuntimeError, match=r"the machine load is known only after the interval"):
+        _ = meter.result
+    meter.start()
+    load = meter.stop()
+    assert load == MachineLoad(cores=2, wall=4.0, busy_cpu=7.0, own_cpu=3.0)
+    assert load.others == pytest.approx(1.0)
+    assert meter.result is load
+
+
+def test_stop_before_start_is_refused() -> None:
+    with pytest.raises(RuntimeError, match=r"LoadMeter.stop\(\) was called before start\(\)"):
+        LoadMeter().stop()
+
+
+def test_a_real_measurement_counts_this_process_as_its_own() -> None:
+    with fermion.machine_load() as meter:
+        total = 0
+        for n in range(3_000_000):  # about 0.2-0.5 s of this process's own CPU
+            total += n
+    load = meter.result
+    assert load.own_cpu > 0.1
+    assert load.busy_cpu >= load.own_cpu * 0.9  # what we did is part of what all did
+    assert load.wall > 0
+
+
+_MEASURE = """
+import time
+import fermion
+with fermion.machine_load() as meter:
+    time.sleep(1.5)
+print(meter.result.others, meter.result.busy)
+"""
+
+_HOG = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def start_hogs() -> list[subprocess.Popen[bytes]]:
+    """Two CPU hogs (one per core on a bigger machine), children of the test process,
+    so not of the measuring process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [subprocess.Popen([sys.executable, "-c", _HOG]) for _ in range(max(2, cores or 1))]
+
+
+@pytest.mark.slow
+def test_two_cpu_hogs_make_the_machine_busy() -> None:
+    hogs = start_hogs()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _MEASURE], capture_output=True, text=True, timeout=60, check=True
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait(timeout=30)
+    others, busy = done.stdout.split()
+    assert busy == "True", done.stdout
+    assert float(others) >= 0.8  # two hogs on the measured cores: at least most of one
