@@ -97,3 +97,24 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
                 os.unlink(os.path.join(SHM_DIR, name))
     if problems:
         pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(problems), pytrace=False)
+
+
+_CPU_HOG = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@pytest.fixture
+def cpu_hogs() -> Iterator[int]:
+    """Two processes spinning on the CPU (one per core on a bigger machine) for the test's
+    length, killed after it; yields how many. They are children of the test process, so
+    a program the test starts sees them as other programs, not as its own."""
+    import subprocess
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    hogs = [subprocess.Popen([sys.executable, "-c", _CPU_HOG]) for _ in range(max(2, cores or 1))]
+    try:
+        yield len(hogs)
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait(timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import os
@@ -10,10 +11,25 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-SECTION_KEYS = ["scaling", "race", "deadlock", "starvation", "sharing", "summary"]
+SECTION_KEYS = [
+    "scaling",
+    "gil",
+    "overhead",
+    "race",
+    "atomic",
+    "corruption",
+    "mutex",
+    "queue",
+    "deadlock",
+    "starvation",
+    "killable",
+    "sharing",
+    "summary",
+]
 PLOTS = ["scaling.png", "starvation.png", "sharing.png"]
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"]
@@ -42,8 +58,8 @@ def test_quick_tour_writes_every_section(
 ) -> None:
     out, done = quick_tour
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for number in range(1, 7):
-        assert f"[{number}/6]" in done.stdout  # progress: which step is running
+    for number in range(1, len(SECTION_KEYS) + 1):
+        assert f"[{number}/{len(SECTION_KEYS)}]" in done.stdout  # progress: which step runs
     for name in ["index.html", "tour.json", "tour.txt", *(PLOTS if HAVE_MATPLOTLIB else [])]:
         assert (out / name).stat().st_size > 0, name
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -80,6 +96,128 @@ def test_quick_tour_writes_every_section(
     assert len(data["sharing"]["runs"]) == 4
     assert data["summary"]["advice"]["I/O-bound (wait 50 ms)"]["backend"] == "threads"
     assert (out / "programs" / "philosophers.py").is_file()
+
+
+def _text(section: dict[str, Any]) -> str:
+    return "\n".join(section["text"])
+
+
+def _sections(out: Path) -> dict[str, dict[str, Any]]:
+    report = json.loads((out / "tour.json").read_text(encoding="utf-8"))
+    return {s["key"]: s for s in report["sections"]}
+
+
+#: A word of the lecture -> the section whose title must name it.
+LECTURE = {
+    "GIL": "gil",
+    "threads vs processes": "scaling",
+    "overhead of processes": "overhead",
+    "mutex": "mutex",
+    "semaphore": "mutex",
+    "atomic": "atomic",
+    "queue": "queue",
+    "race": "race",
+    "data corruption": "corruption",
+    "deadlock": "deadlock",
+    "starvation": "starvation",
+    "killable processes": "killable",
+    "sharing": "sharing",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_report_covers_the_whole_lecture(
+    quick_tour: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, done = quick_tour
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sections = _sections(out)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for word, key in LECTURE.items():
+        assert word.lower() in sections[key]["title"].lower(), (word, sections[key]["title"])
+        assert f'<section id="{key}"' in page
+    for section in sections.values():  # every section ends with its exercise
+        assert section["text"][-1].startswith("Exercise: "), section["key"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_each_section_s_numbers_come_from_the_run(
+    quick_tour: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, done = quick_tour
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    s = _sections(out)
+    # The code shown is the file written and run: every listing is in programs/.
+    page = (out / "index.html").read_text(encoding="utf-8")
+    listed = re.findall(r"<figcaption>programs/([\w.]+): the code this section ran", page)
+    assert len(listed) == 7, listed
+    for name in listed:
+        assert html.escape((out / "programs" / name).read_text(encoding="utf-8")) in page
+    # The race: the updates the text announces are the programs' own TIMES.
+    race = s["race"]["data"]
+    times = {
+        int(m)
+        for m in re.findall(
+            r"^TIMES = ([\d_]+)$",
+            "".join(p.read_text(encoding="utf-8") for p in (out / "programs").glob("*counter.py")),
+            re.M,
+        )
+    }
+    assert times == {race["times"]}
+    assert f"{race['threads']} threads x {race['times']} updates" in _text(s["race"])
+    # The switch interval: each measured delay is the one printed.
+    gil = s["gil"]["data"]
+    for delay in gil["delays"].values():
+        assert f"{delay * 1e3:.2f} ms" in _text(s["gil"])
+    assert f"every {gil['default_interval'] * 1e3:g} ms by default" in _text(s["gil"])
+    # The overhead of processes.
+    trips = s["overhead"]["data"]["round_trip"]
+    assert f"{trips['processes'] * 1e6:.0f} µs against {trips['threads'] * 1e6:.0f} µs" in _text(
+        s["overhead"]
+    )
+    # Atomic operations: append and AtomicInt never lose an update.
+    atomic = s["atomic"]["data"]["results"]
+    assert atomic["append_to_list"]["failures"] == atomic["add_atomic"]["failures"] == 0
+    for result in atomic.values():
+        assert f"{result['failures']}/{result['runs']}" in _text(s["atomic"])
+    # Data corruption: the locked bank keeps its money and every audit sees it whole.
+    bank = s["corruption"]["data"]
+    assert bank["results"]["transfer_locked"]["total"] == bank["expected"]
+    assert bank["results"]["transfer_locked"]["wrong_audits"] == 0
+    assert bank["results"]["transfer_per_account"]["total"] == bank["expected"]
+    for result in bank["results"].values():
+        assert f"{result['wrong_audits']} of {result['audits']}" in _text(s["corruption"])
+    # Mutex vs semaphore: only the owner may release RLock and the checked lock.
+    mutex = s["mutex"]["data"]
+    assert mutex["release_by_stranger"]["threading.RLock()"].startswith("RuntimeError")
+    checked = mutex["release_by_stranger"]["fermion.sync.CheckedLock()"]
+    assert "only the owner may release" in checked
+    assert mutex["release_by_stranger"]["threading.Semaphore(1)"] == "released it"
+    assert [p["most_inside"] for p in mutex["permits"].values()] == [1, 2, 3]
+    assert f"median {mutex['signal_latency'] * 1e6:.0f} µs later" in _text(s["mutex"])
+    # The queue delivers every item once, and the bounded one stays within its bound.
+    queue = s["queue"]["data"]
+    assert all(r["complete"] for r in queue["results"].values())
+    bounded = queue["results"][f"queue.Queue(maxsize={queue['bound']})"]
+    assert bounded["fullest"] <= queue["bound"]
+    assert f"never held more than {bounded['fullest']} items" in _text(s["queue"])
+    # Killable: a process worker is replaced; a thread in C runs on past its timeout.
+    runs = {(r["backend"], r["task"]): r for r in s["killable"]["data"]["runs"]}
+    timeout = s["killable"]["data"]["timeout"]
+    assert runs[("processes", "long_call_in_c")]["worker_replaced"]
+    assert runs[("threads", "long_call_in_c")]["task_stopped"] > timeout * 2
+    c_call = runs[("threads", "long_call_in_c")]
+    assert f"stopped at {c_call['task_stopped']:.2f} s" in _text(s["killable"])
+    # Every section measured the machine's load, and says so when it was busy.
+    for section in s.values():
+        assert section["load"] is not None
+        if section["load"]["busy"]:
+            assert section["busy_notice"].startswith("Busy machine: ")
+            assert html.escape(section["busy_notice"]) in page
+        else:
+            assert section["busy_notice"] is None
 
 
 def _chromium() -> str | None:

@@ -4,14 +4,20 @@ without matplotlib, the starvation measurement and the counter trials."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from fermion.cli import main
-from fermion.teach.tour import SectionResult, _plots, _starvation, run_tour
+from fermion.measure import CpuSample, MachineLoad
+from fermion.teach.tour import SectionResult, _plots, _starvation, _summary, run_tour
 from fermion.teach.tour._html import write_html
 from fermion.teach.tour._programs import COUNTERS
 from fermion.teach.tour._race import counter_trial
@@ -21,7 +27,8 @@ from fermion.teach.tour._section import Image, TourContext
 
 def test_unknown_section_is_refused_with_the_choices(tmp_path: Path) -> None:
     with pytest.raises(
-        ValueError, match=r"unknown tour section\(s\) 'nope'; choose from scaling, race"
+        ValueError,
+        match=r"unknown tour section\(s\) 'nope'; choose from scaling, gil, overhead, race",
     ):
         run_tour(tmp_path, only=["nope"], echo=lambda text: None)
 
@@ -149,3 +156,115 @@ def test_unsafe_call_counter_trial_counts_what_it_expected() -> None:
     observed, expected = counter_trial(source, "unsafe_call_counter.py", 1_000)(2)
     assert expected == 2_000
     assert 0 < observed <= 2_000  # updates may be lost, never invented
+
+
+def _sampler(others: float, own: float = 0.3) -> Callable[[], CpuSample]:
+    """CPU counters of a machine where other programs keep ``others`` of 2 cores busy."""
+
+    def sample() -> CpuSample:
+        now = time.monotonic()
+        return CpuSample(now, 2, (others + own) * now, own * now)
+
+    return sample
+
+
+def test_a_quiet_machine_gets_no_busy_notice(tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = run_tour(
+        tmp_path, quick=True, only=["mutex"], echo=lines.append, load_sampler=_sampler(0.0)
+    )
+    assert report.ok, report.sections[0].failures
+    assert report.sections[0].load is not None and not report.sections[0].load.busy
+    assert report.sections[0].busy_notice is None
+    assert not any("busy" in line.lower() for line in lines)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'class="busy"' not in page
+    assert "Quiet machine: other programs used 0.0 of 2 cores on average during the tour." in page
+
+
+def test_a_busy_machine_is_said_in_the_terminal_and_the_report(tmp_path: Path) -> None:
+    lines: list[str] = []
+    run_tour(tmp_path, quick=True, only=["mutex"], echo=lines.append, load_sampler=_sampler(1.7))
+    notice = (
+        "Busy machine: other programs used 1.7 of 2 cores during this section: the timings "
+        "are slower and the speedups lower than this machine can give."
+    )
+    assert f"  {notice}" in lines
+    saved = json.loads((tmp_path / "tour.json").read_text(encoding="utf-8"))
+    assert saved["sections"][0]["busy_notice"] == notice
+    assert saved["load"]["busy"] is True
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert f'<p class="busy">{notice}</p>' in page
+    assert "The machine was busy: other programs used 1.7 of 2 cores" in page
+
+
+@pytest.mark.slow
+def test_under_two_cpu_hogs_the_tour_says_the_machine_was_busy(
+    tmp_path: Path, cpu_hogs: int
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fermion",
+            "tour",
+            "--quick",
+            "--only",
+            "gil",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "  Busy machine: " in done.stdout
+    assert "The machine was busy: other programs used" in done.stdout
+    saved = json.loads((tmp_path / "tour.json").read_text(encoding="utf-8"))
+    assert saved["sections"][0]["load"]["busy"] is True
+    assert 'class="busy"' in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+@dataclass
+class _Advice:
+    backend: str
+    workers: int
+    speedup: float
+
+
+def _measured(speedup: float, others: float, busy: bool) -> dict[str, Any]:
+    run = {"workload": "cpu", "backend": "processes", "workers": 2, "speedup": speedup}
+    return {
+        "runs": [{**run, "others": others, "busy": busy}],
+        "load": MachineLoad(cores=2, wall=10.0, busy_cpu=10.0 + others * 10, own_cpu=10.0),
+    }
+
+
+def test_summary_explains_a_prediction_above_a_busy_measurement() -> None:
+    line = _summary._compare(
+        "CPU", _Advice("processes", 2, 1.94), "cpu", _measured(1.40, 1.7, True)
+    )
+    assert line == (
+        "CPU: advise predicted 1.94x on processes x 2, section 1 measured 1.40x on processes "
+        "x 2: other programs used 1.7 of 2 cores while it ran, and the prediction is for this "
+        "machine with its cores free; run the tour on a quiet machine to see the predicted "
+        "speedup."
+    )
+
+
+def test_summary_calls_a_miss_on_a_quiet_machine_the_model_s_error() -> None:
+    line = _summary._compare(
+        "CPU", _Advice("processes", 2, 1.94), "cpu", _measured(1.40, 0.1, False)
+    )
+    assert line is not None
+    assert line.endswith(
+        "other programs used only 0.1 of 2 cores while it ran, so this is the cost model's "
+        "error: it predicts from one profiled call, and misjudged this workload here by 1.39x."
+    )
+    agree = _summary._compare("CPU", _Advice("processes", 2, 1.9), "cpu", _measured(1.8, 0, False))
+    assert agree is not None and agree.endswith(": they agree.")
+    other = _summary._compare("CPU", _Advice("processes", 4, 1.9), "cpu", _measured(1.8, 0, False))
+    assert other is not None
+    assert other.endswith("section 1 did not try 4 workers, so the two do not compare.")

@@ -37,6 +37,9 @@ for t in threads:
 print(f"counter = {counter} (expected {4 * TIMES})")
 """
 
+#: Increments per thread: in the programs written out and in the stress runs alike.
+TIMES = 20_000
+
 # name -> (what it shows, the increment function's source)
 PROGRAMS: dict[str, tuple[str, str]] = {
     "unsafe": (
@@ -60,7 +63,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
 def _trial(body: str) -> Callable[[int], tuple[int, int]]:
     """A stress trial running *body*'s ``increment`` from *threads* threads (uninstrumented)."""
 
-    def trial(threads: int, times: int = 20_000) -> tuple[int, int]:
+    def trial(threads: int, times: int = TIMES) -> tuple[int, int]:
         namespace: dict[str, Any] = {}
         exec(compile(_HEADER + body, "<demo>", "exec"), namespace)
         start = threading.Barrier(threads)
@@ -125,7 +128,7 @@ def race_demo(runs: int, threads: int) -> None:
     build = "free-threaded (GIL off)" if free_threaded() else "with the GIL"
     click.echo(
         f"Python {sys.version_info.major}.{sys.version_info.minor} {build}; stress: {runs} runs x "
-        f"{threads} threads x 20000 increments, switch interval 1e-06 s\n"
+        f"{threads} threads x {TIMES} increments, switch interval 1e-06 s\n"
     )
     click.echo(f"{'program':<12} {'update':<28} {'stress':<40} race detector")
     reports: list[tuple[str, str, list[Finding]]] = []
@@ -133,7 +136,7 @@ def race_demo(runs: int, threads: int) -> None:
         for name, (label, body) in PROGRAMS.items():
             path = os.path.join(tmp, f"{name}_counter.py")
             with open(path, "w", encoding="utf-8") as f:
-                f.write(_HEADER + body + "\n\nTIMES = 1000\n" + _FOOTER)
+                f.write(_HEADER + body + f"\n\nTIMES = {TIMES}\n" + _FOOTER)
             result = stress(_trial(body), runs=runs, threads=threads)
             findings = _detect(path)
             click.echo(_row(name, label, result, findings))

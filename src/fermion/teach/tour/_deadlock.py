@@ -24,6 +24,7 @@ __all__ = ["run"]
 
 KEY = "deadlock"
 TITLE = "Deadlock: the dining philosophers, reported instead of hung"
+EXERCISE = "Run `fermion check --deadlocks programs/philosophers.py`, read the cycle, then change the program so that one philosopher takes the right fork first: does the check pass?"
 
 #: The checked run ends a hung program after this many seconds at the latest.
 CHECK_TIMEOUT = 30.0

@@ -22,6 +22,7 @@ figure { margin: 1em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 14px; }
 .failed { background: #fdecea; border-left: 4px solid #c62828; padding: 0.5em 1em; }
+.busy { background: #ffe0b2; border-left: 4px solid #e65100; padding: 0.5em 1em; font-weight: 600; }
 .note { background: #fff8e1; border-left: 4px solid #f9a825; padding: 0.5em 1em; }
 .status-ok { color: #2e7d32; } .status-failed { color: #c62828; }
 nav ol { columns: 2; }
@@ -40,11 +41,18 @@ def _section_html(index: int, report: TourReport) -> str:
         f"<h2>{index + 1}. {html.escape(section.title)}</h2>",
         f"<p>{status}, {section.seconds:.1f} s</p>",
     ]
+    if section.busy_notice:
+        parts.append(f'<p class="busy">{html.escape(section.busy_notice)}</p>')
     for failure in section.failures:
         parts.append(f'<p class="failed">{html.escape(failure)}</p>')
     for block in section.blocks:
         if block.kind == "pre":
             parts.append(f"<pre>{html.escape(block.text)}</pre>")
+        elif block.kind == "code":
+            parts.append(
+                f'<figure class="code"><figcaption>{html.escape(block.caption)}: the code '
+                f"this section ran</figcaption><pre>{html.escape(block.text)}</pre></figure>"
+            )
         else:
             parts.append(f"<p>{html.escape(block.text)}</p>")
     for image in section.images:
@@ -56,6 +64,21 @@ def _section_html(index: int, report: TourReport) -> str:
         parts.append(f'<p class="note">{html.escape(note)}</p>')
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _load_line(report: TourReport) -> str:
+    if report.load is None:
+        return ""
+    css = "busy" if report.load.busy else "machine"
+    text = (
+        f"The machine was busy: other programs used {report.load.others:.1f} of "
+        f"{report.load.cores} cores on average during the tour, so its timings are slower "
+        "and its speedups lower than this machine can give."
+        if report.load.busy
+        else f"Quiet machine: other programs used {report.load.others:.1f} of "
+        f"{report.load.cores} cores on average during the tour."
+    )
+    return f'<p class="{css}" id="load">{html.escape(text)}</p>'
 
 
 def write_html(report: TourReport, path: Path) -> None:
@@ -83,6 +106,7 @@ def write_html(report: TourReport, path: Path) -> None:
 <h1>fermion tour</h1>
 <p class="machine">{html.escape(report.machine)}; {html.escape(report.started)};
 {"quick run" if report.quick else "full run"}, {report.seconds:.0f} s; {summary}.</p>
+{_load_line(report)}
 <nav><ol>{contents}</ol></nav>
 {body}
 </body>

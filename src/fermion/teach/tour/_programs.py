@@ -13,6 +13,7 @@ __all__ = [
     "PHILOSOPHERS",
     "PHILOSOPHERS_ORDERED",
     "RWLOCK_STARVATION",
+    "load_program",
     "run_check",
     "write_program",
 ]
@@ -35,14 +36,14 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "unsafe_counter": (
         "counter += 1",
         '"""The lecture\'s unsafe counter: four threads, one global, no lock."""\n\n'
-        "import threading\n\ncounter = 0\nTIMES = 1000\n\n\n"
+        "import threading\n\ncounter = 0\nTIMES = 20_000\n\n\n"
         "def increment(times):\n    global counter\n    for _ in range(times):\n"
         "        counter += 1\n" + _COUNTER_MAIN,
     ),
     "unsafe_call_counter": (
         "counter = add_one(counter)",
         '"""The same race with a call between the read and the write (as real code has)."""\n\n'
-        "import threading\n\ncounter = 0\nTIMES = 1000\n\n\n"
+        "import threading\n\ncounter = 0\nTIMES = 20_000\n\n\n"
         "def add_one(value):\n    return value + 1\n\n\n"
         "def increment(times):\n    global counter\n    for _ in range(times):\n"
         "        counter = add_one(counter)\n" + _COUNTER_MAIN,
@@ -50,7 +51,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "locked_counter": (
         "with lock: counter += 1",
         '"""The fix: every update under one lock."""\n\n'
-        "import threading\n\ncounter = 0\nTIMES = 1000\nlock = threading.Lock()\n\n\n"
+        "import threading\n\ncounter = 0\nTIMES = 20_000\nlock = threading.Lock()\n\n\n"
         "def increment(times):\n    global counter\n    for _ in range(times):\n"
         "        with lock:\n            counter += 1\n" + _COUNTER_MAIN,
     ),
@@ -186,3 +187,13 @@ if __name__ == "__main__":
     for thread in readers:
         thread.join()
 '''
+
+
+def load_program(folder: Path, name: str, source: str) -> dict[str, Any]:
+    """Write ``source`` as ``folder/name.py`` and run it (not as ``__main__``) in a fresh
+    namespace, which is returned: the functions a section then calls are the very code
+    the report shows and the reader can run again (``python programs/NAME.py``)."""
+    path = write_program(folder, name, source)
+    namespace: dict[str, Any] = {"__name__": f"fermion_tour_{name}", "__file__": str(path)}
+    exec(compile(source, str(path), "exec"), namespace)
+    return namespace

@@ -22,22 +22,29 @@ __all__ = ["counter_trial", "run"]
 
 KEY = "race"
 TITLE = "The race: an unsafe counter and a locked one"
+EXERCISE = "Run `fermion stress programs/unsafe_call_counter.py` and `fermion check --races programs/unsafe_counter.py`; then fix unsafe_call_counter.py with a lock and check it again."
 
 
-def counter_trial(source: str, filename: str, times: int) -> Callable[[int], tuple[int, int]]:
+def counter_trial(
+    source: str, filename: str, times: int | None = None
+) -> Callable[[int], tuple[int, int]]:
     """A ``fermion.stress`` trial: run the program's ``increment(times)`` in ``threads``
-    threads released together, and return (final counter, expected counter)."""
+    threads released together, and return (final counter, expected counter).
+
+    ``times`` None means the program's own ``TIMES``: the stress runs what the reader
+    sees in the listing."""
     code = compile(source, filename, "exec")
 
     def trial(threads: int) -> tuple[int, int]:
         namespace: dict[str, Any] = {"__name__": "fermion_tour_trial"}
         exec(code, namespace)  # fresh globals: counter = 0
         increment = namespace["increment"]
+        count = int(namespace["TIMES"]) if times is None else times
         start = threading.Barrier(threads)
 
         def work() -> None:
             start.wait(timeout=30)
-            increment(times)
+            increment(count)
 
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for worker in workers:
@@ -46,9 +53,21 @@ def counter_trial(source: str, filename: str, times: int) -> Callable[[int], tup
             worker.join(timeout=60)
         if any(worker.is_alive() for worker in workers):
             raise RuntimeError("a counter thread did not finish within 60 s")
-        return namespace["counter"], threads * times
+        return namespace["counter"], threads * count
 
     return trial
+
+
+def _program_times() -> int:
+    """The ``TIMES`` every counter program defines (one value; the stress uses it)."""
+    values = set()
+    for _, source in COUNTERS.values():
+        namespace: dict[str, Any] = {"__name__": "fermion_tour_times"}
+        exec(compile(source, "<counter>", "exec"), namespace)
+        values.add(int(namespace["TIMES"]))
+    if len(values) != 1:
+        raise RuntimeError(f"the counter programs disagree on TIMES: {sorted(values)}")
+    return values.pop()
 
 
 def _listing(source: str, lines: set[int]) -> str:
@@ -60,7 +79,8 @@ def _listing(source: str, lines: set[int]) -> str:
 
 def run(ctx: TourContext, section: SectionResult) -> None:
     """Stress and race-check each counter program."""
-    runs, threads, times = (5, 4, 10_000) if ctx.quick else (20, 4, 20_000)
+    runs, threads = (5, 4) if ctx.quick else (20, 4)
+    times = _program_times()
     build = (
         "free-threaded: threads really run at once, so lost updates are real"
         if free_threaded()
@@ -80,9 +100,7 @@ def run(ctx: TourContext, section: SectionResult) -> None:
         stress_text = "-"
         ctx.progress(f"stress {name}")
         try:
-            outcome = fermion.stress(
-                counter_trial(source, str(path), times), runs=runs, threads=threads
-            )
+            outcome = fermion.stress(counter_trial(source, str(path)), runs=runs, threads=threads)
             lost = outcome.lost_fraction or 0.0
             stress_text = f"{outcome.failures}/{outcome.runs} ({lost:.2%} of updates lost)"
             results[name] = {"failures": outcome.failures, "runs": outcome.runs, "lost": lost}
@@ -99,6 +117,7 @@ def run(ctx: TourContext, section: SectionResult) -> None:
         rows.append(f"{name:<22} {update:<28} {stress_text:<34} {verdict}")
     section.show("\n".join(rows))
     section.data["programs"] = results
+    section.data.update({"runs": runs, "threads": threads, "times": times})
     section.say(
         "On a GIL build the bare `counter += 1` seldom or never loses an update (CPython "
         "does not switch threads between its load and its store), a call in between loses "

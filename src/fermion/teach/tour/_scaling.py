@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import fermion
+from fermion.measure import MachineLoad
 from fermion.teach import _workloads
 from fermion.teach.tour._machine import cpu_count
 from fermion.teach.tour._section import SectionResult, TourContext
@@ -23,6 +24,7 @@ __all__ = ["Run", "Workload", "run"]
 
 KEY = "scaling"
 TITLE = "Threads vs processes: CPU-bound and I/O-bound work"
+EXERCISE = "Change the CPU-bound limit or the worker counts in the cell and run it again; then run the I/O-bound work on 64 threads. Where do threads stop helping, and why not processes?"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Run:
     seconds: float
     speedup: float
     gil_held: float | None
+    others: float = 0.0  # cores other programs kept busy during the run
+    busy: bool = False  # enough to lower the speedup (fermion.measure.MachineLoad)
 
 
 def workloads(quick: bool) -> list[Workload]:
@@ -84,36 +88,47 @@ def workloads(quick: bool) -> list[Workload]:
 
 
 def _timed_map(
-    backend: str, workers: int | None, fn: Callable[[Any], Any], items: Sequence[Any], gil: bool
-) -> tuple[float, float, float | None]:
-    """Start a pool, warm it up, then time ``map``: (start seconds, run seconds, GIL held)."""
+    ctx: TourContext,
+    backend: str,
+    workers: int | None,
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    gil: bool,
+) -> tuple[float, float, float | None, MachineLoad]:
+    """Start a pool, warm it up, then time ``map``: (start seconds, run seconds, GIL
+    held, what other programs took of the cores during the run)."""
+    meter = ctx.load_meter()
     began = time.perf_counter()
     with fermion.Executor(backend, workers) as executor:
         if backend != "serial":
             # One short sleep per worker, so every worker is up before the clock starts.
             list(executor.map(_workloads.pause, [0.05] * executor.workers, chunksize=1))
+        meter.start()
         started = time.perf_counter()
         held: float | None = None
         if gil:
-            with fermion.gil_load() as load:
+            with fermion.gil_load() as gil_load:
                 list(executor.map(fn, items))
             seconds = time.perf_counter() - started
-            held = load.held if load.gil_enabled else None
+            held = gil_load.held if gil_load.gil_enabled else None
         else:
             list(executor.map(fn, items))
             seconds = time.perf_counter() - started
-    return started - began, seconds, held
+        load = meter.stop()
+    return started - began, seconds, held, load
 
 
 def _table(runs: list[Run]) -> str:
     lines = [
-        f"{'backend':<10} {'workers':>7} {'pool start':>10} {'run':>8} {'speedup':>8} {'GIL held':>9}"
+        f"{'backend':<10} {'workers':>7} {'pool start':>10} {'run':>8} {'speedup':>8} "
+        f"{'GIL held':>9} {'other programs':>15}"
     ]
     for r in runs:
         held = "-" if r.gil_held is None else f"{r.gil_held:.0%}"
         start = "-" if r.backend == "serial" else f"{r.start_seconds:.2f} s"
         lines.append(
-            f"{r.backend:<10} {r.workers:>7} {start:>10} {r.seconds:>6.2f} s {r.speedup:>7.2f}x {held:>9}"
+            f"{r.backend:<10} {r.workers:>7} {start:>10} {r.seconds:>6.2f} s {r.speedup:>7.2f}x "
+            f"{held:>9} {r.others:>9.1f} cores{' (busy)' if r.busy else ''}"
         )
     return "\n".join(lines)
 
@@ -155,7 +170,8 @@ def run(ctx: TourContext, section: SectionResult) -> None:
     section.say(
         f"The same function on serial, threads and processes, on {cpus} cores. Pools are "
         "started and warmed up before the clock starts; their start-up is shown apart. "
-        "The GIL load is measured (fermion.gil_load) while the serial and thread runs go."
+        "The GIL load is measured (fermion.gil_load) while the serial and thread runs go, and "
+        "what other programs take of the cores (fermion.machine_load) while every run goes."
     )
     ctx.progress("calibrating the CPU-bound task")
     results: dict[str, tuple[Workload, list[Run]]] = {}
@@ -163,8 +179,12 @@ def run(ctx: TourContext, section: SectionResult) -> None:
         runs: list[Run] = []
         try:
             ctx.progress(f"{workload.key}: serial")
-            _, baseline, held = _timed_map("serial", None, workload.fn, workload.items, True)
-            runs.append(Run(workload.key, "serial", 1, 0.0, baseline, 1.0, held))
+            _, baseline, held, load = _timed_map(
+                ctx, "serial", None, workload.fn, workload.items, True
+            )
+            runs.append(
+                Run(workload.key, "serial", 1, 0.0, baseline, 1.0, held, load.others, load.busy)
+            )
         except Exception as error:
             section.fail(f"{workload.key} on serial", error)
             continue
@@ -175,19 +195,40 @@ def run(ctx: TourContext, section: SectionResult) -> None:
             for count in counts:
                 ctx.progress(f"{workload.key}: {backend} x {count}")
                 try:
-                    start, seconds, held = _timed_map(
-                        backend, count, workload.fn, workload.items, backend == "threads"
+                    start, seconds, held, load = _timed_map(
+                        ctx, backend, count, workload.fn, workload.items, backend == "threads"
                     )
                 except Exception as error:
                     section.fail(f"{workload.key} on {backend} with {count} workers", error)
                     continue
                 speedup = baseline / seconds if seconds > 0 else 0.0
-                runs.append(Run(workload.key, backend, count, start, seconds, speedup, held))
+                runs.append(
+                    Run(
+                        workload.key,
+                        backend,
+                        count,
+                        start,
+                        seconds,
+                        speedup,
+                        held,
+                        load.others,
+                        load.busy,
+                    )
+                )
         results[workload.key] = (workload, runs)
         if workload.key == "cpu":
             section.data["cpu_limit"] = workload.items[0]
         section.say(workload.label)
         section.show(_table(runs))
+        busy = [r for r in runs if r.busy]
+        if busy:
+            worst = max(busy, key=lambda r: r.others)
+            who = "another program" if worst.others < 1.5 else "other programs"
+            section.say(
+                f"Busy machine: {who} used up to {worst.others:.1f} of {cpu_count()} cores during "
+                f"{len(busy)} of these {len(runs)} runs (marked busy): the speedups above are "
+                "lower than this machine can give."
+            )
     section.data["runs"] = [asdict(r) for _, runs in results.values() for r in runs]
     conclusions = []
     if "cpu" in results:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fermion.measure import CpuSample, LoadMeter, MachineLoad, cpu_sample
+
 __all__ = ["PLOT_EXTRA_HINT", "Block", "Image", "SectionResult", "TourContext"]
 
 PLOT_EXTRA_HINT = (
@@ -25,10 +27,12 @@ PLOT_EXTRA_HINT = (
 
 @dataclass(frozen=True)
 class Block:
-    """A paragraph (``kind="text"``) or a preformatted table or listing (``"pre"``)."""
+    """A paragraph (``kind="text"``), a preformatted table or listing (``"pre"``), or the
+    source of a program the section ran (``"code"``, with its file as ``caption``)."""
 
     kind: str
     text: str
+    caption: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,21 @@ class SectionResult:
     failures: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: What other programs took of the cores while the section ran (None: not measured).
+    load: MachineLoad | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def busy_notice(self) -> str | None:
+        """The warning a busy machine earns this section, or None on a quiet one."""
+        if self.load is None or not self.load.busy:
+            return None
+        return (
+            f"Busy machine: {self.load.describe().replace(' meanwhile', ' during this section')}."
+        )
 
     def say(self, text: str) -> None:
         """A paragraph of explanation or result."""
@@ -70,6 +85,13 @@ class SectionResult:
         """A table or listing, kept as typed."""
         self.blocks.append(Block("pre", text))
         self.echo("\n".join("    " + line for line in text.splitlines()))
+
+    def code(self, source: str, path: str | Path) -> None:
+        """The program the section runs, as the report shows it; the terminal names its
+        file instead of printing it all."""
+        name = f"programs/{Path(path).name}"
+        self.blocks.append(Block("code", source, name))
+        self.echo(f"  code: {name} (listed in the report; it is what runs next)")
 
     def note(self, text: str) -> None:
         """A side remark (a skipped plot, a caveat)."""
@@ -100,6 +122,12 @@ class TourContext:
     quick: bool = False
     echo: Callable[[str], None] = _silent
     python: str = sys.executable
+    #: Where the machine's CPU counters are read from (tests feed fixed numbers).
+    load_sampler: Callable[[], CpuSample] = cpu_sample
+
+    def load_meter(self) -> LoadMeter:
+        """A meter of what other programs take of the cores, reading ``load_sampler``."""
+        return LoadMeter(self.load_sampler)
 
     def progress(self, text: str) -> None:
         """A progress line: which step is running now."""

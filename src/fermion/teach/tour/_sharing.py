@@ -29,6 +29,7 @@ __all__ = ["run"]
 
 KEY = "sharing"
 TITLE = "Sharing: pickling a large array vs shared memory"
+EXERCISE = "Send one 64 MB array to a process pool as a plain array and as fermion.shared_array: time both with fermion.Executor('processes')."
 
 
 def _best_of(repeats: int, action: Callable[[], Any]) -> float:

@@ -22,6 +22,10 @@ __all__ = ["PolicyRun", "measure_policy", "run"]
 
 KEY = "starvation"
 TITLE = "Starvation: a readers-first RWLock vs the fair policy"
+EXERCISE = (
+    'In rwlock_starvation.py, change RWLock("readers") to RWLock("fair") and run it again: '
+    "how long does the writer wait now, and what do the readers pay for it?"
+)
 
 
 @dataclass(frozen=True)
