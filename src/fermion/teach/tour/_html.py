@@ -107,6 +107,8 @@ def write_html(report: TourReport, path: Path) -> None:
 <p class="machine">{html.escape(report.machine)}; {html.escape(report.started)};
 {"quick run" if report.quick else "full run"}, {report.seconds:.0f} s; {summary}.</p>
 {_load_line(report)}
+<p>Each section ends with an exercise; to work through them cell by cell, write the
+notebook with <code>fermion tour --notebook tour.ipynb</code>.</p>
 <nav><ol>{contents}</ol></nav>
 {body}
 </body>

@@ -125,7 +125,7 @@ def run(ctx: TourContext, section: SectionResult) -> None:
         f"(executor.schedule(task, ({runaway:g},), timeout={timeout:g})), on a pool of one worker:"
     )
     rows = [
-        f"{'backend':<10} {'task':<16} {'caller got':<24} {'task really stopped':>20} "
+        f"{'backend':<10} {'task':<16} {'caller got':<27} {'task really stopped':>20} "
         f"{'next task ran':>14}"
     ]
     for r in runs:
@@ -135,7 +135,7 @@ def run(ctx: TourContext, section: SectionResult) -> None:
             stopped = "-" if r["task_stopped"] is None else f"at {r['task_stopped']:.2f} s"
         rows.append(
             f"{r['backend']:<10} {r['task']:<16} "
-            f"{r['caller_error'] + ' at ' + format(r['caller_seconds'], '.2f') + ' s':<24} "
+            f"{r['caller_error'] + ' at ' + format(r['caller_seconds'], '.2f') + ' s':<27} "
             f"{stopped:>20} {r['next_task_ran_after']:>11.2f} s"
         )
     section.show("\n".join(rows))

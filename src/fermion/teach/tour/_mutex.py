@@ -126,8 +126,9 @@ def run(ctx: TourContext, section: SectionResult) -> None:
         f"Refused: {', '.join(refused) or 'none'}: a mutex belongs to the thread that took it. "
         f"Allowed: {', '.join(allowed) or 'none'}. threading.Lock does not check its owner (an "
         "accident of its C implementation, not a licence: use it as a mutex only); a "
-        "Semaphore has no owner by design. fermion's checked lock (what `fermion check` "
-        "gives every threading.Lock) names the owner in its refusal."
+        "Semaphore has no owner by design. fermion's checked lock (what fermion.sync.Lock() "
+        "returns with checks on: fermion.check.enable() or FERMION_CHECK=1) names the owner "
+        "in its refusal."
     )
     holds = 0.01 if ctx.quick else 0.02
     threads = 6

@@ -24,7 +24,7 @@ __all__ = ["Run", "Workload", "run"]
 
 KEY = "scaling"
 TITLE = "Threads vs processes: CPU-bound and I/O-bound work"
-EXERCISE = "Change the CPU-bound limit or the worker counts in the cell and run it again; then run the I/O-bound work on 64 threads. Where do threads stop helping, and why not processes?"
+EXERCISE = "Change the CPU-bound limit or the worker counts in this section's notebook cell and run it again; then run the I/O-bound work on 64 threads. Where do threads stop helping, and why not processes?"
 
 
 @dataclass(frozen=True)
