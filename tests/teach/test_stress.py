@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from fermion.cli import main
-from fermion.teach._race_demo import PROGRAMS, _trial
 from fermion.teach._stress import free_threaded, stress, stress_script
+from fermion.teach.tour._programs import COUNTERS
+from fermion.teach.tour._race import counter_trial
 
 
 def call_between_trial(threads: int, times: int = 20_000) -> tuple[int, int]:
@@ -71,7 +72,8 @@ def test_one_call_between_read_and_write_loses_updates() -> None:
 
 @pytest.mark.skipif(not free_threaded(), reason="bare += loses updates only without the GIL")
 def test_free_threaded_build_loses_bare_increments() -> None:
-    bare_trial = _trial(PROGRAMS["unsafe"][1])  # the lecture's `counter += 1` on a global
+    _, source = COUNTERS["unsafe_counter"]  # the lecture's `counter += 1` on a global
+    bare_trial = counter_trial(source, "unsafe_counter.py")
     result = stress(bare_trial, runs=20, threads=4)  # enough that a loaded machine loses some
     assert result.failures >= 1, result.to_text()
 
@@ -127,6 +129,8 @@ def test_demo_race_shows_stress_and_detector_side_by_side() -> None:
         for line in result.output.splitlines()
         if line.startswith(("unsafe", "locked"))
     }
-    assert "RACE (line 10)" in rows["unsafe"]
-    assert "RACE (line 14)" in rows["unsafe_call"]
-    assert rows["locked"].endswith("no race")
+    assert "x 20000 increments" in result.output  # the programs' own TIMES
+    assert "RACE (line 12)" in rows["unsafe_counter"]
+    assert "RACE (line 16)" in rows["unsafe_call_counter"]
+    assert rows["locked_counter"].endswith("no race")
+    assert "TIMES = 20_000" in result.output  # the listing shows what the stress ran

@@ -8,7 +8,6 @@ before the clock starts, so the table compares running the work, not starting po
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,21 +16,10 @@ from typing import Any
 import click
 
 from fermion.executors import Executor
+from fermion.measure._cost import cpu_count, gil_enabled
 from fermion.teach._workloads import calibrate_primes, count_primes, wait
 
 __all__ = ["example_command"]
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _gil_enabled() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
 
 
 def _timed(backend: str, workers: int, fn: Callable[[Any], Any], inputs: list[Any]) -> float:
@@ -50,11 +38,11 @@ def example_command(tasks: int, task_ms: int, workers: int | None) -> None:
     """Time CPU-bound and I/O-bound work on serial, threads and processes."""
     if tasks < 1 or task_ms < 1:
         raise click.BadParameter("--tasks and --task-ms must be at least 1")
-    cpus = _cpu_count()
+    cpus = cpu_count()
     workers = workers or cpus
     seconds = task_ms / 1000
     limit = calibrate_primes(seconds)
-    gil = "GIL enabled" if _gil_enabled() else "free-threaded, no GIL"
+    gil = "GIL enabled" if gil_enabled() else "free-threaded, no GIL"
     click.echo(
         f"fermion example: {tasks} CPU-bound tasks (pure-Python prime counting, "
         f"~{task_ms} ms each)\nand {tasks} I/O-bound tasks (sleep {task_ms} ms each), "

@@ -15,72 +15,15 @@ import os
 import runpy
 import sys
 import tempfile
-import threading
-from collections.abc import Callable
-from typing import Any
 
 import click
 
 from fermion.check._report import Finding, Report
 from fermion.teach._stress import StressResult, free_threaded, stress
+from fermion.teach.tour._programs import COUNTERS
+from fermion.teach.tour._race import counter_trial, program_times
 
-__all__ = ["PROGRAMS", "race_demo"]
-
-_HEADER = "import threading\n\ncounter = 0\nlock = threading.Lock()\n\n\n"
-_FOOTER = """
-
-threads = [threading.Thread(target=increment, args=(TIMES,)) for _ in range(4)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(f"counter = {counter} (expected {4 * TIMES})")
-"""
-
-#: Increments per thread: in the programs written out and in the stress runs alike.
-TIMES = 20_000
-
-# name -> (what it shows, the increment function's source)
-PROGRAMS: dict[str, tuple[str, str]] = {
-    "unsafe": (
-        "counter += 1",
-        "def increment(times):\n    global counter\n    for _ in range(times):\n        counter += 1\n",
-    ),
-    "unsafe_call": (
-        "counter = add_one(counter)",
-        "def add_one(value):\n    return value + 1\n\n\n"
-        "def increment(times):\n    global counter\n    for _ in range(times):\n"
-        "        counter = add_one(counter)\n",
-    ),
-    "locked": (
-        "with lock: counter += 1",
-        "def increment(times):\n    global counter\n    for _ in range(times):\n"
-        "        with lock:\n            counter += 1\n",
-    ),
-}
-
-
-def _trial(body: str) -> Callable[[int], tuple[int, int]]:
-    """A stress trial running *body*'s ``increment`` from *threads* threads (uninstrumented)."""
-
-    def trial(threads: int, times: int = TIMES) -> tuple[int, int]:
-        namespace: dict[str, Any] = {}
-        exec(compile(_HEADER + body, "<demo>", "exec"), namespace)
-        start = threading.Barrier(threads)
-        increment = namespace["increment"]
-
-        def run() -> None:
-            start.wait(timeout=30)
-            increment(times)
-
-        workers = [threading.Thread(target=run) for _ in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return namespace["counter"], threads * times
-
-    return trial
+__all__ = ["race_demo"]
 
 
 def _detect(path: str) -> list[Finding]:
@@ -90,6 +33,8 @@ def _detect(path: str) -> list[Finding]:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             runpy.run_path(path, run_name="__main__")
+    except SystemExit:
+        pass  # an unsafe counter exits with "lost N updates": the race is the finding
     finally:
         findings = handle.stop()
     return findings
@@ -105,7 +50,7 @@ def _row(name: str, label: str, result: StressResult, findings: list[Finding]) -
         verdict = f"RACE ({where})"
     else:
         verdict = "no race"
-    return f"{name:<12} {label:<28} {stress_text:<40} {verdict}"
+    return f"{name:<20} {label:<28} {stress_text:<40} {verdict}"
 
 
 @click.command("race")
@@ -126,22 +71,22 @@ def _row(name: str, label: str, result: StressResult, findings: list[Finding]) -
 def race_demo(runs: int, threads: int) -> None:
     """The lecture's unsafe and locked counters: stress result and race report side by side."""
     build = "free-threaded (GIL off)" if free_threaded() else "with the GIL"
+    times = program_times()
     click.echo(
         f"Python {sys.version_info.major}.{sys.version_info.minor} {build}; stress: {runs} runs x "
-        f"{threads} threads x {TIMES} increments, switch interval 1e-06 s\n"
+        f"{threads} threads x {times} increments, switch interval 1e-06 s\n"
     )
-    click.echo(f"{'program':<12} {'update':<28} {'stress':<40} race detector")
+    click.echo(f"{'program':<20} {'update':<28} {'stress':<40} race detector")
     reports: list[tuple[str, str, list[Finding]]] = []
     with tempfile.TemporaryDirectory(prefix="fermion-demo-race-") as tmp:
-        for name, (label, body) in PROGRAMS.items():
-            path = os.path.join(tmp, f"{name}_counter.py")
+        for name, (label, source) in COUNTERS.items():
+            path = os.path.join(tmp, f"{name}.py")
             with open(path, "w", encoding="utf-8") as f:
-                f.write(_HEADER + body + f"\n\nTIMES = {TIMES}\n" + _FOOTER)
-            result = stress(_trial(body), runs=runs, threads=threads)
+                f.write(source)
+            result = stress(counter_trial(source, path), runs=runs, threads=threads)
             findings = _detect(path)
             click.echo(_row(name, label, result, findings))
-            with open(path, encoding="utf-8") as f:
-                reports.append((name, f.read(), findings))
+            reports.append((name, source, findings))
     click.echo(
         "\nOn a GIL build the bare `counter += 1` rarely or never loses an update (the "
         "interpreter does not switch threads between its load and store), one call in "
@@ -149,7 +94,7 @@ def race_demo(runs: int, threads: int) -> None:
         "wait for bad luck: it reports both unsafe versions every time."
     )
     for name, source, findings in reports:
-        click.echo(f"\n--- {name}_counter.py ---")
+        click.echo(f"\n--- {name}.py ---")
         for number, line in enumerate(source.splitlines(), 1):
             click.echo(f"{number:3} | {line}")
         click.echo(Report(findings).to_text().rstrip())

@@ -22,21 +22,14 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fermion.measure._cost import free_threaded
+
 __all__ = ["StressResult", "free_threaded", "stress", "stress_script"]
-
-
-def free_threaded() -> bool:
-    """Whether this interpreter runs Python threads in parallel (a free-threaded build, GIL off)."""
-    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
-        return False
-    is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return not (is_enabled() if is_enabled is not None else True)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from fermion.teach.tour._machine import free_threaded
 from fermion.teach.tour._programs import COUNTERS, run_check, write_program
 from fermion.teach.tour._section import SectionResult, TourContext
 
-__all__ = ["counter_trial", "run"]
+__all__ = ["counter_trial", "program_times", "run"]
 
 KEY = "race"
 TITLE = "The race: an unsafe counter and a locked one"
@@ -58,7 +58,7 @@ def counter_trial(
     return trial
 
 
-def _program_times() -> int:
+def program_times() -> int:
     """The ``TIMES`` every counter program defines (one value; the stress uses it)."""
     values = set()
     for _, source in COUNTERS.values():
@@ -80,7 +80,7 @@ def _listing(source: str, lines: set[int]) -> str:
 def run(ctx: TourContext, section: SectionResult) -> None:
     """Stress and race-check each counter program."""
     runs, threads = (5, 4) if ctx.quick else (20, 4)
-    times = _program_times()
+    times = program_times()
     build = (
         "free-threaded: threads really run at once, so lost updates are real"
         if free_threaded()
