@@ -19,7 +19,7 @@ __all__ = ["tour_command"]
     type=click.Path(file_okay=False),
     help="Folder for the report (index.html, plots, tour.json, programs/).",
 )
-@click.option("--quick", is_flag=True, help="Smaller workloads: about 20 s instead of a minute.")
+@click.option("--quick", is_flag=True, help="Smaller workloads: about half the time.")
 @click.option(
     "--only",
     multiple=True,

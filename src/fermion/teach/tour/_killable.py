@@ -109,7 +109,7 @@ def _stop(
 def run(ctx: TourContext, section: SectionResult) -> None:
     """A runaway Python loop and a long C call, each with a timeout, in a process and a thread."""
     timeout = 0.3 if ctx.quick else 0.5
-    runaway = 1.5 if ctx.quick else 2.5  # seconds each runaway would run if not stopped
+    runaway = 1.5 if ctx.quick else 2.0  # seconds each runaway would run if not stopped
     program = load_program(ctx.out / "programs", "runaway_tasks", PROGRAM)
     section.code(PROGRAM, program["__file__"])
     runs: list[dict[str, Any]] = []

@@ -71,7 +71,7 @@ def run(ctx: TourContext, section: SectionResult) -> None:
     """Send items through a bounded Queue, an unbounded one and a SimpleQueue."""
     import queue
 
-    items = 20_000 if ctx.quick else 100_000
+    items = 20_000 if ctx.quick else 50_000
     bound = 100
     program = load_program(ctx.out / "programs", "producer_consumer", PROGRAM)
     section.code(PROGRAM, program["__file__"])
