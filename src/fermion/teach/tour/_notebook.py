@@ -45,7 +45,7 @@ print(meter.result.describe())
 _SCALING = """import time
 
 import fermion
-from fermion.teach._workloads import calibrate_primes, count_primes, wait
+from fermion.teach import calibrate_primes, count_primes, wait
 
 limit = calibrate_primes(0.05)  # about 50 ms of pure Python per call, here
 for label, fn, items in (("CPU-bound", count_primes, [limit] * 8), ("I/O-bound", wait, [0.05] * 16)):
@@ -89,7 +89,7 @@ for label, value in (("numpy array", array), ("fermion SharedArray", shared)):
 """
 
 _SUMMARY = """import fermion
-from fermion.teach._workloads import calibrate_primes, count_primes, wait
+from fermion.teach import calibrate_primes, count_primes, wait
 
 for fn, items in ((count_primes, [calibrate_primes(0.02)] * 50), (wait, [0.02] * 50)):
     advice = fermion.advise(fn, items)
