@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -103,3 +105,23 @@ def test_two_cpu_hogs_make_the_machine_busy(cpu_hogs: int) -> None:
     others, busy = done.stdout.split()
     assert busy == "True", done.stdout
     assert float(others) >= 0.8  # two hogs on the measured cores: at least most of one
+
+
+def test_the_clock_is_read_with_the_counters_not_after_the_slow_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Walking the process tree can take seconds on a loaded machine; the interval the
+    # counters cover must not include it (a 13 s walk once made a busy section quiet).
+    from fermion.measure import _load
+
+    walked = threading.Event()
+
+    def slow_walk(process: object) -> float:
+        walked.wait(0.3)  # nothing sets it: a 0.3 s walk
+        return 0.0
+
+    monkeypatch.setattr(_load, "_tree_seconds", slow_walk)
+    before = time.monotonic()
+    sample = _load.cpu_sample()
+    assert time.monotonic() - before >= 0.3
+    assert sample.wall - before < 0.2

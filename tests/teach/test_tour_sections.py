@@ -199,6 +199,7 @@ def test_a_busy_machine_is_said_in_the_terminal_and_the_report(tmp_path: Path) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # the hogs slow the tour's start-up too (3.13t: tens of seconds)
 def test_under_two_cpu_hogs_the_tour_says_the_machine_was_busy(
     tmp_path: Path, cpu_hogs: int
 ) -> None:
@@ -216,14 +217,15 @@ def test_under_two_cpu_hogs_the_tour_says_the_machine_was_busy(
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=280,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "  Busy machine: " in done.stdout
-    assert "The machine was busy: other programs used" in done.stdout
     saved = json.loads((tmp_path / "tour.json").read_text(encoding="utf-8"))
-    assert saved["sections"][0]["load"]["busy"] is True
+    loads = (saved["load"], saved["sections"][0]["load"])
+    assert saved["sections"][0]["load"]["busy"] is True, loads
+    assert "  Busy machine: " in done.stdout, loads
+    assert "The machine was busy: other programs used" in done.stdout, loads
     assert 'class="busy"' in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 

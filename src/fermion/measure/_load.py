@@ -149,10 +149,14 @@ def _tree_seconds(process: psutil.Process) -> float:
 def cpu_sample(process: psutil.Process | None = None) -> CpuSample:
     """Read the counters now: this process's cores, and this process tree."""
     cores = _my_cores()
+    # The clock and the machine's counters are read together; the walk over this
+    # process tree comes after, as it can take long on a loaded machine (every process's
+    # parent is read), and a slow walk must not stretch the interval the counters cover.
+    wall = time.monotonic()
     per_core = psutil.cpu_times(percpu=True)
     busy = sum(_busy_seconds(per_core[i]) for i in cores if i < len(per_core))
     own = _tree_seconds(process or psutil.Process())
-    return CpuSample(time.monotonic(), len(cores), busy, own)
+    return CpuSample(wall, len(cores), busy, own)
 
 
 class LoadMeter:
