@@ -53,7 +53,7 @@ from fermion.errors import (
     TaskKilledError,
     TaskTimeoutError,
 )
-from fermion.executors import _dask_worker
+from fermion.executors import _dask_worker, _log_records
 from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
 
 __all__ = ["DaskBackend", "import_distributed"]
@@ -190,7 +190,9 @@ def _unpack(data: bytes) -> tuple[str, Any, float | None]:
         exc, tb = rest
         exc.__cause__ = RemoteTraceback(tb)
         return kind, exc, None
-    values, wire_errors, seconds = rest
+    values, wire_errors, seconds, records = rest
+    for record in records:  # logged by the task on its worker: through the caller's logging
+        _log_records.replay(record)
     errors: dict[int, BaseException] = {}
     for index, (exc, tb) in wire_errors.items():
         if tb is not None:
@@ -248,6 +250,7 @@ class DaskBackend(Backend):
         self._restart_workers = self._owns_cluster if restart_workers is None else restart_workers
         self._connect_timeout = float(connect_timeout)
         self._topic = f"fermion-started-{uuid.uuid4().hex}"
+        self._log_levels = _log_records.LevelWatch()  # used on the loop thread only
         self._worker_threads = self._n_workers * threads_per_worker
 
         self._lock = threading.Lock()  # guards _closed against concurrent submit/shutdown
@@ -465,6 +468,7 @@ class DaskBackend(Backend):
             submitted.calls_payload,
             self._topic,
             task.id,
+            self._log_levels.current()[1],
             key=submitted.key,
             pure=False,
         )

@@ -24,6 +24,7 @@ a long one could not move to a worker that frees up sooner.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import signal
 import time
@@ -44,6 +45,7 @@ from fermion.errors import (
     TaskTimeoutError,
     WorkerCrashedError,
 )
+from fermion.executors import _log_records
 from fermion.executors._base import BatchOutcomes, PositionalCalls, Task
 from fermion.executors._processes import _codec, _start, _worker
 from fermion.executors._processes._functions import PickledFunctions
@@ -97,6 +99,7 @@ class _RunMessage(NamedTuple):
     function_id: int
     carries_function: bool
     evict: list[int]  # function ids the worker drops to make room
+    levels_version: int  # of the caller's log levels the worker has after this message
 
 
 class Worker:
@@ -114,6 +117,7 @@ class Worker:
         "gone",
         "handle",
         "known_functions",
+        "levels_version",
         "next_function",
         "next_killed",
         "next_task",
@@ -145,6 +149,7 @@ class Worker:
         self.known_functions: OrderedDict[int, bool] = OrderedDict()
         self.task_function = -1  # the function id of ``task``
         self.next_function = -1  # ... of ``next_task``
+        self.levels_version = -1  # of the caller's log levels it was told (LevelWatch)
 
     @property
     def sentinel(self) -> int:
@@ -174,6 +179,7 @@ class PoolState:
         self._too_big_ahead: set[int] = set()  # ids of pending tasks not to send ahead
         self._function_ids: OrderedDict[bytes, int] = OrderedDict()
         self._pickled_functions = PickledFunctions()
+        self._log_levels = _log_records.LevelWatch()
         self._next_function_id = 0
         self._start_failures = 0
         self._mean_duration: float | None = None  # of recent tasks, for sending ahead
@@ -398,9 +404,12 @@ class PoolState:
     # -- helpers -----------------------------------------------------------------------
 
     def _on_message(self, worker: Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == _worker.LOG:  # even from a killed worker: what it logged happened
+            _log_records.replay(message[1])
+            return
         if worker.state is WorkerState.KILLED:
             return  # words sent before it was killed: its tasks are settled already
-        kind = message[0]
         if worker.skipping:
             self._while_skipping(worker, message)
             return
@@ -555,11 +564,12 @@ class PoolState:
             return
         live = sum(1 for w in self.workers.values() if w.state in _LIVE)
         for _ in range(self.size - live):
+            levels_version, levels = self._log_levels.current()
             try:
                 handle = _start.start_worker(
                     self._context,
                     alive_conn=self._alive_conn,
-                    setup=self._setup,
+                    setup=dataclasses.replace(self._setup, log_levels=levels),
                     fds_to_close_in_fork=self._own_fds(),
                 )
             except Exception as exc:
@@ -575,6 +585,7 @@ class PoolState:
                     )
                 return
             worker = Worker(handle)
+            worker.levels_version = levels_version
             self.workers[worker.pid] = worker
             self._wait_objects = None
             self.counts["workers_started"] += 1
@@ -641,11 +652,15 @@ class PoolState:
         if function_id not in known:
             evict = list(islice(known, max(0, len(known) + 1 - FUNCTIONS_PER_WORKER)))
         payload = function if carries_function else None
+        levels_version, levels = self._log_levels.current()
+        new_levels = levels if levels_version != worker.levels_version else None
         try:
-            message = _codec.encode((_worker.RUN, function_id, payload, evict, *_wire_calls(task)))
+            message = _codec.encode(
+                (_worker.RUN, function_id, payload, evict, *_wire_calls(task), new_levels)
+            )
         except Exception as exc:
             raise _find_unpicklable_argument(task, exc) from exc
-        return _RunMessage(message, function_id, carries_function, evict)
+        return _RunMessage(message, function_id, carries_function, evict, levels_version)
 
     def _deliver(self, worker: Worker, task: Task, run: _RunMessage, *, ahead: bool) -> None:
         """Write ``run`` to the worker's task pipe and record who runs what."""
@@ -679,6 +694,7 @@ class PoolState:
             self._requeue(task)
             return
         worker.tasks_sent += 1
+        worker.levels_version = run.levels_version
         if ahead:
             self.counts["tasks_sent_ahead"] += 1
         if run.carries_function:

@@ -1,0 +1,133 @@
+"""The paths a new user takes first, run the way they take them: a real script in a
+subprocess, a script piped on stdin, ``python -c``; every process test on forkserver
+and spawn. (Notebooks: test_notebook.py.)"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fermion
+
+START_METHODS = ["forkserver", "spawn"]
+RUN_TIMEOUT_S = 90
+
+
+def run_python(
+    *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        cwd=cwd,
+    )
+
+
+def write_script(tmp_path: Path, source: str) -> Path:
+    path = tmp_path / "user_script.py"
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+# -- logging -----------------------------------------------------------------------------
+
+LOGGING_SCRIPT = """
+import logging, sys
+import fermion
+
+log = logging.getLogger("app.work")
+
+def work(x):
+    log.debug("debug record %d", x)
+    log.info("item %d done", x)
+    if x == 2:
+        try:
+            raise KeyError("boom")
+        except KeyError:
+            log.exception("item %d failed", x)
+    return x
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout,
+        format="%(levelname)s|%(name)s|%(processName)s|%(message)s",
+    )
+    with fermion.Executor("processes", workers=2, start_method=sys.argv[1]) as ex:
+        print("results", list(ex.map(work, range(4))))
+"""
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_worker_log_records_reach_the_callers_handlers(tmp_path: Path, start_method: str) -> None:
+    script = write_script(tmp_path, LOGGING_SCRIPT)
+    done = run_python(str(script), start_method)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for x in range(4):  # level, logger name and the caller's format
+        assert f"INFO|app.work|fermion-process-worker|item {x} done" in lines
+    assert "ERROR|app.work|fermion-process-worker|item 2 failed" in lines
+    assert "KeyError: 'boom'" in lines  # the exception's text travels with the record
+    assert "debug record" not in done.stdout  # below the caller's level
+    assert lines[-1] == "results [0, 1, 2, 3]"
+
+
+def _debug_enabled_in_worker(_: object = None) -> bool:
+    return logging.getLogger("fermion_tests.levels").isEnabledFor(logging.DEBUG)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_workers_follow_the_callers_levels_as_they_change(start_method: str) -> None:
+    """Records the caller would drop are not even made in a worker; a level set after
+    the workers started reaches them with their next task."""
+    logger = logging.getLogger("fermion_tests.levels")
+    logger.setLevel(logging.INFO)
+    try:
+        with fermion.Executor("processes", workers=1, start_method=start_method) as ex:
+            assert ex.submit(_debug_enabled_in_worker).result(timeout=60) is False
+            logger.setLevel(logging.DEBUG)
+            assert ex.submit(_debug_enabled_in_worker).result(timeout=60) is True
+            logger.setLevel(logging.WARNING)
+            assert ex.submit(_debug_enabled_in_worker).result(timeout=60) is False
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
+DASK_LOGGING_SCRIPT = """
+import logging, sys
+import fermion
+
+log = logging.getLogger("app.dask")
+
+def work(x):
+    log.debug("debug record %d", x)
+    log.info("item %d done", x)
+    return x
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(levelname)s|%(name)s|%(message)s")
+    log.setLevel(logging.INFO)
+    with fermion.Executor("dask", workers=1) as ex:
+        print("results", list(ex.map(work, range(3))))
+"""
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_dask_worker_log_records_reach_the_callers_handlers(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    script = write_script(tmp_path, DASK_LOGGING_SCRIPT)
+    done = run_python(str(script))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for x in range(3):
+        assert f"INFO|app.dask|item {x} done" in lines
+    assert "debug record" not in done.stdout + done.stderr
+    assert "results [0, 1, 2]" in lines
