@@ -131,3 +131,93 @@ def test_dask_worker_log_records_reach_the_callers_handlers(tmp_path: Path) -> N
         assert f"INFO|app.dask|item {x} done" in lines
     assert "debug record" not in done.stdout + done.stderr
     assert "results [0, 1, 2]" in lines
+
+
+# -- main modules that cannot be re-imported ------------------------------------------------
+
+NOT_REIMPORTABLE_MAIN = """
+import fermion
+
+class Point:  # defined in __main__: travels by value too
+    def __init__(self, v):
+        self.v = v
+
+def square(x):
+    return Point(x * x)
+
+ex = fermion.Executor("processes", workers=2, start_method={method!r})
+print("results", [p.v for p in ex.map(square, range(5))])
+ex.shutdown()
+"""
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_script_piped_on_stdin_runs_on_processes(start_method: str) -> None:
+    done = run_python("-", stdin=NOT_REIMPORTABLE_MAIN.format(method=start_method))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["results [0, 1, 4, 9, 16]"]
+    assert "FileNotFoundError" not in done.stderr
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_python_dash_c_runs_on_processes(start_method: str) -> None:
+    done = run_python("-c", NOT_REIMPORTABLE_MAIN.format(method=start_method))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["results [0, 1, 4, 9, 16]"]
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_interactive_prompt_runs_on_processes(start_method: str) -> None:
+    session = (
+        "import fermion\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "\n"
+        f"ex = fermion.Executor('processes', workers=2, start_method={start_method!r})\n"
+        "print('results', list(ex.map(square, range(5))))\n"
+        "ex.shutdown()\n"
+    )
+    done = run_python("-q", "-i", stdin=session)
+    assert done.returncode == 0, done.stderr
+    assert "results [0, 1, 4, 9, 16]" in done.stdout
+    assert "Error" not in done.stderr, done.stderr
+
+
+# -- remote tracebacks -------------------------------------------------------------------
+
+TRACEBACK_SCRIPT = """
+import sys
+import fermion
+
+def inner(x):
+    return 10 // (x - 3)
+
+def work(x):
+    return inner(x)
+
+if __name__ == "__main__":
+    with fermion.Executor("processes", workers=1, start_method=sys.argv[1]) as ex:
+        ex.submit(work, 3).result()
+"""
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_remote_traceback_of_a_main_function_shows_file_line_and_source(
+    tmp_path: Path, start_method: str
+) -> None:
+    script = write_script(tmp_path, TRACEBACK_SCRIPT)
+    done = run_python(str(script), start_method)
+    assert done.returncode == 1
+    assert "ZeroDivisionError" in done.stderr
+    assert "<dynamic-code>" not in done.stderr
+    assert f'File "{script}", line 9, in work\n    return inner(x)' in done.stderr
+    assert f'File "{script}", line 6, in inner\n    return 10 // (x - 3)' in done.stderr
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_remote_traceback_of_a_stdin_function_names_stdin_and_the_line(start_method: str) -> None:
+    source = TRACEBACK_SCRIPT.replace("sys.argv[1]", repr(start_method))
+    done = run_python("-", stdin=source)
+    assert done.returncode == 1
+    assert "<dynamic-code>" not in done.stderr
+    assert 'File "<stdin>", line 6, in inner' in done.stderr

@@ -53,7 +53,7 @@ from fermion.errors import (
     TaskKilledError,
     TaskTimeoutError,
 )
-from fermion.executors import _dask_worker, _log_records
+from fermion.executors import _dask_worker, _log_records, _source_pickle
 from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
 
 __all__ = ["DaskBackend", "import_distributed"]
@@ -144,7 +144,7 @@ def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
         submitted.fn_payload = pickled_fn[1]
     else:
         try:
-            submitted.fn_payload = cloudpickle.dumps(task.fn, protocol=pickle.HIGHEST_PROTOCOL)
+            submitted.fn_payload = _source_pickle.dumps(task.fn)
         except Exception:
             submitted.rejected = {-1: (False, _pickling_failure(task, None, "function", task.fn))}
             return submitted

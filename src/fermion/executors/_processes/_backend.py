@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from fermion.errors import SerializationError
+from fermion.executors import _source_pickle
 from fermion.executors._base import Backend, Task
-from fermion.executors._processes import _codec, _pool, _start, _worker
+from fermion.executors._processes import _pool, _start, _worker
 
 __all__ = ["ProcessBackend"]
 
@@ -75,7 +76,7 @@ class ProcessBackend(Backend):
         init_bytes = None
         if initializer is not None:
             try:
-                init_bytes = _codec.dumps((initializer, initargs))
+                init_bytes = _source_pickle.dumps((initializer, initargs))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 raise SerializationError(
