@@ -49,7 +49,7 @@ def _source_lines(filename: str) -> list[str] | None:
 
 
 def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
-    constructor, args = _cloudpickle_code_reduce(code)  # type: ignore[misc]
+    constructor, args = _cloudpickle_code_reduce(code)
     args = list(args)
     try:
         # Every argument before co_filename is a number, bytes or a tuple: the first

@@ -135,8 +135,9 @@ def _main_module_not_rerun() -> Iterator[None]:
     if main is None or not isinstance(path, str) or getattr(main, "__spec__", None) is not None:
         yield
         return
-    if not os.path.isabs(path) and multiprocessing.process.ORIGINAL_DIR is not None:
-        path_now = os.path.join(multiprocessing.process.ORIGINAL_DIR, path)
+    original_dir = getattr(multiprocessing.process, "ORIGINAL_DIR", None)
+    if not os.path.isabs(path) and original_dir is not None:
+        path_now = os.path.join(original_dir, path)
     else:
         path_now = path
     if os.path.isfile(path_now):
