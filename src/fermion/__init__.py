@@ -32,6 +32,7 @@ from fermion.errors import (
     TaskKilledError,
     TaskTimeoutError,
     WorkerCrashedError,
+    WorkerMemoryError,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ __all__ = [
     "TaskKilledError",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerMemoryError",
     "__version__",
     "advise",
     "check",

@@ -221,3 +221,46 @@ def test_remote_traceback_of_a_stdin_function_names_stdin_and_the_line(start_met
     assert done.returncode == 1
     assert "<dynamic-code>" not in done.stderr
     assert 'File "<stdin>", line 6, in inner' in done.stderr
+
+
+# -- memory limits -----------------------------------------------------------------------
+
+MEMORY_SCRIPT = """
+import os, sys, time
+import fermion
+
+def hog(megabytes):
+    hoard = b"x" * (megabytes * 1_000_000)  # written, so resident
+    while True:  # holds it until stopped: only the memory limit ends this task
+        time.sleep(0.01)
+
+def small(x):
+    return x + 1, os.getpid()
+
+if __name__ == "__main__":
+    with fermion.Executor("processes", workers=1, start_method=sys.argv[1],
+                          max_memory_per_worker=300_000_000) as ex:
+        first_pid = ex.submit(small, 0).result()[1]
+        try:
+            list(ex.map(hog, [1500]))
+        except fermion.WorkerMemoryError as error:
+            print("error", error)
+            print("fields", error.pid == first_pid, error.rss > error.limit, error.limit)
+        value, pid = ex.submit(small, 41).result()
+        print("next", value, pid != first_pid)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_a_worker_growing_past_max_memory_is_stopped_and_its_item_fails(
+    tmp_path: Path, start_method: str
+) -> None:
+    script = write_script(tmp_path, MEMORY_SCRIPT)
+    done = run_python(str(script), start_method)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("error item 0 of the map (__main__.hog) used "), lines
+    assert "MB of memory (RSS of worker process" in lines[0]
+    assert "more than max_memory_per_worker=300000000 (300 MB)" in lines[0]
+    assert lines[1:] == ["fields True True 300000000", "next 42 True"]

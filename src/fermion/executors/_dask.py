@@ -52,9 +52,11 @@ from fermion.errors import (
     SerializationError,
     TaskKilledError,
     TaskTimeoutError,
+    name_argument,
+    name_items,
 )
 from fermion.executors import _dask_worker, _log_records, _source_pickle
-from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
+from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task, describe_callable
 
 __all__ = ["DaskBackend", "import_distributed"]
 
@@ -105,13 +107,16 @@ def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> S
         reason = f"{type(exc).__name__}: {exc}"
     else:  # pragma: no cover - only the pair failed, not the value alone
         reason = "it pickles alone but not with the rest of the task"
-    where = f"{what} of call {index}" if index is not None else what
+    subject = task.describe()
+    if index is not None and task.batch:
+        first = None if task.first_item is None else task.first_item + index
+        subject = name_items(describe_callable(task.fn), first, 1)
     return SerializationError(
-        f"{task.describe()}: {where} (type {type(value).__name__}) cannot be pickled to send it "
+        f"{subject}: its {what} (type {type(value).__name__}) cannot be pickled to send it "
         f"to the Dask cluster: {reason}; pass picklable values, or create the object inside "
         "the task",
-        task=task.describe(),
-        what=where,
+        task=subject,
+        what=what,
         type_name=type(value).__name__,
         reason=reason,
     )
@@ -120,16 +125,16 @@ def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> S
 def _first_unpicklable(
     task: Task, index: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SerializationError | None:
-    for position, value in enumerate(args):
+    for position, value in enumerate(args, start=1):
         try:
             cloudpickle.dumps(value)
         except Exception:
-            return _pickling_failure(task, index, f"argument {position}", value)
+            return _pickling_failure(task, index, name_argument(position=position), value)
     for name, value in kwargs.items():
         try:
             cloudpickle.dumps(value)
         except Exception:
-            return _pickling_failure(task, index, f"keyword argument {name!r}", value)
+            return _pickling_failure(task, index, name_argument(keyword=name), value)
     return None
 
 
@@ -469,6 +474,7 @@ class DaskBackend(Backend):
             self._topic,
             task.id,
             self._log_levels.current()[1],
+            task.first_item,
             key=submitted.key,
             pure=False,
         )

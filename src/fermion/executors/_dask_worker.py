@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from fermion.errors import SerializationError
+from fermion.errors import SerializationError, name_call
 from fermion.executors import _log_records
 
 __all__ = ["STARTED_FIELD_TASK", "STARTED_FIELD_WORKER", "dumps", "pack_failure", "run_task"]
@@ -62,11 +62,14 @@ def pack_failure(exc: BaseException) -> bytes:
     return dumps(("failed", exc, _format_traceback(exc)))
 
 
-def _unpicklable(index: int, what: str, value: Any, exc: Exception) -> SerializationError:
+def _unpicklable(
+    index: int, first_item: int | None, what: str, value: Any, exc: Exception
+) -> SerializationError:
+    subject = name_call(first_item, index)
     return SerializationError(
-        f"call {index}: its {what} of type {type(value).__name__} cannot be pickled to send "
+        f"{subject}: its {what} of type {type(value).__name__} cannot be pickled to send "
         f"it back from the Dask worker ({exc}); return or raise picklable objects",
-        task=f"call {index}",
+        task=subject,
         what=what,
         type_name=type(value).__name__,
         reason=str(exc),
@@ -102,7 +105,11 @@ def _capturing_logs(levels: _log_records.Levels, records: list[dict[str, Any]]) 
 
 
 def _pack_outcomes(
-    values: list[Any], errors: WireErrors, seconds: float, records: list[dict[str, Any]]
+    values: list[Any],
+    errors: WireErrors,
+    seconds: float,
+    records: list[dict[str, Any]],
+    first_item: int | None,
 ) -> bytes:
     try:
         return dumps(("ok", values, errors, seconds, records))
@@ -116,12 +123,12 @@ def _pack_outcomes(
             dumps(value)
         except Exception as exc:
             values[index] = None
-            errors[index] = (_unpicklable(index, "result", value, exc), None)
+            errors[index] = (_unpicklable(index, first_item, "result", value, exc), None)
     for index, (error, tb) in list(errors.items()):
         try:
             dumps(error)
         except Exception as exc:
-            errors[index] = (_unpicklable(index, "exception", error, exc), tb)
+            errors[index] = (_unpicklable(index, first_item, "exception", error, exc), tb)
     return dumps(("ok", values, errors, seconds, records))
 
 
@@ -131,6 +138,7 @@ def run_task(
     topic: str | None,
     task_id: int,
     log_levels: _log_records.Levels | None = None,
+    first_item: int | None = None,
 ) -> bytes:
     """Run every call of one fermion task; return the pickled outcomes.
 
@@ -171,4 +179,4 @@ def run_task(
             except BaseException as exc:
                 append(None)
                 errors[index] = (exc, _format_traceback(exc))
-    return _pack_outcomes(values, errors, time.perf_counter() - started, records)
+    return _pack_outcomes(values, errors, time.perf_counter() - started, records, first_item)

@@ -6,8 +6,9 @@ every outcome. The pool may already have written its next task to the pipe: the 
 starts it as soon as the answer is sent. It imports as little as it can (no ``fermion`` front, no NumPy): every
 worker pays for its imports at start-up. It never decides anything about the pool: it ignores SIGINT (the parent
 decides what Ctrl-C means), exits when the parent's process is gone (EOF on the
-``alive`` pipe), and retires itself after ``max_tasks`` tasks, telling the parent in its
-last answer. Records logged in it travel to the parent as ``("log", record)`` messages on
+``alive`` pipe), and retires itself after ``max_tasks`` tasks or when its RSS is above
+``max_memory`` bytes after a task, telling the parent in its last answer (the pool
+itself stops a worker that grows past ``max_memory`` while a task runs). Records logged in it travel to the parent as ``("log", record)`` messages on
 the result pipe, between its answers, and are replayed there through the caller's
 logging (see ``fermion.executors._log_records``).
 """
