@@ -264,3 +264,49 @@ def test_a_worker_growing_past_max_memory_is_stopped_and_its_item_fails(
     assert "MB of memory (RSS of worker process" in lines[0]
     assert "more than max_memory_per_worker=300000000 (300 MB)" in lines[0]
     assert lines[1:] == ["fields True True 300000000", "next 42 True"]
+
+
+# -- errors name the user's items -----------------------------------------------------------
+
+NAMING_SCRIPT = """
+import os, sys, threading
+import fermion
+
+def crash_on_7(x):
+    if x == 7:
+        os._exit(3)
+    return x
+
+def echo(x, *, data=None):
+    return x
+
+if __name__ == "__main__":
+    with fermion.Executor("processes", workers=2, start_method=sys.argv[1]) as ex:
+        try:
+            list(ex.map(crash_on_7, range(10)))
+        except fermion.WorkerCrashedError as error:
+            print("crash:", error.task)
+        inputs = [1, 2, threading.Lock()]
+        try:
+            list(ex.map(echo, inputs, chunksize=1))
+        except fermion.SerializationError as error:
+            print("argument:", error.task, "|", error.what)
+        try:
+            ex.submit(echo, 1, data=threading.Lock()).result()
+        except fermion.SerializationError as error:
+            print("keyword:", error.task, "|", error.what)
+"""
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_errors_name_the_item_of_the_input_and_the_argument(
+    tmp_path: Path, start_method: str
+) -> None:
+    script = write_script(tmp_path, NAMING_SCRIPT)
+    done = run_python(str(script), start_method)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "crash: item 7 of the map (__main__.crash_on_7)",
+        "argument: item 2 of the map (__main__.echo) | positional argument 1",
+        "keyword: the submitted call of __main__.echo | keyword argument 'data'",
+    ]
