@@ -150,7 +150,14 @@ def _check_module(module: str) -> None:
     metavar="PATTERN",
     help="Race checking: also instrument files matching PATTERN (repeatable).",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format; a json or sarif report on stdout sends the program's stdout to stderr.",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option(
     "--timeout",
