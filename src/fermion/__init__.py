@@ -32,6 +32,7 @@ from fermion.errors import (
     TaskKilledError,
     TaskTimeoutError,
     WorkerCrashedError,
+    WorkerMemoryError,
 )
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ __all__ = [
     "TaskKilledError",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerMemoryError",
     "__version__",
     "advise",
     "check",

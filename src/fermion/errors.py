@@ -30,7 +30,36 @@ __all__ = [
     "TaskKilledError",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerMemoryError",
 ]
+
+
+def name_items(function: str, first_item: int | None, count: int) -> str:
+    """How errors name the calls of a task, in the user's terms: ``"item 7 of the map
+    (mod.fn)"``, ``"items 7-9 of the map (mod.fn)"`` (counted from 0, as the input is
+    indexed), or ``"the submitted call of mod.fn"`` (``first_item`` None). Every
+    backend's messages use this one helper, so a name means the same everywhere."""
+    if first_item is None:
+        return f"the submitted call of {function}"
+    if count == 1:
+        return f"item {first_item} of the map ({function})"
+    return f"items {first_item}-{first_item + count - 1} of the map ({function})"
+
+
+def name_call(first_item: int | None, index: int) -> str:
+    """The call at ``index`` of a task whose first call is item ``first_item`` (None: a
+    submitted call): ``"item 8 of the map"`` or ``"the call"``."""
+    if first_item is None:
+        return "the call"
+    return f"item {first_item + index} of the map"
+
+
+def name_argument(position: int | None = None, keyword: str | None = None) -> str:
+    """An argument as the user wrote it: ``"positional argument 1"`` (counted from 1,
+    as in Python's own messages) or ``"keyword argument 'data'"``."""
+    if keyword is not None:
+        return f"keyword argument {keyword!r}"
+    return f"positional argument {position}"
 
 
 class FermionError(Exception):
@@ -105,6 +134,32 @@ class WorkerCrashedError(FermionError, BrokenExecutor):
     multiprocessing), ``signal_name`` (e.g. ``"SIGKILL"`` or ``None``), ``task`` (a
     short description of the task that was running).
     """
+
+
+class WorkerMemoryError(FermionError, MemoryError):
+    """A worker process grew past ``max_memory_per_worker`` while it ran a task.
+
+    The pool stopped that worker (SIGKILL) and replaced it; only this task failed.
+    Fields: ``task`` (which call or item), ``pid``, ``rss`` (the resident memory seen,
+    bytes) and ``limit`` (bytes).
+    """
+
+    @classmethod
+    def for_task(cls, task: str, pid: int, rss: int, limit: int) -> WorkerMemoryError:
+        return cls(
+            f"{task} used {_megabytes(rss)} of memory (RSS of worker process {pid}), more than "
+            f"max_memory_per_worker={limit} ({_megabytes(limit)}); the worker was stopped and "
+            "replaced, and the pool goes on. Lower the memory the task needs (smaller "
+            "chunks of data, a generator instead of a list) or raise the limit",
+            task=task,
+            pid=pid,
+            rss=rss,
+            limit=limit,
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB"
 
 
 class DaskWorkerLostError(WorkerCrashedError):

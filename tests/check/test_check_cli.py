@@ -105,3 +105,39 @@ def test_demo_deadlock_shows_the_hang_and_the_report() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "It would hang forever" in proc.stdout or "scheduler was kind" in proc.stdout
     assert "deadlock: 5 threads wait for each other in a cycle" in proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_a_report_on_stdout_keeps_the_programs_output_apart(tmp_path: Path, fmt: str) -> None:
+    script = tmp_path / "talks.py"
+    script.write_text("print('hello from the program')\n")
+    proc = fermion("check", *FAST, "--format", fmt, str(script))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # the whole of stdout is the report
+    assert report["program"]["argv"] if fmt == "json" else report["version"] == "2.1.0"
+    assert "hello from the program" in proc.stderr
+
+
+def test_the_text_report_keeps_the_programs_output_on_stdout(tmp_path: Path) -> None:
+    script = tmp_path / "talks.py"
+    script.write_text("print('hello from the program')\n")
+    proc = fermion("check", *FAST, str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("hello from the program\n")
+
+
+def test_a_missing_module_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fermion", "check", "-m", "no_such_module_here"],
+        capture_output=True, text=True, timeout=90, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Error: no module named 'no_such_module_here' to run with -m" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_the_text_report_names_a_findings_kind_once() -> None:
+    proc = fermion("check", *FAST, str(CORPUS / "bad_abba.py"))
+    assert proc.returncode == 1, proc.stderr
+    assert "[1] deadlock: 2 threads wait for each other in a cycle:" in proc.stdout
+    assert "deadlock: deadlock" not in proc.stdout

@@ -220,14 +220,21 @@ def test_unpicklable_argument_fails_only_its_call(backend: Any) -> None:
     assert outcomes[0] == (True, 1)
     assert outcomes[3] == (True, 3)
     with pytest.raises(
-        SerializationError, match=r"argument 0 of call 1 \(type lock\) cannot be pickled"
+        SerializationError,
+        match=r"^item 1 of the map \(.*add\): its positional argument 1 \(type lock\) cannot be",
     ):
         raise outcomes[1][1]
-    with pytest.raises(SerializationError, match=r"keyword argument 'y' of call 2 \(type lock\)"):
+    with pytest.raises(
+        SerializationError,
+        match=r"^item 2 of the map \(.*\): its keyword argument 'y' \(type lock\)",
+    ):
         raise outcomes[2][1]
 
     single = run(backend, add, lock, batch=False)
-    with pytest.raises(SerializationError, match=r"argument 0 \(type lock\) cannot be pickled"):
+    with pytest.raises(
+        SerializationError,
+        match=r"^the submitted call of .*add: its positional argument 1 \(type lock\) cannot",
+    ):
         single.future.result(timeout=WAIT)
 
 

@@ -5,10 +5,16 @@ that would hang can be ended: the checks abort a stalled program within about a
 second, and ``--timeout`` stops anything else. Findings come back over a file, one
 JSON line each. Exit status: 0 no findings, 1 findings, 2 usage error, otherwise the
 program's own status.
+
+The program's own output stays apart from a report written to stdout as JSON or
+SARIF: its stdout goes to stderr then, so that ``fermion check --format json script.py
+| jq`` reads one JSON document. With the text report, or a report written to a file
+(``--output``), the program keeps its stdout, as when it runs alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -43,11 +49,13 @@ def run_checked(
     include: tuple[str, ...] = (),
     timeout: float | None = None,
     env: dict[str, str] | None = None,
+    program_stdout_to_stderr: bool = False,
 ) -> Report:
     """Run *program* (``[SCRIPT, ARGS...]`` or ``["-m", MODULE, ARGS...]``) checked.
 
     Returns the report; ``exit_code`` is the program's status, or ``None`` when it was
-    stopped at *timeout*.
+    stopped at *timeout*. ``program_stdout_to_stderr``: the program writes its stdout
+    to this process's stderr (stdout is the report's).
     """
     fd, results_path = tempfile.mkstemp(prefix="fermion-check-", suffix=".jsonl")
     os.close(fd)
@@ -63,7 +71,8 @@ def run_checked(
     exit_code: int | None
     timed_out = False
     try:
-        child = subprocess.Popen(command, env=env)
+        stdout = sys.stderr if program_stdout_to_stderr else None
+        child = subprocess.Popen(command, env=env, stdout=stdout)
         try:
             exit_code = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -82,8 +91,8 @@ def run_checked(
         findings.append(
             Finding(
                 "deadlock",
-                f"deadlock (timeout): the program did not finish within {timeout:g} s and "
-                "was killed; no thread was in a checked wait it could report.",
+                f"the program did not finish within {timeout:g} s (--timeout) and was "
+                "killed; no thread was in a checked wait it could report.",
             )
         )
     return Report(findings, list(program), exit_code)
@@ -97,10 +106,34 @@ def _read_findings(path: str) -> list[Finding]:
             if not line:
                 continue
             try:
-                out.append(Finding.from_dict(json.loads(line)))
+                out.append(_without_kind_prefix(Finding.from_dict(json.loads(line))))
             except (ValueError, KeyError):
                 continue  # a line cut short when the child was killed
     return dedupe(out)
+
+
+def _without_kind_prefix(finding: Finding) -> Finding:
+    """The checks' messages are those of their exceptions, which start with the kind
+    ("deadlock: 2 threads wait..."); the report names the kind itself, so the message
+    drops it ("[1] deadlock: 2 threads wait...", not "deadlock: deadlock: ...")."""
+    prefix = f"{finding.kind}: "
+    if not finding.message.startswith(prefix):
+        return finding
+    return dataclasses.replace(finding, message=finding.message[len(prefix) :])
+
+
+def _check_module(module: str) -> None:
+    """UsageError (exit 2) unless ``python -m MODULE`` would find MODULE here (the
+    current directory first on the path, as ``-m`` puts it)."""
+    sys.path.insert(0, os.getcwd())
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    finally:
+        sys.path.pop(0)
+    if not found:
+        raise click.UsageError(f"no module named {module!r} to run with -m")
 
 
 @click.command(
@@ -117,7 +150,14 @@ def _read_findings(path: str) -> list[Finding]:
     metavar="PATTERN",
     help="Race checking: also instrument files matching PATTERN (repeatable).",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format; a json or sarif report on stdout sends the program's stdout to stderr.",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option(
     "--timeout",
@@ -145,6 +185,7 @@ def check_command(
     findings, 2 usage error, otherwise the program's own status.
     """
     if module is not None:
+        _check_module(module)
         program = ["-m", module, *args]
     else:
         if not args:
@@ -169,7 +210,14 @@ def check_command(
             "--races needs the race detector (fermion.check._races), which this "
             "installation lacks; run without --races to use the other checks"
         )
-    report = run_checked(program, chosen, races=races, include=include, timeout=timeout)
+    report = run_checked(
+        program,
+        chosen,
+        races=races,
+        include=include,
+        timeout=timeout,
+        program_stdout_to_stderr=output is None and fmt != "text",
+    )
     text = report.render(fmt)
     if output is not None:
         with open(output, "w", encoding="utf-8") as stream:

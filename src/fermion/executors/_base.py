@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar, overload
 
+from fermion.errors import name_call, name_items
+
 __all__ = [
     "Backend",
     "BatchOutcomes",
@@ -150,7 +152,7 @@ class Task:
     failing item does not hide the others.
     """
 
-    __slots__ = ("batch", "calls", "fn", "future", "id", "started_at", "timeout")
+    __slots__ = ("batch", "calls", "first_item", "fn", "future", "id", "started_at", "timeout")
 
     def __init__(
         self,
@@ -160,6 +162,7 @@ class Task:
         batch: bool,
         timeout: float | None = None,
         future: Future[Any] | None = None,
+        first_item: int | None = None,
     ) -> None:
         if not batch and len(calls) != 1:
             raise ValueError(f"a non-batch task holds exactly one call, not {len(calls)}")
@@ -169,14 +172,21 @@ class Task:
         self.batch = batch
         self.timeout = timeout
         self.future: Future[Any] = future if future is not None else Future()
+        #: The index in the user's input of the first call (a chunk of map/imap), so
+        #: that errors name the item the user passed; None for a submitted call.
+        self.first_item = 0 if batch and first_item is None else first_item
         #: ``time.monotonic()`` when ``start()`` marked the task running, else None.
         #: The chunk planner measures a chunk from here to its future's completion.
         self.started_at: float | None = None
 
     def describe(self) -> str:
-        """E.g. ``"task 17 (mymodule.f, 1 call)"``, for error messages."""
-        n = len(self.calls)
-        return f"task {self.id} ({describe_callable(self.fn)}, {n} call{'s' if n != 1 else ''})"
+        """E.g. ``"item 7 of the map (mymodule.f)"``, for error messages
+        (``fermion.errors.name_items``)."""
+        return name_items(describe_callable(self.fn), self.first_item, len(self.calls))
+
+    def describe_call(self, index: int) -> str:
+        """The call at ``index`` of this task: ``"item 8 of the map"`` or ``"the call"``."""
+        return name_call(self.first_item, index)
 
     def start(self) -> bool:
         """Mark the task running; False if it was cancelled and must be skipped."""

@@ -149,6 +149,7 @@ class ChunkedRun:
                 raise ValueError("a lazy run needs a buffersize")
             self._planner = ChunkPlanner(self._workers, max_size=self._lazy_max_size())
         self._pulled = 0
+        self._sent = 0  # items sent in chunks: the input index of the next one
         self._consumed = 0
         self._consuming = 0  # items of the chunk being yielded now
         self._source_error: BaseException | None = None
@@ -401,7 +402,8 @@ class ChunkedRun:
         self._cursor += size
         calls = PositionalCalls(self._items[start : self._cursor], unpack=self._unpack)
         chunk = _Chunk(size)
-        task = Task(self._fn, calls, batch=True, timeout=self._task_timeout)
+        task = Task(self._fn, calls, batch=True, timeout=self._task_timeout, first_item=self._sent)
+        self._sent += size
         self._tasks[task.future] = (task, chunk, None)
         if self._ordered:
             self._order.append(chunk)
@@ -484,7 +486,8 @@ class ChunkedRun:
         chunk.split_left = chunk.size
         for index in range(len(task.calls)):
             calls = task.calls[index : index + 1]
-            retry = Task(self._fn, calls, batch=True, timeout=self._task_timeout)
+            first = None if task.first_item is None else task.first_item + index
+            retry = Task(self._fn, calls, batch=True, timeout=self._task_timeout, first_item=first)
             self._tasks[retry.future] = (retry, chunk, index)
             retry.future.add_done_callback(self._task_done)
             self._retry.append(retry)

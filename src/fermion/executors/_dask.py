@@ -52,9 +52,11 @@ from fermion.errors import (
     SerializationError,
     TaskKilledError,
     TaskTimeoutError,
+    name_argument,
+    name_items,
 )
-from fermion.executors import _dask_worker
-from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
+from fermion.executors import _dask_worker, _log_records, _source_pickle
+from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task, describe_callable
 
 __all__ = ["DaskBackend", "import_distributed"]
 
@@ -105,13 +107,16 @@ def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> S
         reason = f"{type(exc).__name__}: {exc}"
     else:  # pragma: no cover - only the pair failed, not the value alone
         reason = "it pickles alone but not with the rest of the task"
-    where = f"{what} of call {index}" if index is not None else what
+    subject = task.describe()
+    if index is not None and task.batch:
+        first = None if task.first_item is None else task.first_item + index
+        subject = name_items(describe_callable(task.fn), first, 1)
     return SerializationError(
-        f"{task.describe()}: {where} (type {type(value).__name__}) cannot be pickled to send it "
+        f"{subject}: its {what} (type {type(value).__name__}) cannot be pickled to send it "
         f"to the Dask cluster: {reason}; pass picklable values, or create the object inside "
         "the task",
-        task=task.describe(),
-        what=where,
+        task=subject,
+        what=what,
         type_name=type(value).__name__,
         reason=reason,
     )
@@ -120,16 +125,16 @@ def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> S
 def _first_unpicklable(
     task: Task, index: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SerializationError | None:
-    for position, value in enumerate(args):
+    for position, value in enumerate(args, start=1):
         try:
             cloudpickle.dumps(value)
         except Exception:
-            return _pickling_failure(task, index, f"argument {position}", value)
+            return _pickling_failure(task, index, name_argument(position=position), value)
     for name, value in kwargs.items():
         try:
             cloudpickle.dumps(value)
         except Exception:
-            return _pickling_failure(task, index, f"keyword argument {name!r}", value)
+            return _pickling_failure(task, index, name_argument(keyword=name), value)
     return None
 
 
@@ -144,7 +149,7 @@ def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
         submitted.fn_payload = pickled_fn[1]
     else:
         try:
-            submitted.fn_payload = cloudpickle.dumps(task.fn, protocol=pickle.HIGHEST_PROTOCOL)
+            submitted.fn_payload = _source_pickle.dumps(task.fn)
         except Exception:
             submitted.rejected = {-1: (False, _pickling_failure(task, None, "function", task.fn))}
             return submitted
@@ -190,7 +195,9 @@ def _unpack(data: bytes) -> tuple[str, Any, float | None]:
         exc, tb = rest
         exc.__cause__ = RemoteTraceback(tb)
         return kind, exc, None
-    values, wire_errors, seconds = rest
+    values, wire_errors, seconds, records = rest
+    for record in records:  # logged by the task on its worker: through the caller's logging
+        _log_records.replay(record)
     errors: dict[int, BaseException] = {}
     for index, (exc, tb) in wire_errors.items():
         if tb is not None:
@@ -248,6 +255,7 @@ class DaskBackend(Backend):
         self._restart_workers = self._owns_cluster if restart_workers is None else restart_workers
         self._connect_timeout = float(connect_timeout)
         self._topic = f"fermion-started-{uuid.uuid4().hex}"
+        self._log_levels = _log_records.LevelWatch()  # used on the loop thread only
         self._worker_threads = self._n_workers * threads_per_worker
 
         self._lock = threading.Lock()  # guards _closed against concurrent submit/shutdown
@@ -465,6 +473,8 @@ class DaskBackend(Backend):
             submitted.calls_payload,
             self._topic,
             task.id,
+            self._log_levels.current()[1],
+            task.first_item,
             key=submitted.key,
             pure=False,
         )

@@ -9,14 +9,19 @@ opaque Dask error about a result that cannot be sent.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pickle
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
 
-from fermion.errors import SerializationError
+from fermion.errors import SerializationError, name_call
+from fermion.executors import _log_records
 
 __all__ = ["STARTED_FIELD_TASK", "STARTED_FIELD_WORKER", "dumps", "pack_failure", "run_task"]
 
@@ -57,20 +62,57 @@ def pack_failure(exc: BaseException) -> bytes:
     return dumps(("failed", exc, _format_traceback(exc)))
 
 
-def _unpicklable(index: int, what: str, value: Any, exc: Exception) -> SerializationError:
+def _unpicklable(
+    index: int, first_item: int | None, what: str, value: Any, exc: Exception
+) -> SerializationError:
+    subject = name_call(first_item, index)
     return SerializationError(
-        f"call {index}: its {what} of type {type(value).__name__} cannot be pickled to send "
+        f"{subject}: its {what} of type {type(value).__name__} cannot be pickled to send "
         f"it back from the Dask worker ({exc}); return or raise picklable objects",
-        task=f"call {index}",
+        task=subject,
         what=what,
         type_name=type(value).__name__,
         reason=str(exc),
     )
 
 
-def _pack_outcomes(values: list[Any], errors: WireErrors, seconds: float) -> bytes:
+_levels_lock = threading.Lock()
+_levels_users = 0  # tasks running with the caller's levels set on this worker
+_saved_levels: _log_records.Levels | None = None  # the worker's own, put back after
+
+
+@contextlib.contextmanager
+def _capturing_logs(levels: _log_records.Levels, records: list[dict[str, Any]]) -> Iterator[None]:
+    """While the task runs: the caller's log levels on this worker, and every record
+    logged by the task's thread kept (as a dict) to travel back with its outcomes.
+    Tasks of one caller running at once in the worker's threads share the levels."""
+    global _levels_users, _saved_levels
+    handler = _log_records.ForwardingHandler(records.append, only_thread=threading.get_ident())
+    with _levels_lock:
+        if _levels_users == 0:
+            _saved_levels = _log_records.take_levels()
+            _log_records.apply_levels(levels)
+        _levels_users += 1
+        logging.root.addHandler(handler)
     try:
-        return dumps(("ok", values, errors, seconds))
+        yield
+    finally:
+        with _levels_lock:
+            logging.root.removeHandler(handler)
+            _levels_users -= 1
+            if _levels_users == 0 and _saved_levels is not None:
+                _log_records.apply_levels(_saved_levels)
+
+
+def _pack_outcomes(
+    values: list[Any],
+    errors: WireErrors,
+    seconds: float,
+    records: list[dict[str, Any]],
+    first_item: int | None,
+) -> bytes:
+    try:
+        return dumps(("ok", values, errors, seconds, records))
     except Exception:
         pass
     # Find the culprits one by one; each fails its own call only.
@@ -81,21 +123,30 @@ def _pack_outcomes(values: list[Any], errors: WireErrors, seconds: float) -> byt
             dumps(value)
         except Exception as exc:
             values[index] = None
-            errors[index] = (_unpicklable(index, "result", value, exc), None)
+            errors[index] = (_unpicklable(index, first_item, "result", value, exc), None)
     for index, (error, tb) in list(errors.items()):
         try:
             dumps(error)
         except Exception as exc:
-            errors[index] = (_unpicklable(index, "exception", error, exc), tb)
-    return dumps(("ok", values, errors, seconds))
+            errors[index] = (_unpicklable(index, first_item, "exception", error, exc), tb)
+    return dumps(("ok", values, errors, seconds, records))
 
 
-def run_task(fn_payload: bytes, calls_payload: bytes, topic: str | None, task_id: int) -> bytes:
+def run_task(
+    fn_payload: bytes,
+    calls_payload: bytes,
+    topic: str | None,
+    task_id: int,
+    log_levels: _log_records.Levels | None = None,
+    first_item: int | None = None,
+) -> bytes:
     """Run every call of one fermion task; return the pickled outcomes.
 
     Never raises for a problem of the task itself: each call's exception becomes that
     call's outcome, with its traceback as text (tracebacks do not pickle). The
-    outcomes come with the seconds the calls took here, without Dask's overhead.
+    outcomes come with the seconds the calls took here, without Dask's overhead, and
+    with the records the task logged at the caller's ``log_levels`` (None: none kept),
+    which the caller replays through its own logging.
     """
     if topic is not None:
         _announce_start(topic, task_id)
@@ -116,11 +167,16 @@ def run_task(fn_payload: bytes, calls_payload: bytes, topic: str | None, task_id
     started = time.perf_counter()
     values: list[Any] = []
     errors: WireErrors = {}
+    records: list[dict[str, Any]] = []
     append = values.append
-    for index, (args, kwargs) in enumerate(calls):
-        try:
-            append(fn(*args, **kwargs))
-        except BaseException as exc:
-            append(None)
-            errors[index] = (exc, _format_traceback(exc))
-    return _pack_outcomes(values, errors, time.perf_counter() - started)
+    capture = (
+        contextlib.nullcontext() if log_levels is None else _capturing_logs(log_levels, records)
+    )
+    with capture:
+        for index, (args, kwargs) in enumerate(calls):
+            try:
+                append(fn(*args, **kwargs))
+            except BaseException as exc:
+                append(None)
+                errors[index] = (exc, _format_traceback(exc))
+    return _pack_outcomes(values, errors, time.perf_counter() - started, records, first_item)

@@ -1,7 +1,9 @@
 """Progress of a ``map``/``imap`` in items: a tqdm bar on a terminal, or a callback.
 
-``progress=True`` draws a tqdm bar (rate and ETA) on stderr when stderr is a
-terminal, and stays quiet otherwise (logs, CI, pipes). ``progress=callable`` calls
+``progress=True`` draws a tqdm bar (rate and ETA): in a Jupyter kernel tqdm's notebook
+widget (as ``tqdm.auto`` picks it; tqdm's text bar in the cell's output when ipywidgets
+is missing), on a terminal the text bar on stderr, and nothing otherwise (logs, CI,
+pipes: stderr is not a terminal). ``progress=callable`` calls
 ``callable(done, total)`` instead, ``total`` being None when the input has no length.
 The callback is called with the lock of the reporter held, so calls never overlap
 and ``done`` never goes down; it runs in whichever thread completed the items (for
@@ -73,12 +75,41 @@ def make_progress(
     if progress is None or progress is False:
         return None
     if progress is True:
-        stream = sys.stderr
-        isatty = getattr(stream, "isatty", None)
-        if stream is None or isatty is None or not isatty():
-            return None
-        from tqdm import tqdm  # imported only when a bar is drawn
-
-        bar = tqdm(total=total, desc=description, unit="item", file=stream, dynamic_ncols=True)
-        return ProgressReporter(None, bar, total)
+        bar = _bar(total, description)
+        return None if bar is None else ProgressReporter(None, bar, total)
     return ProgressReporter(progress, None, total)
+
+
+def _in_jupyter_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (tqdm.autonotebook's test): IPython is
+    imported already and its shell was started by a kernel app."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if get_ipython is None:
+        return False
+    try:
+        shell = get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:
+        return False
+
+
+def _bar(total: int | None, description: str) -> Any:
+    """The bar ``progress=True`` draws here, or None (see the module doc)."""
+    options: dict[str, Any] = {"total": total, "desc": description, "unit": "item"}
+    if _in_jupyter_kernel():
+        try:
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(**options)
+        except ImportError:  # no ipywidgets ("IProgress not found"): the text bar
+            from tqdm import tqdm
+
+            return tqdm(file=sys.stderr, **options)
+    stream = sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if stream is None or isatty is None or not isatty():
+        return None
+    from tqdm import tqdm  # imported only when a bar is drawn
+
+    return tqdm(file=stream, dynamic_ncols=True, **options)

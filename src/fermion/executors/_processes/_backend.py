@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from fermion.errors import SerializationError
+from fermion.executors import _source_pickle
 from fermion.executors._base import Backend, Task
-from fermion.executors._processes import _codec, _pool, _start, _worker
+from fermion.executors._processes import _pool, _start, _worker
 
 __all__ = ["ProcessBackend"]
 
@@ -36,8 +37,11 @@ class ProcessBackend(Backend):
       elsewhere) or ``"fork"``.
     - ``max_tasks_per_worker``: a worker exits after this many tasks (a batch of calls
       counts as one task) and is replaced; None means never.
-    - ``max_memory_per_worker``: bytes of RSS; a worker above it after a task exits and
-      is replaced; None means no limit.
+    - ``max_memory_per_worker``: bytes of RSS. The pool reads the RSS of each busy
+      worker every 50 ms (from 50 ms after its task starts): a worker above the limit
+      is killed and replaced, and its task fails with WorkerMemoryError. A worker still
+      above it after a task (memory kept in globals) retires and is replaced. None
+      means no limit.
     - ``initializer``/``initargs``: called once in each worker before its first task.
       If it raises, the pool is broken: tasks fail with InitializerError.
     """
@@ -75,7 +79,7 @@ class ProcessBackend(Backend):
         init_bytes = None
         if initializer is not None:
             try:
-                init_bytes = _codec.dumps((initializer, initargs))
+                init_bytes = _source_pickle.dumps((initializer, initargs))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 raise SerializationError(

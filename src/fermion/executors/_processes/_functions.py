@@ -16,6 +16,9 @@ functions and classes pickled by reference, tuples of those) is cached; a functi
 whose state holds anything else (a list, a dict, an array, another by-value function)
 is pickled again on every send, which is always correct.
 
+Functions are pickled by ``_source_pickle.dumps``: cloudpickle, keeping the file name and
+source lines of code pickled by value, for the worker's tracebacks.
+
 One instance belongs to the pool's thread; it takes no locks.
 """
 
@@ -28,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from fermion.executors._processes import _codec
+from fermion.executors import _source_pickle
 
 __all__ = ["PickledFunctions"]
 
@@ -83,7 +86,7 @@ class PickledFunctions:
             if state is not None and _same(state, entry.state):
                 self._entries.move_to_end(key)
                 return entry.pickled
-        pickled = _codec.dumps(fn)
+        pickled = _source_pickle.dumps(fn)
         self._remember(key, fn, pickled)
         return pickled
 

@@ -7,9 +7,13 @@ which re-runs interpreter start-up for each worker; ``spawn`` everywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.process
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
@@ -97,7 +101,8 @@ def start_worker(
         daemon=False,  # a task may start processes of its own
     )
     try:
-        process.start()
+        with _main_module_not_rerun():
+            process.start()
     except BaseException:
         task_write.close()
         result_read.close()
@@ -106,3 +111,41 @@ def start_worker(
         task_read.close()
         result_write.close()
     return WorkerHandle(process=process, task_conn=task_write, result_conn=result_read)
+
+
+_main_file_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_module_not_rerun() -> Iterator[None]:
+    """Start a worker without having it re-run a main module that is not a file.
+
+    spawn and forkserver re-run the caller's main module in the new process (under
+    the name ``__mp_main__``) from ``__main__.__file__``, so that what it defines can be
+    unpickled there. A script piped on stdin (``python - <<EOF``) has ``__file__ ==
+    "<stdin>"``: the worker dies on ``FileNotFoundError`` before it starts. Such a main
+    module cannot be re-run, and need not be: the pool pickles the functions and
+    classes of ``__main__`` by value (cloudpickle), as for ``python -c``, a notebook or
+    the interactive prompt, whose ``__main__`` has no ``__file__``. So, while the
+    process starts (and with it the forkserver, the first time), ``__file__`` is
+    hidden exactly as it is absent for those. A main module run by name (``-m``) or
+    from a file is re-run as usual."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    original_dir = getattr(multiprocessing.process, "ORIGINAL_DIR", None)
+    if not os.path.isabs(path) and original_dir is not None:
+        path_now = os.path.join(original_dir, path)
+    else:
+        path_now = path
+    if os.path.isfile(path_now):
+        yield
+        return
+    with _main_file_lock:
+        del main.__file__
+        try:
+            yield
+        finally:
+            main.__file__ = path

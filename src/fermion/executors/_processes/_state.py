@@ -24,7 +24,9 @@ a long one could not move to a worker that frees up sooner.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
+import os
 import signal
 import time
 from collections import OrderedDict, deque
@@ -43,8 +45,12 @@ from fermion.errors import (
     TaskKilledError,
     TaskTimeoutError,
     WorkerCrashedError,
+    WorkerMemoryError,
+    name_argument,
+    name_items,
 )
-from fermion.executors._base import BatchOutcomes, PositionalCalls, Task
+from fermion.executors import _log_records
+from fermion.executors._base import BatchOutcomes, PositionalCalls, Task, describe_callable
 from fermion.executors._processes import _codec, _start, _worker
 from fermion.executors._processes._functions import PickledFunctions
 
@@ -70,6 +76,9 @@ PREFETCH_BELOW_S = 0.25
 #: result that the pool's thread is not there to read: a deadlock.
 AHEAD_MAX_BYTES = 8 * 1024
 AHEAD_MAX_CALLS = 256
+#: With ``max_memory_per_worker``, how often the pool reads the RSS of each worker that
+#: runs a task (the first time this long after the task starts).
+MEMORY_SAMPLE_S = 0.05
 #: Weight of the newest task in the running mean of task durations.
 DURATION_WEIGHT = 0.25
 #: A worker told to skip its next task answers at once; one silent this long is taken to
@@ -97,6 +106,7 @@ class _RunMessage(NamedTuple):
     function_id: int
     carries_function: bool
     evict: list[int]  # function ids the worker drops to make room
+    levels_version: int  # of the caller's log levels the worker has after this message
 
 
 class Worker:
@@ -114,6 +124,8 @@ class Worker:
         "gone",
         "handle",
         "known_functions",
+        "levels_version",
+        "memory_check_at",
         "next_function",
         "next_killed",
         "next_task",
@@ -145,6 +157,8 @@ class Worker:
         self.known_functions: OrderedDict[int, bool] = OrderedDict()
         self.task_function = -1  # the function id of ``task``
         self.next_function = -1  # ... of ``next_task``
+        self.levels_version = -1  # of the caller's log levels it was told (LevelWatch)
+        self.memory_check_at: float | None = None  # when to read its RSS next (busy only)
 
     @property
     def sentinel(self) -> int:
@@ -174,6 +188,7 @@ class PoolState:
         self._too_big_ahead: set[int] = set()  # ids of pending tasks not to send ahead
         self._function_ids: OrderedDict[bytes, int] = OrderedDict()
         self._pickled_functions = PickledFunctions()
+        self._log_levels = _log_records.LevelWatch()
         self._next_function_id = 0
         self._start_failures = 0
         self._mean_duration: float | None = None  # of recent tasks, for sending ahead
@@ -192,6 +207,7 @@ class PoolState:
                 "tasks_completed",
                 "tasks_timed_out",
                 "tasks_killed",
+                "tasks_over_memory",
                 "tasks_sent_ahead",
                 "functions_sent",
             ),
@@ -293,6 +309,9 @@ class PoolState:
 
     def next_deadline(self) -> float | None:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
+        deadlines.extend(
+            w.memory_check_at for w in self.workers.values() if w.memory_check_at is not None
+        )
         return min(deadlines) if deadlines else None
 
     # -- events ------------------------------------------------------------------------
@@ -363,8 +382,11 @@ class PoolState:
         )
 
     def on_deadlines(self, now: float) -> None:
-        """Kill the workers whose task ran past its timeout, or that would not stop."""
+        """Kill the workers whose task ran past its timeout or that grew past the memory
+        limit, or that would not stop."""
         for worker in list(self.workers.values()):
+            if worker.memory_check_at is not None and worker.memory_check_at <= now:
+                self._check_memory(worker, now)
             if worker.deadline is None or worker.deadline > now:
                 continue
             task = worker.task
@@ -398,9 +420,12 @@ class PoolState:
     # -- helpers -----------------------------------------------------------------------
 
     def _on_message(self, worker: Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == _worker.LOG:  # even from a killed worker: what it logged happened
+            _log_records.replay(message[1])
+            return
         if worker.state is WorkerState.KILLED:
             return  # words sent before it was killed: its tasks are settled already
-        kind = message[0]
         if worker.skipping:
             self._while_skipping(worker, message)
             return
@@ -485,7 +510,28 @@ class PoolState:
 
     def _take_task(self, worker: Worker) -> Task | None:
         task, worker.task, worker.deadline = worker.task, None, None
+        worker.memory_check_at = None
         return task
+
+    def _check_memory(self, worker: Worker, now: float) -> None:
+        """Read a busy worker's RSS; above ``max_memory`` its task fails and it goes."""
+        limit = self._setup.max_memory
+        task = worker.task
+        if limit is None or task is None or worker.state is not WorkerState.BUSY:
+            worker.memory_check_at = None
+            return
+        rss = resident_bytes(worker.pid)
+        if rss is None or rss <= limit:
+            worker.memory_check_at = now + MEMORY_SAMPLE_S
+            return
+        self._kill_worker(worker)
+        self.counts["tasks_over_memory"] += 1
+        task.fail(WorkerMemoryError.for_task(task.describe(), worker.pid, rss, limit))
+
+    def _watch_memory(self, worker: Worker, now: float) -> None:
+        """The worker starts a task: with a memory limit, sample its RSS while it runs."""
+        if self._setup.max_memory is not None:
+            worker.memory_check_at = now + MEMORY_SAMPLE_S
 
     def _function_loaded(self, worker: Worker) -> None:
         """The worker answered its task: it holds that task's function."""
@@ -510,6 +556,7 @@ class PoolState:
         worker.task = task
         worker.task_function = worker.next_function
         worker.deadline = None if task.timeout is None else now + task.timeout
+        self._watch_memory(worker, now)
 
     def _return_next_task(self, worker: Worker) -> None:
         """The worker will not run the task sent ahead: back to the front of the queue."""
@@ -555,11 +602,12 @@ class PoolState:
             return
         live = sum(1 for w in self.workers.values() if w.state in _LIVE)
         for _ in range(self.size - live):
+            levels_version, levels = self._log_levels.current()
             try:
                 handle = _start.start_worker(
                     self._context,
                     alive_conn=self._alive_conn,
-                    setup=self._setup,
+                    setup=dataclasses.replace(self._setup, log_levels=levels),
                     fds_to_close_in_fork=self._own_fds(),
                 )
             except Exception as exc:
@@ -575,6 +623,7 @@ class PoolState:
                     )
                 return
             worker = Worker(handle)
+            worker.levels_version = levels_version
             self.workers[worker.pid] = worker
             self._wait_objects = None
             self.counts["workers_started"] += 1
@@ -641,11 +690,15 @@ class PoolState:
         if function_id not in known:
             evict = list(islice(known, max(0, len(known) + 1 - FUNCTIONS_PER_WORKER)))
         payload = function if carries_function else None
+        levels_version, levels = self._log_levels.current()
+        new_levels = levels if levels_version != worker.levels_version else None
         try:
-            message = _codec.encode((_worker.RUN, function_id, payload, evict, *_wire_calls(task)))
+            message = _codec.encode(
+                (_worker.RUN, function_id, payload, evict, *_wire_calls(task), new_levels)
+            )
         except Exception as exc:
             raise _find_unpicklable_argument(task, exc) from exc
-        return _RunMessage(message, function_id, carries_function, evict)
+        return _RunMessage(message, function_id, carries_function, evict, levels_version)
 
     def _deliver(self, worker: Worker, task: Task, run: _RunMessage, *, ahead: bool) -> None:
         """Write ``run`` to the worker's task pipe and record who runs what."""
@@ -663,7 +716,9 @@ class PoolState:
             worker.state = WorkerState.BUSY
             worker.task = task
             worker.task_function = run.function_id
-            worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
+            now = time.monotonic()
+            worker.deadline = None if task.timeout is None else now + task.timeout
+            self._watch_memory(worker, now)
         try:
             _codec.send(worker.handle.task_conn, run.message)
         except OSError:
@@ -679,6 +734,7 @@ class PoolState:
             self._requeue(task)
             return
         worker.tasks_sent += 1
+        worker.levels_version = run.levels_version
         if ahead:
             self.counts["tasks_sent_ahead"] += 1
         if run.carries_function:
@@ -742,6 +798,7 @@ class PoolState:
         worker.state = WorkerState.KILLED
         worker.task = None
         worker.deadline = None
+        worker.memory_check_at = None
         self._return_next_task(worker)
         with contextlib.suppress(OSError, ValueError):  # already gone
             worker.handle.process.kill()
@@ -768,21 +825,21 @@ def _wire_calls(task: Task) -> tuple[int, list[Any]]:
 
 def _failure(task: Task, index: int, failure: Any) -> BaseException:
     """The exception of a call that failed in the worker (see ``_worker._encode_done``)."""
-    where = f" of call {index + 1}" if task.batch else ""
+    subject = _call_subject(task, index)
     if isinstance(failure, _worker.UnpicklableResult):
         reason = failure.reason
         return SerializationError(
-            f"{task.describe()}: the result{where} of type {failure.type_name} cannot be "
+            f"{subject}: the result of type {failure.type_name} cannot be "
             f"pickled to send it back from the worker process ({reason}); return something "
             "picklable",
-            task=task.describe(),
-            what=f"result{where}",
+            task=subject,
+            what="result",
             type_name=failure.type_name,
             reason=reason,
         )
     if isinstance(failure, _worker.RemoteErrorInfo):
         error: BaseException = RemoteError(
-            f"{failure.type_name}: {failure.message} (raised by {task.describe()}{where} in a "
+            f"{failure.type_name}: {failure.message} (raised by {subject} in a "
             f"worker process; the exception itself could not be pickled back)",
             type_name=failure.type_name,
             remote_message=failure.message,
@@ -795,13 +852,24 @@ def _failure(task: Task, index: int, failure: Any) -> BaseException:
     return error
 
 
-def _unpicklable(task: Task, what: str, culprit: object, exc: BaseException) -> SerializationError:
+def _call_subject(task: Task, index: int) -> str:
+    """The one call of ``task`` at ``index``, named for the user (errors.name_items)."""
+    if not task.batch:
+        return task.describe()
+    first = None if task.first_item is None else task.first_item + index
+    return name_items(describe_callable(task.fn), first, 1)
+
+
+def _unpicklable(
+    task: Task, what: str, culprit: object, exc: BaseException, subject: str | None = None
+) -> SerializationError:
     type_name = type(culprit).__qualname__
     reason = f"{type(exc).__name__}: {exc}"
+    subject = task.describe() if subject is None else subject
     return SerializationError(
-        f"{task.describe()}: the {what} of type {type_name} cannot be pickled to send it to "
+        f"{subject}: the {what} of type {type_name} cannot be pickled to send it to "
         f"a worker process ({reason}); pass something picklable, or create it inside the task",
-        task=task.describe(),
+        task=subject,
         what=what,
         type_name=type_name,
         reason=reason,
@@ -811,18 +879,39 @@ def _unpicklable(task: Task, what: str, culprit: object, exc: BaseException) -> 
 def _find_unpicklable_argument(task: Task, exc: BaseException) -> SerializationError:
     """Pickling the task failed: find which argument it was (slow path only)."""
     for index, (args, kwargs) in enumerate(task.calls):
-        where = f" of call {index + 1}" if task.batch else ""
+        subject = _call_subject(task, index)
         for position, arg in enumerate(args, start=1):
             try:
                 _codec.dumps(arg)
             except Exception as arg_exc:
-                return _unpicklable(task, f"argument {position}{where}", arg, arg_exc)
+                what = name_argument(position=position)
+                return _unpicklable(task, what, arg, arg_exc, subject)
         for name, arg in kwargs.items():
             try:
                 _codec.dumps(arg)
             except Exception as arg_exc:
-                return _unpicklable(task, f"keyword argument {name!r}{where}", arg, arg_exc)
+                what = name_argument(keyword=name)
+                return _unpicklable(task, what, arg, arg_exc, subject)
     return _unpicklable(task, "arguments", task.calls, exc)
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident set size (RSS) of process ``pid`` in bytes, None if it is gone.
+    /proc/PID/statm on Linux (one small read), psutil elsewhere."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).memory_info().rss)
+    except Exception:
+        return None
 
 
 def _signal_name(exitcode: int | None) -> str | None:

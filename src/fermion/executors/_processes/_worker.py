@@ -6,13 +6,17 @@ every outcome. The pool may already have written its next task to the pipe: the 
 starts it as soon as the answer is sent. It imports as little as it can (no ``fermion`` front, no NumPy): every
 worker pays for its imports at start-up. It never decides anything about the pool: it ignores SIGINT (the parent
 decides what Ctrl-C means), exits when the parent's process is gone (EOF on the
-``alive`` pipe), and retires itself after ``max_tasks`` tasks or above ``max_memory``
-bytes of RSS, telling the parent in its last answer.
+``alive`` pipe), and retires itself after ``max_tasks`` tasks or when its RSS is above
+``max_memory`` bytes after a task, telling the parent in its last answer (the pool
+itself stops a worker that grows past ``max_memory`` while a task runs). Records logged in it travel to the parent as ``("log", record)`` messages on
+the result pipe, between its answers, and are replayed there through the caller's
+logging (see ``fermion.executors._log_records``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import select
@@ -26,6 +30,7 @@ from itertools import starmap
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from fermion.executors import _log_records
 from fermion.executors._processes import _codec
 
 __all__ = [
@@ -37,7 +42,8 @@ __all__ = [
     "run_calls",
 ]
 
-# Parent -> worker: ("run", fn_id, fn_bytes | None, evict_ids, calls_kind, calls) | ("stop",)
+# Parent -> worker: ("run", fn_id, fn_bytes | None, evict_ids, calls_kind, calls, levels | None)
+# | ("stop",); ``levels``: the caller's log levels when they changed (_log_records.Levels)
 RUN = "run"
 # How the calls of a "run" message travel (see ``run_calls``): a plain list each time,
 # so that the worker needs no fermion class to unpickle them.
@@ -53,6 +59,7 @@ INIT_FAILED = "init_failed"  # ("init_failed", RemoteErrorInfo)
 DONE = "done"  # ("done", values, failures, retire_reason | None): see _encode_done
 REJECTED = "rejected"  # ("rejected", what, type_name, reason): could not load the task
 SKIPPED = "skipped"  # ("skipped",): one per "skip"; the task was skipped or had run already
+LOG = "log"  # ("log", record as a dict): a record logged in the worker (_log_records.to_wire)
 
 
 #: How long a worker whose pool's process closed its end of the ``alive`` pipe waits
@@ -68,6 +75,7 @@ class WorkerSetup:
     max_tasks: int | None
     max_memory: int | None
     owner_pid: int  # the pool's process
+    log_levels: _log_records.Levels | None = None  # the caller's, when the worker starts
 
 
 class RemoteErrorInfo(NamedTuple):
@@ -95,6 +103,7 @@ def main(
 ) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sender = _ResultSender(result_conn)
     for fd in fds_to_close:  # only under fork: the pool's descriptors, inherited
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -104,15 +113,16 @@ def main(
         name="fermion-parent-watch",
         daemon=True,
     ).start()
+    _forward_logs(sender, setup.log_levels)
 
     if setup.initializer is not None:
         try:
             initializer, initargs = _codec.loads(setup.initializer)
             initializer(*initargs)
         except BaseException as exc:
-            _codec.send(result_conn, _codec.encode((INIT_FAILED, _error_info(exc, ""))))
+            sender.send(_codec.encode((INIT_FAILED, _error_info(exc, ""))))
             return
-    _codec.send(result_conn, _codec.encode((READY, os.getpid())))
+    sender.send(_codec.encode((READY, os.getpid())))
 
     functions: dict[int, Callable[..., Any]] = {}
     unloadable: dict[int, BaseException] = {}  # why a function could not be loaded
@@ -122,7 +132,7 @@ def main(
     early_error: BaseException | None = None  # ... or why it could not be read
     while True:
         if early_error is not None:  # answered in turn, after the task before it
-            _reject(result_conn, "arguments", early_error)
+            _reject(sender, "arguments", early_error)
             early_error = None
             continue
         if early is not None:
@@ -133,14 +143,16 @@ def main(
             except (EOFError, OSError):
                 return  # the pool closed the pipe: shut down quietly
             except BaseException as exc:
-                _reject(result_conn, "arguments", exc)
+                _reject(sender, "arguments", exc)
                 continue
         if message[0] == STOP:
             return
         if message[0] == SKIP:  # came after its task had started: it ran already
-            _codec.send(result_conn, _codec.encode((SKIPPED,)))
+            sender.send(_codec.encode((SKIPPED,)))
             continue
-        _, fn_id, fn_bytes, evict, calls_kind, calls = message
+        _, fn_id, fn_bytes, evict, calls_kind, calls, levels = message
+        if levels is not None:
+            _log_records.apply_levels(levels)
         for old in evict:
             functions.pop(old, None)
             unloadable.pop(old, None)
@@ -149,13 +161,13 @@ def main(
                 functions[fn_id] = _codec.loads(fn_bytes)
             except BaseException as exc:
                 unloadable[fn_id] = exc
-                _reject(result_conn, "function", exc)
+                _reject(sender, "function", exc)
                 continue
             unloadable.pop(fn_id, None)
         elif fn_id not in functions:
             # Sent ahead before the pool heard that this function could not be loaded.
             lost = unloadable.get(fn_id) or LookupError(f"function {fn_id} was never loaded")
-            _reject(result_conn, "function", lost)
+            _reject(sender, "function", lost)
             continue
         if more_waiting():  # sent ahead, then killed before it started?
             try:
@@ -166,15 +178,59 @@ def main(
                 early_error = exc
             if early is not None and early[0] == SKIP:
                 early = None
-                _codec.send(result_conn, _codec.encode((SKIPPED,)))
+                sender.send(_codec.encode((SKIPPED,)))
                 continue
         values, failures = run_calls(functions[fn_id], calls_kind, calls)
         del calls, message
         tasks_done += 1
         retire = _retire_reason(setup, tasks_done)
-        _codec.send(result_conn, _encode_done(values, failures, retire))
+        sender.send(_encode_done(values, failures, retire))
         if retire is not None:
             return
+
+
+class _ResultSender:
+    """Writes the worker's messages to its result pipe, one whole message at a time.
+
+    The task's own threads may log while the main thread sends an answer, so sends
+    take a lock; a record logged by the sending thread inside a send (by a pickler
+    hook, say) waits until that message is out instead of cutting it in two."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._sending = False
+        self._held: list[_codec.Encoded] = []
+
+    def send(self, message: _codec.Encoded) -> None:
+        with self._lock:
+            if self._sending:
+                self._held.append(message)
+                return
+            self._sending = True
+            try:
+                _codec.send(self._conn, message)
+                while self._held:
+                    _codec.send(self._conn, self._held.pop(0))
+            finally:
+                self._sending = False
+
+
+def _forward_logs(sender: _ResultSender, levels: _log_records.Levels | None) -> None:
+    """Send every record logged in this worker to the caller, and only those its levels
+    let through. Handlers inherited under ``fork`` (or added by imports) go: the
+    caller's own handlers print what is forwarded, and would print it twice."""
+    for logger in [logging.root, *logging.root.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+
+    def forward(record: dict[str, Any]) -> None:
+        sender.send(_codec.encode((LOG, record)))
+
+    logging.root.addHandler(_log_records.ForwardingHandler(forward))
+    if levels is not None:
+        _log_records.apply_levels(levels)
 
 
 def run_calls(
@@ -324,8 +380,8 @@ def _error_info(exc: BaseException, tb: str | None) -> RemoteErrorInfo:
     return RemoteErrorInfo(type(exc).__qualname__, message, tb, "it cannot be pickled")
 
 
-def _reject(result_conn: Connection, what: str, exc: BaseException) -> None:
-    _codec.send(result_conn, _codec.encode((REJECTED, what, type(exc).__qualname__, _reason(exc))))
+def _reject(sender: _ResultSender, what: str, exc: BaseException) -> None:
+    sender.send(_codec.encode((REJECTED, what, type(exc).__qualname__, _reason(exc))))
 
 
 def _reason(exc: BaseException) -> str:
