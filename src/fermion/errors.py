@@ -21,6 +21,7 @@ __all__ = [
     "InitializerError",
     "LockOrderError",
     "LockOrderWarning",
+    "LockReleaseWarning",
     "RaceSessionError",
     "RaceWarning",
     "RemoteError",
@@ -186,6 +187,14 @@ class LockOrderError(FermionError, RuntimeError):
 
 class LockOrderWarning(FermionWarning, RuntimeWarning):
     """Like LockOrderError, issued as a warning when checks run in warn mode."""
+
+
+class LockReleaseWarning(FermionWarning, RuntimeWarning):
+    """A checked Lock was released by a thread other than the one holding it.
+
+    ``threading.Lock`` allows it, so the release happens; the message names the lock,
+    the releasing thread and its line, and the holder and where it took the lock.
+    """
 
 
 class StarvationWarning(FermionWarning, RuntimeWarning):

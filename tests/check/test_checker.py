@@ -15,7 +15,13 @@ import pytest
 
 import fermion.sync as fsync
 from fermion import check
-from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning, StarvationWarning
+from fermion.errors import (
+    DeadlockError,
+    LockOrderError,
+    LockOrderWarning,
+    LockReleaseWarning,
+    StarvationWarning,
+)
 from fermion.sync import CheckedLock, _registry
 
 WAIT = 10.0
@@ -467,3 +473,47 @@ def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
         and "while other threads took it" in found[0].message
     )
     assert found[0].locations[0].line == 7
+
+
+def test_a_lock_released_by_another_thread_is_a_finding_naming_both_threads(
+    checks: None,
+) -> None:
+    lock = fsync.Lock()
+    assert isinstance(lock, CheckedLock)
+    taken_line = here() + 1
+    lock.acquire()
+    release_line: list[int] = []
+
+    def releaser() -> None:
+        release_line.append(here() + 1)
+        lock.release()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = threading.Thread(target=releaser, name="releaser")
+        t.start()
+        t.join(WAIT)
+    assert not lock.locked()
+    [finding] = [f for f in check.findings() if f.kind == "lock-release"]
+    assert "released by thread 'releaser'" in finding.message
+    assert "while thread 'MainThread' holds it" in finding.message
+    assert [(loc.line, loc.thread) for loc in finding.locations] == [
+        (release_line[0], "releaser"),
+        (taken_line, "MainThread"),
+    ]
+    assert [w.category for w in caught] == [LockReleaseWarning]
+    # An RLock's owner is defined: only it may release it.
+    rlock = fsync.RLock()
+    with rlock:
+        errors: list[BaseException] = []
+
+        def intruder() -> None:
+            try:
+                rlock.release()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=intruder, name="intruder")
+        t.start()
+        t.join(WAIT)
+    assert len(errors) == 1 and "held by thread 'MainThread'" in str(errors[0])

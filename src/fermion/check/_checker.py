@@ -231,6 +231,21 @@ class Checker:
         record(Finding("deadlock", message, locations))
         raise DeadlockError(message, cycle=entries, kind="cycle")
 
+    def on_foreign_release(
+        self, primitive: Any, message: str, site: Site, holder: int, thread: int
+    ) -> None:
+        taken = primitive._fermion_site()
+        record(
+            Finding(
+                "lock-release",
+                message,
+                (
+                    Location(site.file, site.line, site.function, thread_name(thread)),
+                    Location(taken.file, taken.line, taken.function, thread_name(holder)),
+                ),
+            )
+        )
+
     def on_nested_acquire(self, primitive: Any, thread: int, holds: list[Any]) -> None:
         if not self.config.lock_order:
             return

@@ -113,6 +113,10 @@ _on_wait_end: list[Callable[..., Any]] = []
 # the acquisition and before the lock joins ``holds``. May raise; the lock is then
 # released again and the error propagates.
 _on_nested_acquire: list[Callable[..., Any]] = []
+# Internal (the checker records a finding): ``on_foreign_release(primitive, message,
+# site, holder, thread)``, called when a strict checked Lock is released by a thread
+# (*thread*, at *site*) other than its holder (*holder*); *message* says so.
+_on_foreign_release: list[Callable[..., Any]] = []
 # What a checked Lock/RLock calls after taking its first level (resp. before giving up
 # its last): every on_acquired (on_released), then the on_handoff_acquire
 # (on_handoff_release) of the listeners that want hand-offs from locks. Empty when
@@ -128,6 +132,7 @@ _EVENTS = (
     "on_wait_begin",
     "on_wait_end",
     "on_nested_acquire",
+    "on_foreign_release",
 )
 _listeners_lock = threading.Lock()
 
