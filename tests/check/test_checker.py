@@ -517,3 +517,37 @@ def test_a_lock_released_by_another_thread_is_a_finding_naming_both_threads(
         t.start()
         t.join(WAIT)
     assert len(errors) == 1 and "held by thread 'MainThread'" in str(errors[0])
+
+
+def test_patched_types_look_like_the_originals_and_old_captures_still_work() -> None:
+    captured = threading.BoundedSemaphore
+    originals = {n: getattr(threading, n) for n in ("Lock", "RLock", "Condition", "Event")}
+    originals.update({n: getattr(queue, n) for n in ("Queue", "SimpleQueue")})
+    lock_type = type(threading.Lock())
+    with check.patch_threading():
+        semaphore = captured(2)  # its __init__ calls the (patched) global Semaphore's
+        assert semaphore.acquire(timeout=1)
+        semaphore.release()
+        with pytest.raises(ValueError, match="Semaphore released too many times"):
+            semaphore.release()
+        for name, original in originals.items():
+            patched = getattr(threading, name, None) or getattr(queue, name)
+            assert patched is not original
+            assert (patched.__module__, patched.__name__) == (
+                original.__module__,
+                original.__name__,
+            )
+        lock = threading.Lock()
+        assert isinstance(lock, CheckedLock)
+        assert (type(lock).__module__, type(lock).__name__) == (
+            lock_type.__module__,
+            lock_type.__name__,
+        )
+        if not isinstance(originals["Lock"], type):  # 3.11/3.12: the type refuses instantiation
+            with pytest.raises(TypeError, match=r"cannot create '_thread.lock' instances"):
+                type(lock)()
+        cond = threading.Condition()
+        with cond, pytest.warns(DeprecationWarning, match=r"use notify_all\(\)"):
+            cond.notifyAll()
+        with pytest.warns(DeprecationWarning, match=r"use is_set\(\)"):
+            threading.Event().isSet()

@@ -41,13 +41,78 @@ _original_start = threading.Thread.start
 _original_bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
 
+# What the patch installs looks like what it replaces: the same __module__, __name__,
+# __qualname__ and __doc__ (code that introspects threading, e.g. CPython's own
+# test_threading, sees no difference), subclasses of fermion's checked classes so
+# isinstance() against those still holds.
+_ORIGINAL_LOCK = threading.Lock
+_ORIGINAL_LOCK_TYPE = type(_ORIGINAL_LOCK())
+
+
+def _instantiable(tp: type) -> bool:
+    try:
+        tp()
+    except TypeError:
+        return False
+    return True
+
+
+def _dressed_as(original: Any, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+    names = ("__module__", "__name__", "__qualname__", "__doc__")
+    out = {name: getattr(original, name) for name in names if hasattr(original, name)}
+    out.update(namespace or {})
+    return out
+
+
+def _lookalike(checked: type, original: type) -> type:
+    """A subclass of *checked* that names itself as *original* does."""
+    namespace = _dressed_as(original)
+    if "__slots__" in checked.__dict__:
+        namespace["__slots__"] = ()
+    return type(original.__name__, (checked,), namespace)
+
+
+def _lock_init(self: CheckedLock) -> None:
+    CheckedLock.__init__(self, strict=False, _created=caller_site())
+
+
+if _instantiable(_ORIGINAL_LOCK_TYPE):
+    # 3.13+: threading.Lock is the lock type itself; the patched one is a class too.
+    _PatchedLock: Any = type(
+        _ORIGINAL_LOCK_TYPE.__name__,
+        (CheckedLock,),
+        _dressed_as(_ORIGINAL_LOCK_TYPE, {"__slots__": (), "__init__": _lock_init}),
+    )
+else:
+
+    def _refuse(cls: type, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"cannot create '{cls.__module__}.{cls.__name__}' instances")
+
+    _PatchedLock = type(
+        _ORIGINAL_LOCK_TYPE.__name__,
+        (CheckedLock,),
+        _dressed_as(_ORIGINAL_LOCK_TYPE, {"__slots__": (), "__new__": _refuse}),
+    )
+
+
 def _lenient_lock() -> CheckedLock:
     """``threading.Lock()`` while patched: checked, but any thread may release it."""
-    return CheckedLock(strict=False, _created=caller_site())
+    if isinstance(_ORIGINAL_LOCK, type):
+        lock: CheckedLock = _PatchedLock()
+        return lock
+    lock = object.__new__(_PatchedLock)
+    CheckedLock.__init__(lock, strict=False, _created=caller_site())
+    return lock
 
 
 def _checked_rlock(*args: Any, **kwargs: Any) -> CheckedRLock:
     return CheckedRLock(_created=caller_site())
+
+
+for _function, _original in ((_lenient_lock, _ORIGINAL_LOCK), (_checked_rlock, threading.RLock)):
+    for _name, _value in _dressed_as(_original).items():
+        setattr(_function, _name, _value)
+_LOCK_FACTORY: Any = _PatchedLock if isinstance(_ORIGINAL_LOCK, type) else _lenient_lock
 
 
 def _checked_join(self: threading.Thread, timeout: float | None = None) -> None:
@@ -109,17 +174,21 @@ def _checked_bootstrap_inner(self: threading.Thread) -> None:
 
 
 _REPLACEMENTS: list[tuple[Any, str, Any]] = [
-    (threading, "Lock", _lenient_lock),
+    (threading, "Lock", _LOCK_FACTORY),
     (threading, "RLock", _checked_rlock),
-    (threading, "Condition", CheckedCondition),
-    (threading, "Semaphore", CheckedSemaphore),
-    (threading, "BoundedSemaphore", CheckedBoundedSemaphore),
-    (threading, "Event", CheckedEvent),
-    (threading, "Barrier", CheckedBarrier),
-    (queue, "Queue", CheckedQueue),
-    (queue, "LifoQueue", CheckedLifoQueue),
-    (queue, "PriorityQueue", CheckedPriorityQueue),
-    (queue, "SimpleQueue", CheckedSimpleQueue),
+    (threading, "Condition", _lookalike(CheckedCondition, threading.Condition)),
+    (threading, "Semaphore", _lookalike(CheckedSemaphore, threading.Semaphore)),
+    (
+        threading,
+        "BoundedSemaphore",
+        _lookalike(CheckedBoundedSemaphore, threading.BoundedSemaphore),
+    ),
+    (threading, "Event", _lookalike(CheckedEvent, threading.Event)),
+    (threading, "Barrier", _lookalike(CheckedBarrier, threading.Barrier)),
+    (queue, "Queue", _lookalike(CheckedQueue, queue.Queue)),
+    (queue, "LifoQueue", _lookalike(CheckedLifoQueue, queue.LifoQueue)),
+    (queue, "PriorityQueue", _lookalike(CheckedPriorityQueue, queue.PriorityQueue)),
+    (queue, "SimpleQueue", _lookalike(CheckedSimpleQueue, queue.SimpleQueue)),
     (threading.Thread, "join", _checked_join),
     (threading.Thread, "start", _checked_start),
     (threading.Thread, "_bootstrap_inner", _checked_bootstrap_inner),

@@ -40,6 +40,7 @@ get_ident = threading.get_ident
 _getframe = sys._getframe
 T = TypeVar("T")
 
+_ORIGINAL_CONDITION = threading.Condition
 _ORIGINAL_SEMAPHORE = threading.Semaphore
 _ORIGINAL_BOUNDED_SEMAPHORE = threading.BoundedSemaphore
 _ORIGINAL_EVENT = threading.Event
@@ -229,16 +230,20 @@ class CheckedCondition:
         """Wake every waiter; the caller must hold the lock."""
         self.notify(len(self._waiters))
 
-    def notifyAll(self) -> None:
-        """Deprecated alias of :meth:`notify_all`, as in threading."""
-        self.notify_all()
+    # The deprecated alias is threading's own (it warns, then calls notify_all()).
+    notifyAll = _ORIGINAL_CONDITION.notifyAll
 
 
 class CheckedSemaphore(_ORIGINAL_SEMAPHORE):
     """``threading.Semaphore`` with registered waits and happens-before hand-offs."""
 
     def __init__(self, value: int = 1) -> None:
-        super().__init__(value)
+        _ORIGINAL_SEMAPHORE.__init__(self, value)
+        if not isinstance(self, CheckedSemaphore):
+            # threading.BoundedSemaphore.__init__ of a class captured before
+            # patch_threading() calls the global Semaphore.__init__ (this one) on its
+            # own, unchecked instance: initialise it as threading does, nothing more.
+            return
         self._cond = CheckedCondition(_allocate_lock(), _target=self)
         self._fermion_acquisitions = 0
         self._fermion_created = caller_site()

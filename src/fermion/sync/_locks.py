@@ -409,7 +409,7 @@ class CheckedLock:
         return Site(code.co_filename, line_of(code, self._lasti), code.co_name)
 
     def _describe(self) -> str:
-        return f"{type(self).__name__.removeprefix('Checked')}#{self._serial} (created at {self._created})"
+        return f"Lock#{self._serial} (created at {self._created})"
 
     def _at_fork_reinit(self) -> None:
         self._block._at_fork_reinit()
@@ -422,7 +422,7 @@ class CheckedLock:
         extra = ""
         if holder is not None:
             extra = f"owner={thread_name(holder.ident)!r} site={self._fermion_site()} "
-        return f"<{state} fermion.sync.{type(self).__name__} object #{self._serial} {extra}at {id(self):#x}>"
+        return f"<{state} fermion.sync.CheckedLock object #{self._serial} {extra}at {id(self):#x}>"
 
 
 class CheckedRLock:
