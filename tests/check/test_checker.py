@@ -551,3 +551,37 @@ def test_patched_types_look_like_the_originals_and_old_captures_still_work() -> 
             cond.notifyAll()
         with pytest.warns(DeprecationWarning, match=r"use is_set\(\)"):
             threading.Event().isSet()
+
+
+def _lock_from_one_site() -> Any:
+    return fsync.Lock()
+
+
+def test_a_lock_dropped_while_held_stops_feeding_the_lock_order_graph() -> None:
+    import gc
+    import weakref
+
+    _registry.forget_holds()
+    check.clear_findings()
+    with check.enable(on_lock_order="record", starvation=False, deadlocks=False):
+        # An earlier "test" takes a lock and drops it while holding it.
+        dropped = _lock_from_one_site()
+        dropped.acquire()
+        gone = weakref.ref(dropped)
+        del dropped
+        gc.collect()
+        # Unrelated code afterwards: 'other' then a lock created at the same site as the
+        # dropped one. With the dropped lock still "held", the first acquire would record
+        # site -> other, and this order other -> site would close a cycle by site.
+        other = fsync.Lock()
+        with other:
+            pass
+        again = _lock_from_one_site()
+        with other, again:
+            pass
+        found = [f for f in check.findings() if f.kind == "lock-order"]
+    check.clear_findings()
+    _registry.forget_holds()
+    assert found == []
+    gc.collect()
+    assert gone() is None  # no longer kept alive as "held"

@@ -293,17 +293,56 @@ def _chain(holds: list[Any]) -> tuple[Any, Any] | None:
     return top
 
 
+def _extra_references(holds: list[Any], top: tuple[Any, Any] | None) -> list[int]:
+    """For each of *holds*, its references beyond the chain's cells (and this check's)."""
+    cells: dict[int, int] = {}
+    node = top
+    while node is not None:
+        key = id(node[0])
+        cells[key] = cells.get(key, 0) + 1
+        node = node[1]
+    return [getrefcount(primitive) - cells.get(id(primitive), 0) for primitive in holds]
+
+
+def _calibrate() -> int:
+    probe = object()
+    # What _extra_references counts for an object only *holds* and one cell refer to:
+    # the probe's local name here is the one reference a dropped lock does not have.
+    return _extra_references([probe], (probe, None))[0] - 1
+
+
+getrefcount = sys.getrefcount
+_ABANDONED_REFERENCES = _calibrate()
+
+
+def _not_abandoned(holds: list[Any], top: tuple[Any, Any] | None) -> list[Any]:
+    """*holds* without the locks the program dropped while holding them.
+
+    A lock garbage-collected while held (``lock.acquire(); del lock``) is kept alive by
+    the thread's chain alone and can never be released; left there it would feed the
+    lock-order graphs an edge to every lock the thread takes afterwards (inversions
+    between unrelated tests). Only the chain referring to it is how it is recognised.
+    """
+    extra = _extra_references(holds, top)
+    if min(extra) > _ABANDONED_REFERENCES:
+        return holds
+    return [p for p, n in zip(holds, extra, strict=True) if n > _ABANDONED_REFERENCES]
+
+
 def push_nested(
     primitive: object, state: ThreadState, top: tuple[Any, Any]
 ) -> tuple[Any, Any] | None:
     """The chain to put *primitive* on, when the thread already has holds; runs the
     lock-order listeners (which may raise: the caller then gives the lock back).
 
-    Stale entries (and an old entry of *primitive* itself) are dropped here, so a
+    Stale entries (and an old entry of *primitive* itself) and locks the program dropped
+    while holding them (see :func:`_not_abandoned`) are dropped here, so a
     chain never grows past what the thread really holds plus what a foreign release
     left since the thread last took a lock.
     """
     holds = state.holds(primitive)
+    if holds:
+        holds = _not_abandoned(holds, top)
     if holds and _on_nested_acquire:
         ident = state.ident
         for callback in _on_nested_acquire:
