@@ -272,8 +272,9 @@ def test_lock_order_per_allocation_site() -> None:
     check.clear_findings()
 
 
-def test_condition_starvation_is_reported_with_counts() -> None:
+def test_condition_starvation_is_reported_with_counts_and_the_lines_served() -> None:
     check.clear_findings()
+    lines: dict[str, int] = {}
     with check.enable(
         on_lock_order="record", starvation=True, starvation_threshold=0.3, starvation_min_others=5
     ):
@@ -283,16 +284,21 @@ def test_condition_starvation_is_reported_with_counts() -> None:
         def victim() -> None:
             with cond:
                 while not state["victim_may_go"]:
+                    lines["victim"] = here() + 1
                     cond.wait(WAIT)
 
         def other() -> None:
             while True:
                 with cond:
+                    lines["other"] = here() + 1
                     cond.wait(WAIT)
                     if state["stop"]:
                         return
 
-        threads = [threading.Thread(target=victim, name="victim"), threading.Thread(target=other)]
+        threads = [
+            threading.Thread(target=victim, name="victim"),
+            threading.Thread(target=other, name="other"),
+        ]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 5.0
@@ -300,6 +306,7 @@ def test_condition_starvation_is_reported_with_counts() -> None:
             not any(f.kind == "starvation" for f in check.findings())
             and time.monotonic() < deadline
         ):
+            lines["main"] = here() + 1
             with cond:
                 cond.notify_all()
             time.sleep(0.01)
@@ -311,8 +318,16 @@ def test_condition_starvation_is_reported_with_counts() -> None:
         starving = [f for f in check.findings() if f.kind == "starvation"]
     check.clear_findings()
     assert starving, "no starvation finding"
-    assert "thread 'victim' has re-waited" in starving[0].message
-    assert "while other threads were served" in starving[0].message
+    [finding] = starving
+    assert re.search(
+        r"thread 'victim' has waited \d+\.\d s in its predicate loop on Condition at "
+        rf".*test_checker.py:{lines['victim']} in victim \(re-waited \d+ times\) while other "
+        r"threads were served \d+ times \(at ",
+        finding.message,
+    ), finding.message
+    located = {(loc.line, loc.thread) for loc in finding.locations}
+    assert finding.locations[0].line == lines["victim"]
+    assert {(lines["main"], "MainThread"), (lines["other"], "other")} <= located, located
 
 
 def _starve_a_writer(policy: str) -> tuple[list[Any], int]:
@@ -435,11 +450,18 @@ def test_patch_threading_swaps_and_restores_everything() -> None:
 def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
     """The watchdog's lock-waiter rule, on a registered wait whose primitive others keep taking."""
 
+    class Holder:
+        ident = threading.get_ident()  # the main thread keeps taking it
+
     class Contended:
         _fermion_acquisitions = 0
+        _holder: Any = None
 
         def _fermion_describe(self) -> str:
             return "the contended resource"
+
+        def _fermion_site(self) -> _registry.Site:
+            return _registry.Site(__file__, 99, "greedy")
 
     resource = Contended()
     served = threading.Event()
@@ -461,6 +483,7 @@ def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
         deadline = time.monotonic() + WAIT
         while not check.findings() and time.monotonic() < deadline:
             resource._fermion_acquisitions += 1  # another thread took it
+            resource._holder = Holder()  # and holds it now, taken at line 99
             time.sleep(0.01)
         served.set()
         t.join(WAIT)
@@ -472,7 +495,11 @@ def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
         "for the contended resource" in found[0].message
         and "while other threads took it" in found[0].message
     )
-    assert found[0].locations[0].line == 7
+    assert [(loc.line, loc.function, loc.thread) for loc in found[0].locations] == [
+        (7, "victim", "victim"),
+        (99, "greedy", "MainThread"),
+    ]
+    assert f"{__file__}:99 in greedy" in found[0].message
 
 
 def test_a_lock_released_by_another_thread_is_a_finding_naming_both_threads(

@@ -340,57 +340,85 @@ class Checker:
 
     def _check_starvation(self, waits: dict[int, Wait]) -> None:
         now = time.monotonic()
+        current: set[Any] = set()
         for wait in waits.values():
             primitive = wait.primitive
-            name = thread_name(wait.thread)
             acquisitions = getattr(primitive, "_fermion_acquisitions", None)
             if acquisitions is not None:
-                others = acquisitions - wait.acquisitions_at_start
-                waited = now - wait.since
-                # Keyed by primitive, thread and start: one finding per wait, also when
-                # the wait spans several blocking calls (see Wait.since).
-                wait_key = (id(primitive), wait.thread, wait.since)
-                if self._starvation.wait_starves(wait_key, waited, others):
-                    advice = getattr(primitive, "_fermion_starvation_advice", None)
-                    self._starving(
-                        f"starvation: thread {name!r} has waited {waited:.1f} s for "
-                        f"{describe(primitive)} at {_where(wait.site)} while other threads "
-                        f"took it {others} times. "
-                        + (
-                            advice()
-                            if advice is not None
-                            else "Use fermion.sync.FairLock (FIFO hand-off) or hold the lock "
-                            "for less time."
-                        ),
-                        wait,
-                    )
+                current.add(self._check_passed_over(wait, primitive, acquisitions, now))
             streaks = getattr(primitive, "_fermion_streaks", None)
             if streaks:
                 streak = streaks.get(wait.thread)
                 if streak is not None:
-                    start, rewaits, exits_at_start = streak
-                    others = int(getattr(primitive, "_fermion_exits", 0) - exits_at_start)
-                    waited = now - start
-                    key = ("streak", id(primitive), wait.thread, start)
-                    if self._starvation.streak_starves(key, waited, int(rewaits), others):
-                        self._starving(
-                            f"starvation: thread {name!r} has re-waited {int(rewaits)} times "
-                            f"over {waited:.1f} s on {describe(primitive)} at "
-                            f"{_where(wait.site)} while other threads were served "
-                            f"{others} times. Wake the waiter whose condition holds (one "
-                            "condition per predicate) or serve waiters in order.",
-                            wait,
-                        )
+                    current.add(self._check_streak(wait, primitive, streak, now))
+        self._starvation.retain(current)
 
-    def _starving(self, message: str, wait: Wait) -> None:
-        site = wait.site
-        record(
-            Finding(
-                "starvation",
-                message,
-                (Location(site.file, site.line, site.function, thread_name(wait.thread)),),
-            )
+    def _check_passed_over(self, wait: Wait, primitive: Any, acquisitions: int, now: float) -> Any:
+        """A waiter for a lock-like primitive that others keep taking."""
+        others = acquisitions - wait.acquisitions_at_start
+        waited = now - wait.since
+        # Keyed by primitive, thread and start: one finding per wait, also when the
+        # wait spans several blocking calls (see Wait.since).
+        key = (id(primitive), wait.thread, wait.since)
+        holder = getattr(primitive, "_holder", None)
+        site_of = getattr(primitive, "_fermion_site", None)
+        if holder is not None and site_of is not None and holder.ident != wait.thread:
+            self._starvation.served(key, site_of(), holder.ident)
+        if not self._starvation.wait_starves(key, waited, others):
+            return key
+        advice = getattr(primitive, "_fermion_starvation_advice", None)
+        name = thread_name(wait.thread)
+        self._starving(
+            f"starvation: thread {name!r} has waited {waited:.1f} s for "
+            f"{describe(primitive)} at {_where(wait.site)} while other threads took it "
+            f"{others} times{self._served_text(key)}. "
+            + (
+                advice()
+                if advice is not None
+                else "Use fermion.sync.FairLock (FIFO hand-off) or hold the lock for less time."
+            ),
+            wait,
+            key,
         )
+        return key
+
+    def _check_streak(self, wait: Wait, primitive: Any, streak: list[Any], now: float) -> Any:
+        """A thread in a predicate loop on a condition while others are served."""
+        start, rewaits, served_at_start = streak[0], int(streak[1]), streak[2]
+        others = int(primitive._fermion_served) - served_at_start
+        waited = now - start
+        key = ("streak", id(primitive), wait.thread, start)
+        for site, (serial, thread) in primitive._fermion_served_at.copy().items():
+            if serial > served_at_start and thread != wait.thread:
+                self._starvation.served(key, Site(*site), thread)
+        if not self._starvation.wait_starves(key, waited, others):
+            return key
+        name = thread_name(wait.thread)
+        self._starving(
+            f"starvation: thread {name!r} has waited {waited:.1f} s in its predicate loop on "
+            f"{describe(primitive)} at {_where(wait.site)} (re-waited {rewaits - 1} times) "
+            f"while other threads were served {others} times{self._served_text(key)}. Wake "
+            "the waiter whose condition holds (one condition per predicate), serve waiters "
+            "in order, or let a waiting writer hold new readers back.",
+            wait,
+            key,
+        )
+        return key
+
+    def _served_text(self, key: Any) -> str:
+        sites = self._starvation.served_sites(key)
+        if not sites:
+            return ""
+        return " (at " + ", ".join(_where(site) for site, _ in sites) + ")"
+
+    def _starving(self, message: str, wait: Wait, key: Any) -> None:
+        site = wait.site
+        locations = [Location(site.file, site.line, site.function, thread_name(wait.thread))]
+        for served, thread in self._starvation.served_sites(key):
+            locations.append(
+                Location(served.file, served.line, served.function, thread_name(thread))
+            )
+        record(Finding("starvation", message, tuple(locations)))
         # Warnings turned into errors must not kill the watchdog.
         with contextlib.suppress(Exception):
             warnings.warn(StarvationWarning(message), stacklevel=1)

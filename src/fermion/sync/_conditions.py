@@ -96,22 +96,36 @@ class CheckedCondition:
             self._acquire_restore = lock._acquire_restore  # type: ignore[method-assign]
         if hasattr(lock, "_is_owned"):
             self._is_owned = lock._is_owned  # type: ignore[method-assign]
-        # Starvation bookkeeping: thread -> [streak start, waits in streak, exits at start]
-        self._fermion_streaks: dict[int, list[float]] = {}
-        self._fermion_exits = 0
+        # Starvation bookkeeping, kept only while some thread is in a predicate loop (a
+        # *streak*: its first wait() up to its release of the lock, across re-waits):
+        # thread -> [streak start, waits in streak, served count at start, wait site];
+        # ``_fermion_served`` counts the others served meanwhile (a thread entering the
+        # condition, or leaving it after its own waits), ``_fermion_served_at`` where:
+        # (file, line, function) -> (served count then, thread ident).
+        self._fermion_streaks: dict[int, list[Any]] = {}
+        self._fermion_served = 0
+        self._fermion_served_at: dict[tuple[str, int, str], tuple[int, int]] = {}
 
     # -- the lock ----------------------------------------------------------------------
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         lock = self._lock
         if isinstance(lock, (CheckedLock, CheckedRLock)):
-            return lock._acquire_from(_getframe(1), blocking, timeout)
-        return bool(lock.acquire(blocking, timeout))
+            got = lock._acquire_from(_getframe(1), blocking, timeout)
+        else:
+            got = bool(lock.acquire(blocking, timeout))
+        if got and self._fermion_streaks:
+            self._entered(_getframe(1))
+        return got
 
     def __enter__(self) -> bool:
         lock = self._lock
         if isinstance(lock, (CheckedLock, CheckedRLock)):
-            return lock._acquire_from(_getframe(1))
-        return bool(lock.__enter__())
+            got = lock._acquire_from(_getframe(1))
+        else:
+            got = bool(lock.__enter__())
+        if self._fermion_streaks:
+            self._entered(_getframe(1))
+        return got
 
     def release(self) -> None:
         if self._fermion_streaks:
@@ -123,9 +137,27 @@ class CheckedCondition:
             self._end_streak()
         self._lock.release()
 
+    def _entered(self, frame: Any) -> None:
+        """A thread entered while another is in a predicate loop: one more served."""
+        code = frame.f_code
+        self._fermion_served += 1
+        self._fermion_served_at[(code.co_filename, frame.f_lineno, code.co_name)] = (
+            self._fermion_served,
+            get_ident(),
+        )
+
     def _end_streak(self) -> None:
-        if self._fermion_streaks.pop(get_ident(), None) is not None:
-            self._fermion_exits += 1
+        streak = self._fermion_streaks.pop(get_ident(), None)
+        if streak is not None:
+            # Served after its own waits: counted where it waited.
+            self._fermion_served += 1
+            site = streak[3]
+            self._fermion_served_at[(site.file, site.line, site.function)] = (
+                self._fermion_served,
+                get_ident(),
+            )
+            if not self._fermion_streaks:
+                self._fermion_served_at.clear()
 
     def __repr__(self) -> str:
         return f"<fermion.sync.Condition({self._lock!r}, {len(self._waiters)})>"
@@ -155,7 +187,7 @@ class CheckedCondition:
         me = get_ident()
         streak = self._fermion_streaks.get(me)
         if streak is None:
-            self._fermion_streaks[me] = [monotonic(), 1.0, float(self._fermion_exits)]
+            self._fermion_streaks[me] = [monotonic(), 1, self._fermion_served, site]
         else:
             streak[1] += 1
         waiter = _allocate_lock()
