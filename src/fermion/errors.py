@@ -168,7 +168,9 @@ class DeadlockError(FermionError, RuntimeError):
 
     Raised at once in the thread whose wait closes a wait-for cycle (``kind ==
     "cycle"``), or, for a global stall (``kind == "stall"``: every thread blocked for
-    good), in every stalled thread within about a second. Fields: ``kind``; ``cycle``,
+    good), in every stalled thread within about a second; ``kind == "pool"``: every
+    worker of a thread pool waits for a task queued on that same pool (raised in each
+    of those workers). Fields: ``kind``; ``cycle``,
     a tuple with one entry per thread, each a mapping with keys ``thread`` (its name),
     ``holds`` (a tuple of mappings ``lock``/``file``/``line``/``function``: each lock
     it holds and where it took it), ``waits_for`` (what it waits for) and

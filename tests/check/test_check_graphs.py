@@ -144,3 +144,26 @@ def test_a_wait_still_in_its_deadlock_check_is_not_stalled() -> None:
     assert find_stall([1, 2], {1: FakeWait(1), 2: starting}) is None
     starting.blocked = True  # type: ignore[attr-defined]
     assert find_stall([1, 2], {1: FakeWait(1), 2: starting}) is not None
+
+
+def test_a_full_pool_whose_workers_all_wait_for_its_own_queued_tasks_is_stuck() -> None:
+    from fermion.check._pools import PoolView, stuck_pools
+
+    pool = PoolView("P", workers=(1, 2), full=True)
+    assert stuck_pools([pool], {1: "P", 2: "P"}) == ["P"]
+    assert stuck_pools([pool], {1: "P"}) == []  # worker 2 runs (or is idle): it will serve
+    not_full = PoolView("P", workers=(1, 2), full=False)  # may start a third worker
+    assert stuck_pools([not_full], {1: "P", 2: "P"}) == []
+    assert stuck_pools([PoolView("E", (), True)], {}) == []
+
+
+def test_pools_waiting_on_each_other_are_stuck_together_and_only_then() -> None:
+    from fermion.check._pools import PoolView, stuck_pools
+
+    a, b, c = PoolView("A", (1,), True), PoolView("B", (2,), True), PoolView("C", (3,), True)
+    assert stuck_pools([a, b], {1: "B", 2: "A"}) == ["A", "B"]
+    # A waits for C, whose worker is busy elsewhere: C may still serve A
+    assert stuck_pools([a, b, c], {1: "C", 2: "A"}) == []
+    # B's workers wait for A and for B: both stuck once A is
+    b2 = PoolView("B", (2, 4), True)
+    assert stuck_pools([a, b2], {1: "B", 2: "A", 4: "B"}) == ["A", "B"]

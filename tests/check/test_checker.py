@@ -612,3 +612,54 @@ def test_a_lock_dropped_while_held_stops_feeding_the_lock_order_graph() -> None:
     assert found == []
     gc.collect()
     assert gone() is None  # no longer kept alive as "held"
+
+
+def test_a_pool_whose_workers_all_wait_for_its_own_queued_tasks_is_a_deadlock(
+    checks: None,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines: list[int] = []
+    with check.patch_threading():
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nested")
+        both_in = threading.Barrier(2, timeout=WAIT)
+
+        inners: list[Any] = []
+
+        def outer() -> int:
+            both_in.wait()  # both workers busy before either submits
+            inner = pool.submit(int, "7")
+            inners.append(inner)
+            lines.append(here() + 1)
+            return inner.result()
+
+        futures = [pool.submit(outer) for _ in range(2)]
+        try:
+            errors = [f.exception(timeout=WAIT) for f in futures]
+        finally:
+            for inner in inners:  # unblock the workers if the check missed it
+                inner.cancel()
+            pool.shutdown(wait=True)
+    assert any(isinstance(e, DeadlockError) and e.kind == "pool" for e in errors), errors
+    [finding] = check.findings()
+    assert finding.kind == "deadlock"
+    assert finding.message.startswith(
+        "deadlock (pool capacity): all 2 worker(s) of a thread pool wait for tasks queued on "
+        "the same pool"
+    )
+    assert "waits for the result of a task queued on ThreadPoolExecutor 'nested'" in finding.message
+    # Each worker's line in the user's code, not concurrent/futures/_base.py.
+    assert {(loc.file, loc.line) for loc in finding.locations} == {(__file__, lines[0])}
+    assert sorted(loc.thread for loc in finding.locations) == ["nested_0", "nested_1"]
+
+
+def test_a_stalled_future_wait_is_reported_at_the_callers_line(checks: None) -> None:
+    from concurrent.futures import Future
+
+    with check.patch_threading():
+        never: Future[int] = Future()
+        line = here() + 2
+        with pytest.raises(DeadlockError, match=r"global stall") as info:
+            never.result()
+    [entry] = info.value.cycle
+    assert (entry["file"], entry["line"]) == (__file__, line)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fermion.check._lockorder import LockOrderGraph, OrderEdge
+from fermion.check._patch import thread_pools
+from fermion.check._pools import PoolView, stuck_pools
 from fermion.check._report import Finding, Location
 from fermion.check._starvation import StarvationTracker
 from fermion.check._waitfor import StallConfirmer, find_cycle, find_stall
@@ -162,6 +164,16 @@ def describe_waits(
                 "Take locks in one global order everywhere, and never join a thread while "
                 "holding a lock it needs."
             )
+    elif kind == "pool":
+        head = (
+            f"deadlock (pool capacity): all {len(waits)} worker(s) of a thread pool wait for "
+            "tasks queued on the same pool, which no worker is free to run:"
+        )
+        advice = (
+            "Do not wait inside a task for another task of the same pool: return the "
+            "future (or chain it with add_done_callback), give the inner tasks their own "
+            "pool, or run them inline."
+        )
     else:
         head = (
             f"deadlock (global stall): all {len(waits)} running thread(s) are blocked with "
@@ -188,6 +200,7 @@ class Checker:
             threshold=config.starvation_threshold, min_others=config.starvation_min_others
         )
         self._confirmer = StallConfirmer()
+        self._pool_confirmer = StallConfirmer()
         self._stop = _allocate_lock()
         self._watchdog: threading.Thread | None = None
 
@@ -314,10 +327,43 @@ class Checker:
 
     def _poll(self) -> None:
         waits = waiting()
-        if self.config.deadlocks:
+        if self.config.deadlocks and not self._check_pools(waits):
             self._check_stall(waits)
         if self.config.starvation:
             self._check_starvation(waits)
+
+    def _check_pools(self, waits: dict[int, Wait]) -> bool:
+        """Pool-capacity deadlocks (see :mod:`fermion.check._pools`); True if one was found."""
+        pools = thread_pools()
+        if not pools:
+            return False
+        awaiting: dict[int, int] = {}
+        for ident, wait in waits.items():
+            tag = getattr(wait.primitive, "_fermion_task_of", None)
+            if tag is None or wait.timeout is not None or not wait.blocked or wait.ready():
+                continue
+            pool, future = tag[0](), tag[1]()
+            if pool is not None and future is not None and future._state == "PENDING":
+                awaiting[ident] = id(pool)
+        views: list[PoolView] = []
+        for pool in pools:
+            try:
+                threads = tuple(pool._threads)
+            except RuntimeError:  # the set changed size meanwhile: look again next poll
+                return False
+            workers = tuple(t.ident for t in threads if t.ident is not None and t.is_alive())
+            full = len(workers) >= pool._max_workers
+            views.append(PoolView(id(pool), workers, full))
+        stuck_keys = set(stuck_pools(views, awaiting))
+        stuck_waits = [waits[w] for v in views if v.key in stuck_keys for w in v.workers]
+        stuck = self._pool_confirmer.observe(stuck_waits or None)
+        if not stuck:
+            return bool(stuck_waits)
+        message, entries, locations = describe_waits(stuck, "pool")
+        record(Finding("deadlock", message, locations))
+        for wait in stuck:
+            wait.abort(DeadlockError(message, cycle=entries, kind="pool"))
+        return True
 
     def _check_stall(self, waits: dict[int, Wait]) -> None:
         ignored = self.config.ignored_threads

@@ -4,8 +4,9 @@ Swaps ``threading.Lock``/``RLock``/``Condition``/``Semaphore``/``BoundedSemaphor
 ``Event``/``Barrier`` and ``queue.Queue``/``LifoQueue``/``PriorityQueue``/
 ``SimpleQueue`` for fermion's checked versions, and instruments ``Thread.join`` (a
 registered, deadlock-checked wait), ``Thread.start`` and the thread bootstrap (the
-happens-before hand-offs of start and exit), so unmodified programs and libraries are
-checked. Primitives created before the patch stay what they were. Undo restores every
+happens-before hand-offs of start and exit), and ``ThreadPoolExecutor.submit`` (which
+pool a future's task is queued on, for the pool-capacity check), so unmodified programs
+and libraries are checked. Primitives created before the patch stay what they were. Undo restores every
 attribute exactly.
 """
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -34,7 +37,7 @@ from fermion.sync._queues import (
 )
 from fermion.sync._registry import blocking_wait, caller_site
 
-__all__ = ["Patch", "patch_threading"]
+__all__ = ["Patch", "patch_threading", "thread_pools"]
 
 _original_join = threading.Thread.join
 _original_start = threading.Thread.start
@@ -173,6 +176,35 @@ def _checked_bootstrap_inner(self: threading.Thread) -> None:
         _registry.forget_thread(threading.get_ident())
 
 
+_original_submit = ThreadPoolExecutor.submit
+# The thread pools that queued tasks while patched (the pool-capacity check reads them).
+_pools: weakref.WeakSet[ThreadPoolExecutor] = weakref.WeakSet()
+
+
+def thread_pools() -> list[ThreadPoolExecutor]:
+    """Each ``ThreadPoolExecutor`` that was given tasks while threading was patched."""
+    return list(_pools)
+
+
+def _checked_submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+    future = _original_submit(self, fn, *args, **kwargs)
+    # A wait on this future is a wait for a task queued on *self*: tag its condition
+    # (what the waiter is registered on) with both, weakly.
+    with suppress(AttributeError, TypeError):
+        future._condition._fermion_task_of = (  # type: ignore[attr-defined]
+            weakref.ref(self),
+            weakref.ref(future),
+            f"the result of a task queued on {type(self).__name__} "
+            f"{self._thread_name_prefix!r} (max_workers={self._max_workers})",
+        )
+    _pools.add(self)
+    return future
+
+
+for _name, _value in _dressed_as(_original_submit).items():
+    setattr(_checked_submit, _name, _value)
+
+
 _REPLACEMENTS: list[tuple[Any, str, Any]] = [
     (threading, "Lock", _LOCK_FACTORY),
     (threading, "RLock", _checked_rlock),
@@ -192,6 +224,7 @@ _REPLACEMENTS: list[tuple[Any, str, Any]] = [
     (threading.Thread, "join", _checked_join),
     (threading.Thread, "start", _checked_start),
     (threading.Thread, "_bootstrap_inner", _checked_bootstrap_inner),
+    (ThreadPoolExecutor, "submit", _checked_submit),
 ]
 
 

@@ -413,7 +413,9 @@ def describe(primitive: object) -> str:
     if isinstance(primitive, threading.Thread):
         return f"thread {primitive.name!r} to finish"
     if isinstance(primitive, CheckedCondition):
-        return "Condition"
+        # A future's condition names the task it stands for (fermion.check tags it).
+        task_of = getattr(primitive, "_fermion_task_of", None)
+        return "Condition" if task_of is None else str(task_of[2])
     return type(primitive).__name__
 
 

@@ -94,6 +94,7 @@ __all__ = [
     "remove_listener",
     "thread_name",
     "thread_state",
+    "user_site",
     "waiting",
 ]
 
@@ -470,6 +471,33 @@ def register_internal_file(path: str) -> None:
     _SKIPPED_FILES.add(os.path.abspath(path))
 
 
+def _standard_library_dirs() -> tuple[str, ...]:
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    dirs = {
+        os.path.abspath(paths[key]) + os.sep for key in ("stdlib", "platstdlib") if key in paths
+    }
+    return tuple(sorted(dirs))
+
+
+# Where a thread waits or forks, reports name the user's line, not the standard
+# library's (concurrent/futures/_base.py for Future.result(), multiprocessing for a
+# fork): see user_site. Installed packages and CPython's own test suite are user code.
+# Creation and acquisition sites keep the exact line (the lock-order graph tells locks
+# apart by where they were created).
+_STDLIB_DIRS = _standard_library_dirs()
+_NOT_STDLIB = ("site-packages", "dist-packages")
+
+
+def _in_standard_library(filename: str) -> bool:
+    if not filename.startswith(_STDLIB_DIRS):
+        return False
+    return not any(part in filename for part in _NOT_STDLIB) and (
+        os.sep + "test" + os.sep not in filename
+    )
+
+
 def _is_internal(filename: str) -> bool:
     return (
         filename.startswith(_THIS_PACKAGE)
@@ -489,6 +517,21 @@ def caller_site(depth: int = 1) -> Site:
     if frame is None:
         return UNKNOWN_SITE
     return Site(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def user_site(depth: int = 1) -> Site | None:
+    """The first frame outside fermion and the whole standard library, from *depth* up;
+    ``None`` when there is none (a thread running only standard-library code)."""
+    try:
+        frame = _getframe(depth + 1)
+    except ValueError:
+        return None
+    while frame is not None:
+        code = frame.f_code
+        if not _is_internal(code.co_filename) and not _in_standard_library(code.co_filename):
+            return Site(code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def caller_stack(depth: int = 1, limit: int = 12) -> tuple[Site, ...]:
@@ -521,6 +564,9 @@ def blocking_wait(
     :data:`POLL_INTERVAL` when unbounded so that a checker can abort it. Returns
     whether *try_acquire* succeeded.
     """
+    if _in_standard_library(site.file):
+        # e.g. Future.result() waits in concurrent/futures/_base.py: name the caller's line
+        site = user_site() or site
     wait = Wait(primitive, site, timeout, ready, owners)
     ident = wait.thread
     _waiting[ident] = wait
