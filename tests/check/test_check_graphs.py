@@ -167,3 +167,11 @@ def test_pools_waiting_on_each_other_are_stuck_together_and_only_then() -> None:
     # B's workers wait for A and for B: both stuck once A is
     b2 = PoolView("B", (2, 4), True)
     assert stuck_pools([a, b2], {1: "B", 2: "A", 4: "B"}) == ["A", "B"]
+
+
+def test_fork_hazards_are_the_locks_other_threads_hold() -> None:
+    from fermion.check._fork import fork_hazards
+
+    assert fork_hazards(1, {1: ["mine"], 2: ["a", "b"], 3: []}) == [(2, "a"), (2, "b")]
+    assert fork_hazards(1, {1: ["mine"]}) == []
+    assert fork_hazards(1, {}) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import re
@@ -663,3 +664,54 @@ def test_a_stalled_future_wait_is_reported_at_the_callers_line(checks: None) -> 
             never.result()
     [entry] = info.value.cycle
     assert (entry["file"], entry["line"]) == (__file__, line)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_while_another_thread_holds_a_lock_names_the_lock_the_holder_and_the_fork(
+    checks: None,
+) -> None:
+    lock = fsync.Lock()
+    held, done = threading.Event(), threading.Event()
+    holder_line: list[int] = []
+
+    def holder() -> None:
+        holder_line.append(here() + 1)
+        with lock:
+            held.set()
+            done.wait(WAIT)
+
+    t = threading.Thread(target=holder, name="holder")
+    t.start()
+    try:
+        assert held.wait(WAIT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            fork_line = here() + 1
+            pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        done.set()
+        t.join(WAIT)
+    [finding] = check.findings()
+    assert finding.kind == "deadlock"
+    assert re.match(
+        rf"deadlock \(fork while a lock is held\): thread 'MainThread' forks at .*:{fork_line} "
+        rf"in test_a_fork.* while thread 'holder' holds Lock#\d+ \(created at .*\), taken at "
+        rf".*:{holder_line[0]} in holder\. In the child only the forking thread exists",
+        finding.message,
+    ), finding.message
+    assert [(loc.line, loc.thread) for loc in finding.locations] == [
+        (fork_line, "MainThread"),
+        (holder_line[0], "holder"),
+    ]
+    # The forking thread's own locks are no hazard.
+    check.clear_findings()
+    with lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    assert check.findings() == []

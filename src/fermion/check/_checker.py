@@ -20,6 +20,7 @@ listeners (``fermion check``'s runner streams them to its parent).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fermion.check._fork import fork_hazards
 from fermion.check._lockorder import LockOrderGraph, OrderEdge
 from fermion.check._patch import thread_pools
 from fermion.check._pools import PoolView, stuck_pools
@@ -35,8 +37,19 @@ from fermion.check._report import Finding, Location
 from fermion.check._starvation import StarvationTracker
 from fermion.check._waitfor import StallConfirmer, find_cycle, find_stall
 from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning, StarvationWarning
+from fermion.sync import _registry
 from fermion.sync._conditions import describe
-from fermion.sync._registry import Site, Wait, caller_stack, held, thread_name, waiting
+from fermion.sync._registry import (
+    Site,
+    Wait,
+    caller_site,
+    caller_stack,
+    held,
+    live_holders,
+    thread_name,
+    user_site,
+    waiting,
+)
 
 __all__ = ["CheckConfig", "Checker", "add_finding_listener", "clear_findings", "findings"]
 
@@ -203,9 +216,12 @@ class Checker:
         self._pool_confirmer = StallConfirmer()
         self._stop = _allocate_lock()
         self._watchdog: threading.Thread | None = None
+        self._forks_reported: set[tuple[int, Site]] = set()
+        self._restart_on_wait = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
+        _watch_forks(self)
         if not (self.config.deadlocks or self.config.starvation) or self._watchdog is not None:
             return
         self._stop.acquire()
@@ -227,13 +243,76 @@ class Checker:
         self._watchdog = threading.current_thread()  # marker: started
 
     def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            _fork_watchers.remove(self)
         if self._watchdog is None:
             return
         self._watchdog = None
         self._stop.release()
 
+    # -- fork ----------------------------------------------------------------------------
+    def before_fork(self) -> None:
+        """Called in the forking thread just before ``os.fork()``: report the locks other
+        threads hold (they stay locked in the child for good)."""
+        if not self.config.deadlocks:
+            return
+        me = threading.get_ident()
+        hazards = fork_hazards(me, live_holders())
+        if not hazards:
+            return
+        fork_site = user_site(1) or caller_site(1)
+        frames = sys._current_frames()
+        forker = thread_name(me)
+        for holder, lock in hazards:
+            key = (lock._serial, fork_site)
+            if key in self._forks_reported:
+                continue
+            self._forks_reported.add(key)
+            name = thread_name(holder)
+            taken = lock._fermion_site()
+            now = _user_line_holding(taken, frames.get(holder))
+            where_now = f", from {_where(now)}" if now is not None and now != taken else ""
+            message = (
+                f"deadlock (fork while a lock is held): thread {forker!r} forks at "
+                f"{_where(fork_site)} while thread {name!r} holds {lock._describe()}, "
+                f"taken at {_where(taken)}{where_now}. In the child only the forking thread "
+                "exists, so that lock stays locked there for good and the first thread "
+                "that takes it in the child hangs. Fork before starting threads, use "
+                "multiprocessing's 'forkserver' or 'spawn' start method, or have the lock "
+                "taken around the fork (os.register_at_fork)."
+            )
+            locations = [Location(fork_site.file, fork_site.line, fork_site.function, forker)]
+            for site in dict.fromkeys(s for s in (now, taken) if s is not None):
+                locations.append(Location(site.file, site.line, site.function, name))
+            record(Finding("deadlock", message, tuple(locations)))
+
+    def after_fork_in_child(self) -> None:
+        """In the child: forget the vanished threads' waits and watch the child's."""
+        global _findings_lock
+        # Another thread may have held the checker's own locks at the fork.
+        _findings_lock = _allocate_lock()
+        self._graph_lock = _allocate_lock()
+        self._order_lock = _allocate_lock()
+        me = threading.get_ident()
+        for ident in [i for i in _registry._waiting if i != me]:
+            _registry._waiting.pop(ident, None)
+        self._confirmer = StallConfirmer()
+        self._pool_confirmer = StallConfirmer()
+        if self._watchdog is not None:
+            # The watchdog did not survive the fork. A new one starts with the child's
+            # first checked wait, not now: a child that never waits keeps exactly the
+            # threads it forked with (code checks that, e.g. CPython's test_threading).
+            self._watchdog = None
+            self._stop = _allocate_lock()
+            self._restart_on_wait = True
+
     # -- registry events ---------------------------------------------------------------
     def on_wait_begin(self, wait: Wait) -> None:
+        if self._restart_on_wait:
+            with self._graph_lock:
+                restart, self._restart_on_wait = self._restart_on_wait, False
+            if restart:
+                self.start()
         if not self.config.deadlocks or wait.timeout is not None:
             return
         with self._graph_lock:
@@ -468,6 +547,63 @@ class Checker:
         # Warnings turned into errors must not kill the watchdog.
         with contextlib.suppress(Exception):
             warnings.warn(StarvationWarning(message), stacklevel=1)
+
+
+def _user_line_holding(taken: Site, frame: Any) -> Site | None:
+    """The user's line that took a lock: the acquire site itself when it is user code,
+    else (a lock taken inside the standard library, e.g. a logging handler's) the user
+    frame that called into the library, found on the holder's current stack (the first
+    user frame outside a library frame: callbacks the library made are skipped)."""
+    if _is_user_file(taken.file):
+        return taken
+    innermost: Site | None = None  # where the holder's own code is now
+    in_library = False  # a library frame outside that one: the callback's caller
+    while frame is not None:
+        code = frame.f_code
+        if not _is_user_file(code.co_filename):
+            in_library = innermost is not None
+        elif innermost is None:
+            innermost = Site(code.co_filename, frame.f_lineno, code.co_name)
+        elif in_library:
+            return Site(code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return innermost
+
+
+def _is_user_file(filename: str) -> bool:
+    return not _registry._is_internal(filename) and not _registry._in_standard_library(filename)
+
+
+# The checkers to tell about forks; the os.register_at_fork hooks (which cannot be
+# removed) are installed once, by the first checker that starts.
+_fork_watchers: list[Checker] = []
+_fork_hooks: list[bool] = []
+
+
+def _watch_forks(checker: Checker) -> None:
+    if checker not in _fork_watchers:
+        _fork_watchers.append(checker)
+    if not _fork_hooks and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        _fork_hooks.append(True)
+
+
+def _before_fork() -> None:
+    for checker in list(_fork_watchers):
+        try:
+            checker.before_fork()
+        except Exception as exc:  # a check must not break the fork
+            print(f"fermion: the fork check failed: {exc!r}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    for checker in list(_fork_watchers):
+        try:
+            checker.after_fork_in_child()
+        except Exception as exc:
+            print(
+                f"fermion: restarting the checks in a forked child failed: {exc!r}", file=sys.stderr
+            )
 
 
 def _edge_fields(edge: OrderEdge) -> dict[str, Any]:

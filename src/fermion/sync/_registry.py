@@ -95,6 +95,7 @@ __all__ = [
     "thread_name",
     "thread_state",
     "user_site",
+    "user_site_of",
     "waiting",
 ]
 
@@ -448,6 +449,18 @@ def forget_holds(ident: int | None = None) -> None:
         state.top = None
 
 
+def live_holders() -> dict[int, list[Any]]:
+    """The checked locks each live thread holds now, by ident (threads holding none left out)."""
+    out: dict[int, list[Any]] = {}
+    active = threading._active  # type: ignore[attr-defined]
+    for ident, state in list(_states.items()):
+        if ident in active:
+            holds = state.holds()
+            if holds:
+                out[ident] = holds
+    return out
+
+
 def forget_thread(ident: int) -> None:
     """Drop the state of a finished thread (idents are reused by the OS)."""
     _states.pop(ident, None)
@@ -526,11 +539,16 @@ def user_site(depth: int = 1) -> Site | None:
         frame = _getframe(depth + 1)
     except ValueError:
         return None
+    return user_site_of(frame)
+
+
+def user_site_of(frame: Any) -> Site | None:
+    """:func:`user_site` from *frame* outwards (e.g. another thread's current frame)."""
     while frame is not None:
         code = frame.f_code
         if not _is_internal(code.co_filename) and not _in_standard_library(code.co_filename):
             return Site(code.co_filename, frame.f_lineno, code.co_name)
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 
