@@ -54,6 +54,7 @@ from fermion.sync._registry import (
 __all__ = ["CheckConfig", "Checker", "add_finding_listener", "clear_findings", "findings"]
 
 _allocate_lock = threading._allocate_lock  # type: ignore[attr-defined]
+_THREADING_FILE = threading.__file__
 LOCK_ORDER_MODES = ("record", "warn", "raise")
 
 _findings: list[Finding] = []
@@ -268,8 +269,13 @@ class Checker:
             if key in self._forks_reported:
                 continue
             self._forks_reported.add(key)
-            name = thread_name(holder)
             taken = lock._fermion_site()
+            if taken.file == _THREADING_FILE:
+                # threading's own short critical sections (an Event's set(), a Thread's
+                # start-up): no user code runs under them, and a fork landing there is
+                # noise, not a program's bug (it made CPython's test_threading flaky).
+                continue
+            name = thread_name(holder)
             now = _user_line_holding(taken, frames.get(holder))
             where_now = f", from {_where(now)}" if now is not None and now != taken else ""
             message = (
