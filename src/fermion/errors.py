@@ -21,6 +21,7 @@ __all__ = [
     "InitializerError",
     "LockOrderError",
     "LockOrderWarning",
+    "LockReleaseWarning",
     "RaceSessionError",
     "RaceWarning",
     "RemoteError",
@@ -222,7 +223,9 @@ class DeadlockError(FermionError, RuntimeError):
 
     Raised at once in the thread whose wait closes a wait-for cycle (``kind ==
     "cycle"``), or, for a global stall (``kind == "stall"``: every thread blocked for
-    good), in every stalled thread within about a second. Fields: ``kind``; ``cycle``,
+    good), in every stalled thread within about a second; ``kind == "pool"``: every
+    worker of a thread pool waits for a task queued on that same pool (raised in each
+    of those workers). Fields: ``kind``; ``cycle``,
     a tuple with one entry per thread, each a mapping with keys ``thread`` (its name),
     ``holds`` (a tuple of mappings ``lock``/``file``/``line``/``function``: each lock
     it holds and where it took it), ``waits_for`` (what it waits for) and
@@ -241,6 +244,14 @@ class LockOrderError(FermionError, RuntimeError):
 
 class LockOrderWarning(FermionWarning, RuntimeWarning):
     """Like LockOrderError, issued as a warning when checks run in warn mode."""
+
+
+class LockReleaseWarning(FermionWarning, RuntimeWarning):
+    """A checked Lock was released by a thread other than the one holding it.
+
+    ``threading.Lock`` allows it, so the release happens; the message names the lock,
+    the releasing thread and its line, and the holder and where it took the lock.
+    """
 
 
 class StarvationWarning(FermionWarning, RuntimeWarning):

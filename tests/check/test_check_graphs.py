@@ -108,8 +108,27 @@ def test_starvation_tracker_flags_once_past_both_thresholds() -> None:
     assert not tracker.wait_starves("w", waited=2.0, others=3)
     assert tracker.wait_starves("w", waited=2.0, others=10)
     assert not tracker.wait_starves("w", waited=3.0, others=50)
-    assert not tracker.streak_starves("s", waited=5.0, rewaits=2, others=50)
-    assert tracker.streak_starves("s", waited=5.0, rewaits=3, others=50)
+    # A predicate loop on a condition is judged the same way, whether or not it was woken.
+    assert tracker.wait_starves(("streak", 1), waited=5.0, others=50)
+
+
+def test_starvation_tracker_names_where_others_were_served_while_the_wait_lasts() -> None:
+    tracker = StarvationTracker(threshold=1.0, min_others=2)
+    read, done = Site("rw.py", 10, "acquire_read"), Site("rw.py", 20, "release_read")
+    tracker.served("w", read, 7)
+    tracker.served("w", done, 8)
+    tracker.served("w", read, 9)  # the same line again: listed once, latest thread
+    tracker.served("other", done, 7)
+    assert tracker.served_sites("w") == [(read, 9), (done, 8)]
+    tracker.retain(["w"])  # "other" ended
+    assert tracker.served_sites("other") == []
+    assert tracker.served_sites("w") == [(read, 9), (done, 8)]
+    for line in range(100):  # bounded
+        tracker.served("w", Site("rw.py", 100 + line, "f"), 1)
+    assert len(tracker.served_sites("w")) == 8
+    assert tracker.wait_starves("w", waited=1.0, others=2)
+    tracker.retain([])
+    assert tracker.served_sites("w") == [] and not tracker.wait_starves("w", 9.0, 99)
 
 
 def test_starvation_tracker_validates() -> None:
@@ -125,3 +144,34 @@ def test_a_wait_still_in_its_deadlock_check_is_not_stalled() -> None:
     assert find_stall([1, 2], {1: FakeWait(1), 2: starting}) is None
     starting.blocked = True  # type: ignore[attr-defined]
     assert find_stall([1, 2], {1: FakeWait(1), 2: starting}) is not None
+
+
+def test_a_full_pool_whose_workers_all_wait_for_its_own_queued_tasks_is_stuck() -> None:
+    from fermion.check._pools import PoolView, stuck_pools
+
+    pool = PoolView("P", workers=(1, 2), full=True)
+    assert stuck_pools([pool], {1: "P", 2: "P"}) == ["P"]
+    assert stuck_pools([pool], {1: "P"}) == []  # worker 2 runs (or is idle): it will serve
+    not_full = PoolView("P", workers=(1, 2), full=False)  # may start a third worker
+    assert stuck_pools([not_full], {1: "P", 2: "P"}) == []
+    assert stuck_pools([PoolView("E", (), True)], {}) == []
+
+
+def test_pools_waiting_on_each_other_are_stuck_together_and_only_then() -> None:
+    from fermion.check._pools import PoolView, stuck_pools
+
+    a, b, c = PoolView("A", (1,), True), PoolView("B", (2,), True), PoolView("C", (3,), True)
+    assert stuck_pools([a, b], {1: "B", 2: "A"}) == ["A", "B"]
+    # A waits for C, whose worker is busy elsewhere: C may still serve A
+    assert stuck_pools([a, b, c], {1: "C", 2: "A"}) == []
+    # B's workers wait for A and for B: both stuck once A is
+    b2 = PoolView("B", (2, 4), True)
+    assert stuck_pools([a, b2], {1: "B", 2: "A", 4: "B"}) == ["A", "B"]
+
+
+def test_fork_hazards_are_the_locks_other_threads_hold() -> None:
+    from fermion.check._fork import fork_hazards
+
+    assert fork_hazards(1, {1: ["mine"], 2: ["a", "b"], 3: []}) == [(2, "a"), (2, "b")]
+    assert fork_hazards(1, {1: ["mine"]}) == []
+    assert fork_hazards(1, {}) == []

@@ -41,7 +41,13 @@ def test_sarif_is_a_2_1_0_log_with_rules_and_results() -> None:
     assert log["version"] == "2.1.0" and "sarif-2.1.0" in log["$schema"]
     run = log["runs"][0]
     rules = run["tool"]["driver"]["rules"]
-    assert [r["id"] for r in rules] == ["deadlock", "lock-order", "race", "starvation"]
+    assert [r["id"] for r in rules] == [
+        "deadlock",
+        "lock-order",
+        "race",
+        "starvation",
+        "lock-release",
+    ]
     result = run["results"][0]
     assert result["ruleId"] == "deadlock" and result["level"] == "error"
     assert rules[result["ruleIndex"]]["id"] == "deadlock"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import re
@@ -15,7 +16,13 @@ import pytest
 
 import fermion.sync as fsync
 from fermion import check
-from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning, StarvationWarning
+from fermion.errors import (
+    DeadlockError,
+    LockOrderError,
+    LockOrderWarning,
+    LockReleaseWarning,
+    StarvationWarning,
+)
 from fermion.sync import CheckedLock, _registry
 
 WAIT = 10.0
@@ -266,8 +273,9 @@ def test_lock_order_per_allocation_site() -> None:
     check.clear_findings()
 
 
-def test_condition_starvation_is_reported_with_counts() -> None:
+def test_condition_starvation_is_reported_with_counts_and_the_lines_served() -> None:
     check.clear_findings()
+    lines: dict[str, int] = {}
     with check.enable(
         on_lock_order="record", starvation=True, starvation_threshold=0.3, starvation_min_others=5
     ):
@@ -277,16 +285,21 @@ def test_condition_starvation_is_reported_with_counts() -> None:
         def victim() -> None:
             with cond:
                 while not state["victim_may_go"]:
+                    lines["victim"] = here() + 1
                     cond.wait(WAIT)
 
         def other() -> None:
             while True:
                 with cond:
+                    lines["other"] = here() + 1
                     cond.wait(WAIT)
                     if state["stop"]:
                         return
 
-        threads = [threading.Thread(target=victim, name="victim"), threading.Thread(target=other)]
+        threads = [
+            threading.Thread(target=victim, name="victim"),
+            threading.Thread(target=other, name="other"),
+        ]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 5.0
@@ -294,6 +307,7 @@ def test_condition_starvation_is_reported_with_counts() -> None:
             not any(f.kind == "starvation" for f in check.findings())
             and time.monotonic() < deadline
         ):
+            lines["main"] = here() + 1
             with cond:
                 cond.notify_all()
             time.sleep(0.01)
@@ -305,8 +319,16 @@ def test_condition_starvation_is_reported_with_counts() -> None:
         starving = [f for f in check.findings() if f.kind == "starvation"]
     check.clear_findings()
     assert starving, "no starvation finding"
-    assert "thread 'victim' has re-waited" in starving[0].message
-    assert "while other threads were served" in starving[0].message
+    [finding] = starving
+    assert re.search(
+        r"thread 'victim' has waited \d+\.\d s in its predicate loop on Condition at "
+        rf".*test_checker.py:{lines['victim']} in victim \(re-waited \d+ times\) while other "
+        r"threads were served \d+ times \(at ",
+        finding.message,
+    ), finding.message
+    located = {(loc.line, loc.thread) for loc in finding.locations}
+    assert finding.locations[0].line == lines["victim"]
+    assert {(lines["main"], "MainThread"), (lines["other"], "other")} <= located, located
 
 
 def _starve_a_writer(policy: str) -> tuple[list[Any], int]:
@@ -429,11 +451,18 @@ def test_patch_threading_swaps_and_restores_everything() -> None:
 def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
     """The watchdog's lock-waiter rule, on a registered wait whose primitive others keep taking."""
 
+    class Holder:
+        ident = threading.get_ident()  # the main thread keeps taking it
+
     class Contended:
         _fermion_acquisitions = 0
+        _holder: Any = None
 
         def _fermion_describe(self) -> str:
             return "the contended resource"
+
+        def _fermion_site(self) -> _registry.Site:
+            return _registry.Site(__file__, 99, "greedy")
 
     resource = Contended()
     served = threading.Event()
@@ -455,6 +484,7 @@ def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
         deadline = time.monotonic() + WAIT
         while not check.findings() and time.monotonic() < deadline:
             resource._fermion_acquisitions += 1  # another thread took it
+            resource._holder = Holder()  # and holds it now, taken at line 99
             time.sleep(0.01)
         served.set()
         t.join(WAIT)
@@ -466,4 +496,222 @@ def test_a_waiter_passed_over_by_others_is_reported_as_starving() -> None:
         "for the contended resource" in found[0].message
         and "while other threads took it" in found[0].message
     )
-    assert found[0].locations[0].line == 7
+    assert [(loc.line, loc.function, loc.thread) for loc in found[0].locations] == [
+        (7, "victim", "victim"),
+        (99, "greedy", "MainThread"),
+    ]
+    assert f"{__file__}:99 in greedy" in found[0].message
+
+
+def test_a_lock_released_by_another_thread_is_a_finding_naming_both_threads(
+    checks: None,
+) -> None:
+    lock = fsync.Lock()
+    assert isinstance(lock, CheckedLock)
+    taken_line = here() + 1
+    lock.acquire()
+    release_line: list[int] = []
+
+    def releaser() -> None:
+        release_line.append(here() + 1)
+        lock.release()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = threading.Thread(target=releaser, name="releaser")
+        t.start()
+        t.join(WAIT)
+    assert not lock.locked()
+    [finding] = [f for f in check.findings() if f.kind == "lock-release"]
+    assert "released by thread 'releaser'" in finding.message
+    assert "while thread 'MainThread' holds it" in finding.message
+    assert [(loc.line, loc.thread) for loc in finding.locations] == [
+        (release_line[0], "releaser"),
+        (taken_line, "MainThread"),
+    ]
+    assert [w.category for w in caught] == [LockReleaseWarning]
+    # An RLock's owner is defined: only it may release it.
+    rlock = fsync.RLock()
+    with rlock:
+        errors: list[BaseException] = []
+
+        def intruder() -> None:
+            try:
+                rlock.release()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=intruder, name="intruder")
+        t.start()
+        t.join(WAIT)
+    assert len(errors) == 1 and "held by thread 'MainThread'" in str(errors[0])
+
+
+def test_patched_types_look_like_the_originals_and_old_captures_still_work() -> None:
+    captured = threading.BoundedSemaphore
+    originals = {n: getattr(threading, n) for n in ("Lock", "RLock", "Condition", "Event")}
+    originals.update({n: getattr(queue, n) for n in ("Queue", "SimpleQueue")})
+    lock_type = type(threading.Lock())
+    with check.patch_threading():
+        semaphore = captured(2)  # its __init__ calls the (patched) global Semaphore's
+        assert semaphore.acquire(timeout=1)
+        semaphore.release()
+        with pytest.raises(ValueError, match="Semaphore released too many times"):
+            semaphore.release()
+        for name, original in originals.items():
+            patched = getattr(threading, name, None) or getattr(queue, name)
+            assert patched is not original
+            assert (patched.__module__, patched.__name__) == (
+                original.__module__,
+                original.__name__,
+            )
+        lock = threading.Lock()
+        assert isinstance(lock, CheckedLock)
+        assert (type(lock).__module__, type(lock).__name__) == (
+            lock_type.__module__,
+            lock_type.__name__,
+        )
+        if not isinstance(originals["Lock"], type):  # 3.11/3.12: the type refuses instantiation
+            with pytest.raises(TypeError, match=r"cannot create '_thread.lock' instances"):
+                type(lock)()
+        cond = threading.Condition()
+        with cond, pytest.warns(DeprecationWarning, match=r"use notify_all\(\)"):
+            cond.notifyAll()
+        with pytest.warns(DeprecationWarning, match=r"use is_set\(\)"):
+            threading.Event().isSet()
+
+
+def _lock_from_one_site() -> Any:
+    return fsync.Lock()
+
+
+def test_a_lock_dropped_while_held_stops_feeding_the_lock_order_graph() -> None:
+    import gc
+    import weakref
+
+    _registry.forget_holds()
+    check.clear_findings()
+    with check.enable(on_lock_order="record", starvation=False, deadlocks=False):
+        # An earlier "test" takes a lock and drops it while holding it.
+        dropped = _lock_from_one_site()
+        dropped.acquire()
+        gone = weakref.ref(dropped)
+        del dropped
+        gc.collect()
+        # Unrelated code afterwards: 'other' then a lock created at the same site as the
+        # dropped one. With the dropped lock still "held", the first acquire would record
+        # site -> other, and this order other -> site would close a cycle by site.
+        other = fsync.Lock()
+        with other:
+            pass
+        again = _lock_from_one_site()
+        with other, again:
+            pass
+        found = [f for f in check.findings() if f.kind == "lock-order"]
+    check.clear_findings()
+    _registry.forget_holds()
+    assert found == []
+    gc.collect()
+    assert gone() is None  # no longer kept alive as "held"
+
+
+def test_a_pool_whose_workers_all_wait_for_its_own_queued_tasks_is_a_deadlock(
+    checks: None,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines: list[int] = []
+    with check.patch_threading():
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nested")
+        both_in = threading.Barrier(2, timeout=WAIT)
+
+        inners: list[Any] = []
+
+        def outer() -> int:
+            both_in.wait()  # both workers busy before either submits
+            inner = pool.submit(int, "7")
+            inners.append(inner)
+            lines.append(here() + 1)
+            return inner.result()
+
+        futures = [pool.submit(outer) for _ in range(2)]
+        try:
+            errors = [f.exception(timeout=WAIT) for f in futures]
+        finally:
+            for inner in inners:  # unblock the workers if the check missed it
+                inner.cancel()
+            pool.shutdown(wait=True)
+    assert any(isinstance(e, DeadlockError) and e.kind == "pool" for e in errors), errors
+    [finding] = check.findings()
+    assert finding.kind == "deadlock"
+    assert finding.message.startswith(
+        "deadlock (pool capacity): all 2 worker(s) of a thread pool wait for tasks queued on "
+        "the same pool"
+    )
+    assert "waits for the result of a task queued on ThreadPoolExecutor 'nested'" in finding.message
+    # Each worker's line in the user's code, not concurrent/futures/_base.py.
+    assert {(loc.file, loc.line) for loc in finding.locations} == {(__file__, lines[0])}
+    assert sorted(loc.thread for loc in finding.locations) == ["nested_0", "nested_1"]
+
+
+def test_a_stalled_future_wait_is_reported_at_the_callers_line(checks: None) -> None:
+    from concurrent.futures import Future
+
+    with check.patch_threading():
+        never: Future[int] = Future()
+        line = here() + 2
+        with pytest.raises(DeadlockError, match=r"global stall") as info:
+            never.result()
+    [entry] = info.value.cycle
+    assert (entry["file"], entry["line"]) == (__file__, line)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_while_another_thread_holds_a_lock_names_the_lock_the_holder_and_the_fork(
+    checks: None,
+) -> None:
+    lock = fsync.Lock()
+    held, done = threading.Event(), threading.Event()
+    holder_line: list[int] = []
+
+    def holder() -> None:
+        holder_line.append(here() + 1)
+        with lock:
+            held.set()
+            done.wait(WAIT)
+
+    t = threading.Thread(target=holder, name="holder")
+    t.start()
+    try:
+        assert held.wait(WAIT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            fork_line = here() + 1
+            pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        done.set()
+        t.join(WAIT)
+    [finding] = check.findings()
+    assert finding.kind == "deadlock"
+    assert re.match(
+        rf"deadlock \(fork while a lock is held\): thread 'MainThread' forks at .*:{fork_line} "
+        rf"in test_a_fork.* while thread 'holder' holds Lock#\d+ \(created at .*\), taken at "
+        rf".*:{holder_line[0]} in holder\. In the child only the forking thread exists",
+        finding.message,
+    ), finding.message
+    assert [(loc.line, loc.thread) for loc in finding.locations] == [
+        (fork_line, "MainThread"),
+        (holder_line[0], "holder"),
+    ]
+    # The forking thread's own locks are no hazard.
+    check.clear_findings()
+    with lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    assert check.findings() == []

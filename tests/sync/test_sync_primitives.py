@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import fermion.sync as fsync
+from fermion.errors import LockReleaseWarning
 from fermion.sync import (
     AtomicInt,
     AtomicRef,
@@ -123,22 +124,26 @@ def test_checked_lock_acquire_site_via_acquire_call() -> None:
         lock.release()
 
 
-def test_release_by_non_owner_names_the_owner() -> None:
+def test_release_by_non_owner_happens_and_is_reported_naming_both_threads() -> None:
     lock = CheckedLock()
     taken, done = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with lock:
-            taken.set()
-            done.wait(WAIT)
+        lock.acquire()
+        taken.set()
+        done.wait(WAIT)
 
     threads = run_threads(holder, names=("holder",))
     assert taken.wait(WAIT)
     try:
-        with pytest.raises(
-            RuntimeError, match=r"held by thread 'holder' \(taken at .*test_sync_primitives.py:\d+"
+        with pytest.warns(
+            LockReleaseWarning,
+            match=r"Lock#\d+ \(created at .*\) was released by thread 'MainThread' at "
+            r".*test_sync_primitives.py:\d+ in test_release_by_non_owner.* while thread "
+            r"'holder' holds it \(taken at .*test_sync_primitives.py:\d+ in holder\)",
         ):
-            lock.release()
+            lock.release()  # as threading.Lock: the release happens
+        assert not lock.locked() and lock.statistics().owner is None
     finally:
         done.set()
         join_all(threads)

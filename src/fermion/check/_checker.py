@@ -20,6 +20,7 @@ listeners (``fermion check``'s runner streams them to its parent).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -28,17 +29,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fermion.check._fork import fork_hazards
 from fermion.check._lockorder import LockOrderGraph, OrderEdge
+from fermion.check._patch import thread_pools
+from fermion.check._pools import PoolView, stuck_pools
 from fermion.check._report import Finding, Location
 from fermion.check._starvation import StarvationTracker
 from fermion.check._waitfor import StallConfirmer, find_cycle, find_stall
 from fermion.errors import DeadlockError, LockOrderError, LockOrderWarning, StarvationWarning
+from fermion.sync import _registry
 from fermion.sync._conditions import describe
-from fermion.sync._registry import Site, Wait, caller_stack, held, thread_name, waiting
+from fermion.sync._registry import (
+    Site,
+    Wait,
+    caller_site,
+    caller_stack,
+    held,
+    live_holders,
+    thread_name,
+    user_site,
+    waiting,
+)
 
 __all__ = ["CheckConfig", "Checker", "add_finding_listener", "clear_findings", "findings"]
 
 _allocate_lock = threading._allocate_lock  # type: ignore[attr-defined]
+_THREADING_FILE = threading.__file__
 LOCK_ORDER_MODES = ("record", "warn", "raise")
 
 _findings: list[Finding] = []
@@ -162,6 +178,16 @@ def describe_waits(
                 "Take locks in one global order everywhere, and never join a thread while "
                 "holding a lock it needs."
             )
+    elif kind == "pool":
+        head = (
+            f"deadlock (pool capacity): all {len(waits)} worker(s) of a thread pool wait for "
+            "tasks queued on the same pool, which no worker is free to run:"
+        )
+        advice = (
+            "Do not wait inside a task for another task of the same pool: return the "
+            "future (or chain it with add_done_callback), give the inner tasks their own "
+            "pool, or run them inline."
+        )
     else:
         head = (
             f"deadlock (global stall): all {len(waits)} running thread(s) are blocked with "
@@ -188,11 +214,15 @@ class Checker:
             threshold=config.starvation_threshold, min_others=config.starvation_min_others
         )
         self._confirmer = StallConfirmer()
+        self._pool_confirmer = StallConfirmer()
         self._stop = _allocate_lock()
         self._watchdog: threading.Thread | None = None
+        self._forks_reported: set[tuple[int, Site]] = set()
+        self._restart_on_wait = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
+        _watch_forks(self)
         if not (self.config.deadlocks or self.config.starvation) or self._watchdog is not None:
             return
         self._stop.acquire()
@@ -214,13 +244,81 @@ class Checker:
         self._watchdog = threading.current_thread()  # marker: started
 
     def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            _fork_watchers.remove(self)
         if self._watchdog is None:
             return
         self._watchdog = None
         self._stop.release()
 
+    # -- fork ----------------------------------------------------------------------------
+    def before_fork(self) -> None:
+        """Called in the forking thread just before ``os.fork()``: report the locks other
+        threads hold (they stay locked in the child for good)."""
+        if not self.config.deadlocks:
+            return
+        me = threading.get_ident()
+        hazards = fork_hazards(me, live_holders())
+        if not hazards:
+            return
+        fork_site = user_site(1) or caller_site(1)
+        frames = sys._current_frames()
+        forker = thread_name(me)
+        for holder, lock in hazards:
+            key = (lock._serial, fork_site)
+            if key in self._forks_reported:
+                continue
+            self._forks_reported.add(key)
+            taken = lock._fermion_site()
+            if taken.file == _THREADING_FILE:
+                # threading's own short critical sections (an Event's set(), a Thread's
+                # start-up): no user code runs under them, and a fork landing there is
+                # noise, not a program's bug (it made CPython's test_threading flaky).
+                continue
+            name = thread_name(holder)
+            now = _user_line_holding(taken, frames.get(holder))
+            where_now = f", from {_where(now)}" if now is not None and now != taken else ""
+            message = (
+                f"deadlock (fork while a lock is held): thread {forker!r} forks at "
+                f"{_where(fork_site)} while thread {name!r} holds {lock._describe()}, "
+                f"taken at {_where(taken)}{where_now}. In the child only the forking thread "
+                "exists, so that lock stays locked there for good and the first thread "
+                "that takes it in the child hangs. Fork before starting threads, use "
+                "multiprocessing's 'forkserver' or 'spawn' start method, or have the lock "
+                "taken around the fork (os.register_at_fork)."
+            )
+            locations = [Location(fork_site.file, fork_site.line, fork_site.function, forker)]
+            for site in dict.fromkeys(s for s in (now, taken) if s is not None):
+                locations.append(Location(site.file, site.line, site.function, name))
+            record(Finding("deadlock", message, tuple(locations)))
+
+    def after_fork_in_child(self) -> None:
+        """In the child: forget the vanished threads' waits and watch the child's."""
+        global _findings_lock
+        # Another thread may have held the checker's own locks at the fork.
+        _findings_lock = _allocate_lock()
+        self._graph_lock = _allocate_lock()
+        self._order_lock = _allocate_lock()
+        me = threading.get_ident()
+        for ident in [i for i in _registry._waiting if i != me]:
+            _registry._waiting.pop(ident, None)
+        self._confirmer = StallConfirmer()
+        self._pool_confirmer = StallConfirmer()
+        if self._watchdog is not None:
+            # The watchdog did not survive the fork. A new one starts with the child's
+            # first checked wait, not now: a child that never waits keeps exactly the
+            # threads it forked with (code checks that, e.g. CPython's test_threading).
+            self._watchdog = None
+            self._stop = _allocate_lock()
+            self._restart_on_wait = True
+
     # -- registry events ---------------------------------------------------------------
     def on_wait_begin(self, wait: Wait) -> None:
+        if self._restart_on_wait:
+            with self._graph_lock:
+                restart, self._restart_on_wait = self._restart_on_wait, False
+            if restart:
+                self.start()
         if not self.config.deadlocks or wait.timeout is not None:
             return
         with self._graph_lock:
@@ -230,6 +328,21 @@ class Checker:
             message, entries, locations = describe_waits(cycle, "cycle")
         record(Finding("deadlock", message, locations))
         raise DeadlockError(message, cycle=entries, kind="cycle")
+
+    def on_foreign_release(
+        self, primitive: Any, message: str, site: Site, holder: int, thread: int
+    ) -> None:
+        taken = primitive._fermion_site()
+        record(
+            Finding(
+                "lock-release",
+                message,
+                (
+                    Location(site.file, site.line, site.function, thread_name(thread)),
+                    Location(taken.file, taken.line, taken.function, thread_name(holder)),
+                ),
+            )
+        )
 
     def on_nested_acquire(self, primitive: Any, thread: int, holds: list[Any]) -> None:
         if not self.config.lock_order:
@@ -299,10 +412,43 @@ class Checker:
 
     def _poll(self) -> None:
         waits = waiting()
-        if self.config.deadlocks:
+        if self.config.deadlocks and not self._check_pools(waits):
             self._check_stall(waits)
         if self.config.starvation:
             self._check_starvation(waits)
+
+    def _check_pools(self, waits: dict[int, Wait]) -> bool:
+        """Pool-capacity deadlocks (see :mod:`fermion.check._pools`); True if one was found."""
+        pools = thread_pools()
+        if not pools:
+            return False
+        awaiting: dict[int, int] = {}
+        for ident, wait in waits.items():
+            tag = getattr(wait.primitive, "_fermion_task_of", None)
+            if tag is None or wait.timeout is not None or not wait.blocked or wait.ready():
+                continue
+            pool, future = tag[0](), tag[1]()
+            if pool is not None and future is not None and future._state == "PENDING":
+                awaiting[ident] = id(pool)
+        views: list[PoolView] = []
+        for pool in pools:
+            try:
+                threads = tuple(pool._threads)
+            except RuntimeError:  # the set changed size meanwhile: look again next poll
+                return False
+            workers = tuple(t.ident for t in threads if t.ident is not None and t.is_alive())
+            full = len(workers) >= pool._max_workers
+            views.append(PoolView(id(pool), workers, full))
+        stuck_keys = set(stuck_pools(views, awaiting))
+        stuck_waits = [waits[w] for v in views if v.key in stuck_keys for w in v.workers]
+        stuck = self._pool_confirmer.observe(stuck_waits or None)
+        if not stuck:
+            return bool(stuck_waits)
+        message, entries, locations = describe_waits(stuck, "pool")
+        record(Finding("deadlock", message, locations))
+        for wait in stuck:
+            wait.abort(DeadlockError(message, cycle=entries, kind="pool"))
+        return True
 
     def _check_stall(self, waits: dict[int, Wait]) -> None:
         ignored = self.config.ignored_threads
@@ -325,60 +471,145 @@ class Checker:
 
     def _check_starvation(self, waits: dict[int, Wait]) -> None:
         now = time.monotonic()
+        current: set[Any] = set()
         for wait in waits.values():
             primitive = wait.primitive
-            name = thread_name(wait.thread)
             acquisitions = getattr(primitive, "_fermion_acquisitions", None)
             if acquisitions is not None:
-                others = acquisitions - wait.acquisitions_at_start
-                waited = now - wait.since
-                # Keyed by primitive, thread and start: one finding per wait, also when
-                # the wait spans several blocking calls (see Wait.since).
-                wait_key = (id(primitive), wait.thread, wait.since)
-                if self._starvation.wait_starves(wait_key, waited, others):
-                    advice = getattr(primitive, "_fermion_starvation_advice", None)
-                    self._starving(
-                        f"starvation: thread {name!r} has waited {waited:.1f} s for "
-                        f"{describe(primitive)} at {_where(wait.site)} while other threads "
-                        f"took it {others} times. "
-                        + (
-                            advice()
-                            if advice is not None
-                            else "Use fermion.sync.FairLock (FIFO hand-off) or hold the lock "
-                            "for less time."
-                        ),
-                        wait,
-                    )
+                current.add(self._check_passed_over(wait, primitive, acquisitions, now))
             streaks = getattr(primitive, "_fermion_streaks", None)
             if streaks:
                 streak = streaks.get(wait.thread)
                 if streak is not None:
-                    start, rewaits, exits_at_start = streak
-                    others = int(getattr(primitive, "_fermion_exits", 0) - exits_at_start)
-                    waited = now - start
-                    key = ("streak", id(primitive), wait.thread, start)
-                    if self._starvation.streak_starves(key, waited, int(rewaits), others):
-                        self._starving(
-                            f"starvation: thread {name!r} has re-waited {int(rewaits)} times "
-                            f"over {waited:.1f} s on {describe(primitive)} at "
-                            f"{_where(wait.site)} while other threads were served "
-                            f"{others} times. Wake the waiter whose condition holds (one "
-                            "condition per predicate) or serve waiters in order.",
-                            wait,
-                        )
+                    current.add(self._check_streak(wait, primitive, streak, now))
+        self._starvation.retain(current)
 
-    def _starving(self, message: str, wait: Wait) -> None:
-        site = wait.site
-        record(
-            Finding(
-                "starvation",
-                message,
-                (Location(site.file, site.line, site.function, thread_name(wait.thread)),),
-            )
+    def _check_passed_over(self, wait: Wait, primitive: Any, acquisitions: int, now: float) -> Any:
+        """A waiter for a lock-like primitive that others keep taking."""
+        others = acquisitions - wait.acquisitions_at_start
+        waited = now - wait.since
+        # Keyed by primitive, thread and start: one finding per wait, also when the
+        # wait spans several blocking calls (see Wait.since).
+        key = (id(primitive), wait.thread, wait.since)
+        holder = getattr(primitive, "_holder", None)
+        site_of = getattr(primitive, "_fermion_site", None)
+        if holder is not None and site_of is not None and holder.ident != wait.thread:
+            self._starvation.served(key, site_of(), holder.ident)
+        if not self._starvation.wait_starves(key, waited, others):
+            return key
+        advice = getattr(primitive, "_fermion_starvation_advice", None)
+        name = thread_name(wait.thread)
+        self._starving(
+            f"starvation: thread {name!r} has waited {waited:.1f} s for "
+            f"{describe(primitive)} at {_where(wait.site)} while other threads took it "
+            f"{others} times{self._served_text(key)}. "
+            + (
+                advice()
+                if advice is not None
+                else "Use fermion.sync.FairLock (FIFO hand-off) or hold the lock for less time."
+            ),
+            wait,
+            key,
         )
+        return key
+
+    def _check_streak(self, wait: Wait, primitive: Any, streak: list[Any], now: float) -> Any:
+        """A thread in a predicate loop on a condition while others are served."""
+        start, rewaits, served_at_start = streak[0], int(streak[1]), streak[2]
+        others = int(primitive._fermion_served) - served_at_start
+        waited = now - start
+        key = ("streak", id(primitive), wait.thread, start)
+        for site, (serial, thread) in primitive._fermion_served_at.copy().items():
+            if serial > served_at_start and thread != wait.thread:
+                self._starvation.served(key, Site(*site), thread)
+        if not self._starvation.wait_starves(key, waited, others):
+            return key
+        name = thread_name(wait.thread)
+        self._starving(
+            f"starvation: thread {name!r} has waited {waited:.1f} s in its predicate loop on "
+            f"{describe(primitive)} at {_where(wait.site)} (re-waited {rewaits - 1} times) "
+            f"while other threads were served {others} times{self._served_text(key)}. Wake "
+            "the waiter whose condition holds (one condition per predicate), serve waiters "
+            "in order, or let a waiting writer hold new readers back.",
+            wait,
+            key,
+        )
+        return key
+
+    def _served_text(self, key: Any) -> str:
+        sites = self._starvation.served_sites(key)
+        if not sites:
+            return ""
+        return " (at " + ", ".join(_where(site) for site, _ in sites) + ")"
+
+    def _starving(self, message: str, wait: Wait, key: Any) -> None:
+        site = wait.site
+        locations = [Location(site.file, site.line, site.function, thread_name(wait.thread))]
+        for served, thread in self._starvation.served_sites(key):
+            locations.append(
+                Location(served.file, served.line, served.function, thread_name(thread))
+            )
+        record(Finding("starvation", message, tuple(locations)))
         # Warnings turned into errors must not kill the watchdog.
         with contextlib.suppress(Exception):
             warnings.warn(StarvationWarning(message), stacklevel=1)
+
+
+def _user_line_holding(taken: Site, frame: Any) -> Site | None:
+    """The user's line that took a lock: the acquire site itself when it is user code,
+    else (a lock taken inside the standard library, e.g. a logging handler's) the user
+    frame that called into the library, found on the holder's current stack (the first
+    user frame outside a library frame: callbacks the library made are skipped)."""
+    if _is_user_file(taken.file):
+        return taken
+    innermost: Site | None = None  # where the holder's own code is now
+    in_library = False  # a library frame outside that one: the callback's caller
+    while frame is not None:
+        code = frame.f_code
+        if not _is_user_file(code.co_filename):
+            in_library = innermost is not None
+        elif innermost is None:
+            innermost = Site(code.co_filename, frame.f_lineno, code.co_name)
+        elif in_library:
+            return Site(code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return innermost
+
+
+def _is_user_file(filename: str) -> bool:
+    return not _registry._is_internal(filename) and not _registry._in_standard_library(filename)
+
+
+# The checkers to tell about forks; the os.register_at_fork hooks (which cannot be
+# removed) are installed once, by the first checker that starts.
+_fork_watchers: list[Checker] = []
+_fork_hooks: list[bool] = []
+
+
+def _watch_forks(checker: Checker) -> None:
+    if checker not in _fork_watchers:
+        _fork_watchers.append(checker)
+    if not _fork_hooks and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        _fork_hooks.append(True)
+
+
+def _before_fork() -> None:
+    for checker in list(_fork_watchers):
+        try:
+            checker.before_fork()
+        except Exception as exc:  # a check must not break the fork
+            print(f"fermion: the fork check failed: {exc!r}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    for checker in list(_fork_watchers):
+        try:
+            checker.after_fork_in_child()
+        except Exception as exc:
+            print(
+                f"fermion: restarting the checks in a forked child failed: {exc!r}", file=sys.stderr
+            )
 
 
 def _edge_fields(edge: OrderEdge) -> dict[str, Any]:

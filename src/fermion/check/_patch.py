@@ -4,8 +4,9 @@ Swaps ``threading.Lock``/``RLock``/``Condition``/``Semaphore``/``BoundedSemaphor
 ``Event``/``Barrier`` and ``queue.Queue``/``LifoQueue``/``PriorityQueue``/
 ``SimpleQueue`` for fermion's checked versions, and instruments ``Thread.join`` (a
 registered, deadlock-checked wait), ``Thread.start`` and the thread bootstrap (the
-happens-before hand-offs of start and exit), so unmodified programs and libraries are
-checked. Primitives created before the patch stay what they were. Undo restores every
+happens-before hand-offs of start and exit), and ``ThreadPoolExecutor.submit`` (which
+pool a future's task is queued on, for the pool-capacity check), so unmodified programs
+and libraries are checked. Primitives created before the patch stay what they were. Undo restores every
 attribute exactly.
 """
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -34,20 +37,85 @@ from fermion.sync._queues import (
 )
 from fermion.sync._registry import blocking_wait, caller_site
 
-__all__ = ["Patch", "patch_threading"]
+__all__ = ["Patch", "patch_threading", "thread_pools"]
 
 _original_join = threading.Thread.join
 _original_start = threading.Thread.start
 _original_bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
 
+# What the patch installs looks like what it replaces: the same __module__, __name__,
+# __qualname__ and __doc__ (code that introspects threading, e.g. CPython's own
+# test_threading, sees no difference), subclasses of fermion's checked classes so
+# isinstance() against those still holds.
+_ORIGINAL_LOCK = threading.Lock
+_ORIGINAL_LOCK_TYPE = type(_ORIGINAL_LOCK())
+
+
+def _instantiable(tp: type) -> bool:
+    try:
+        tp()
+    except TypeError:
+        return False
+    return True
+
+
+def _dressed_as(original: Any, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+    names = ("__module__", "__name__", "__qualname__", "__doc__")
+    out = {name: getattr(original, name) for name in names if hasattr(original, name)}
+    out.update(namespace or {})
+    return out
+
+
+def _lookalike(checked: type, original: type) -> type:
+    """A subclass of *checked* that names itself as *original* does."""
+    namespace = _dressed_as(original)
+    if "__slots__" in checked.__dict__:
+        namespace["__slots__"] = ()
+    return type(original.__name__, (checked,), namespace)
+
+
+def _lock_init(self: CheckedLock) -> None:
+    CheckedLock.__init__(self, strict=False, _created=caller_site())
+
+
+if _instantiable(_ORIGINAL_LOCK_TYPE):
+    # 3.13+: threading.Lock is the lock type itself; the patched one is a class too.
+    _PatchedLock: Any = type(
+        _ORIGINAL_LOCK_TYPE.__name__,
+        (CheckedLock,),
+        _dressed_as(_ORIGINAL_LOCK_TYPE, {"__slots__": (), "__init__": _lock_init}),
+    )
+else:
+
+    def _refuse(cls: type, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"cannot create '{cls.__module__}.{cls.__name__}' instances")
+
+    _PatchedLock = type(
+        _ORIGINAL_LOCK_TYPE.__name__,
+        (CheckedLock,),
+        _dressed_as(_ORIGINAL_LOCK_TYPE, {"__slots__": (), "__new__": _refuse}),
+    )
+
+
 def _lenient_lock() -> CheckedLock:
     """``threading.Lock()`` while patched: checked, but any thread may release it."""
-    return CheckedLock(strict=False, _created=caller_site())
+    if isinstance(_ORIGINAL_LOCK, type):
+        lock: CheckedLock = _PatchedLock()
+        return lock
+    lock = object.__new__(_PatchedLock)
+    CheckedLock.__init__(lock, strict=False, _created=caller_site())
+    return lock
 
 
 def _checked_rlock(*args: Any, **kwargs: Any) -> CheckedRLock:
     return CheckedRLock(_created=caller_site())
+
+
+for _function, _original in ((_lenient_lock, _ORIGINAL_LOCK), (_checked_rlock, threading.RLock)):
+    for _name, _value in _dressed_as(_original).items():
+        setattr(_function, _name, _value)
+_LOCK_FACTORY: Any = _PatchedLock if isinstance(_ORIGINAL_LOCK, type) else _lenient_lock
 
 
 def _checked_join(self: threading.Thread, timeout: float | None = None) -> None:
@@ -108,21 +176,55 @@ def _checked_bootstrap_inner(self: threading.Thread) -> None:
         _registry.forget_thread(threading.get_ident())
 
 
+_original_submit = ThreadPoolExecutor.submit
+# The thread pools that queued tasks while patched (the pool-capacity check reads them).
+_pools: weakref.WeakSet[ThreadPoolExecutor] = weakref.WeakSet()
+
+
+def thread_pools() -> list[ThreadPoolExecutor]:
+    """Each ``ThreadPoolExecutor`` that was given tasks while threading was patched."""
+    return list(_pools)
+
+
+def _checked_submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+    future = _original_submit(self, fn, *args, **kwargs)
+    # A wait on this future is a wait for a task queued on *self*: tag its condition
+    # (what the waiter is registered on) with both, weakly.
+    with suppress(AttributeError, TypeError):
+        future._condition._fermion_task_of = (  # type: ignore[attr-defined]
+            weakref.ref(self),
+            weakref.ref(future),
+            f"the result of a task queued on {type(self).__name__} "
+            f"{self._thread_name_prefix!r} (max_workers={self._max_workers})",
+        )
+    _pools.add(self)
+    return future
+
+
+for _name, _value in _dressed_as(_original_submit).items():
+    setattr(_checked_submit, _name, _value)
+
+
 _REPLACEMENTS: list[tuple[Any, str, Any]] = [
-    (threading, "Lock", _lenient_lock),
+    (threading, "Lock", _LOCK_FACTORY),
     (threading, "RLock", _checked_rlock),
-    (threading, "Condition", CheckedCondition),
-    (threading, "Semaphore", CheckedSemaphore),
-    (threading, "BoundedSemaphore", CheckedBoundedSemaphore),
-    (threading, "Event", CheckedEvent),
-    (threading, "Barrier", CheckedBarrier),
-    (queue, "Queue", CheckedQueue),
-    (queue, "LifoQueue", CheckedLifoQueue),
-    (queue, "PriorityQueue", CheckedPriorityQueue),
-    (queue, "SimpleQueue", CheckedSimpleQueue),
+    (threading, "Condition", _lookalike(CheckedCondition, threading.Condition)),
+    (threading, "Semaphore", _lookalike(CheckedSemaphore, threading.Semaphore)),
+    (
+        threading,
+        "BoundedSemaphore",
+        _lookalike(CheckedBoundedSemaphore, threading.BoundedSemaphore),
+    ),
+    (threading, "Event", _lookalike(CheckedEvent, threading.Event)),
+    (threading, "Barrier", _lookalike(CheckedBarrier, threading.Barrier)),
+    (queue, "Queue", _lookalike(CheckedQueue, queue.Queue)),
+    (queue, "LifoQueue", _lookalike(CheckedLifoQueue, queue.LifoQueue)),
+    (queue, "PriorityQueue", _lookalike(CheckedPriorityQueue, queue.PriorityQueue)),
+    (queue, "SimpleQueue", _lookalike(CheckedSimpleQueue, queue.SimpleQueue)),
     (threading.Thread, "join", _checked_join),
     (threading.Thread, "start", _checked_start),
     (threading.Thread, "_bootstrap_inner", _checked_bootstrap_inner),
+    (ThreadPoolExecutor, "submit", _checked_submit),
 ]
 
 

@@ -4,7 +4,8 @@ Contract (stable; the race detector in ``fermion.check._races`` produces these t
 
 * :class:`Location` ``(file, line, function, thread)`` — one place a finding names.
 * :class:`Finding` ``(kind, message, locations)`` — ``kind`` is one of
-  :data:`KINDS` (``"deadlock"``, ``"lock-order"``, ``"race"``, ``"starvation"``);
+  :data:`KINDS` (``"deadlock"``, ``"lock-order"``, ``"race"``, ``"starvation"``,
+  ``"lock-release"``);
   ``message`` is complete on its own (it may span lines, e.g. with stacks);
   ``locations`` holds every place it names, most important first.
 * :class:`Report` ``(findings, argv, exit_code)`` with ``to_text()``, ``to_json()``
@@ -26,8 +27,8 @@ from typing import Any, Literal
 
 __all__ = ["FORMATS", "KINDS", "Finding", "Location", "Report"]
 
-Kind = Literal["deadlock", "lock-order", "race", "starvation"]
-KINDS: tuple[str, ...] = ("deadlock", "lock-order", "race", "starvation")
+Kind = Literal["deadlock", "lock-order", "race", "starvation", "lock-release"]
+KINDS: tuple[str, ...] = ("deadlock", "lock-order", "race", "starvation", "lock-release")
 FORMATS: tuple[str, ...] = ("text", "json", "sarif")
 
 _RULES: dict[str, tuple[str, str, str]] = {
@@ -55,6 +56,13 @@ _RULES: dict[str, tuple[str, str, str]] = {
         "A thread starves",
         "A waiter stayed blocked while other threads kept taking the same primitive. "
         "Use a fair lock (fermion.sync.FairLock) or a fair RWLock policy.",
+        "warning",
+    ),
+    "lock-release": (
+        "A lock released by a thread that does not hold it",
+        "threading.Lock allows another thread to release a lock, but then the lock "
+        "protects nothing for its holder. Signal between threads with a Semaphore or an "
+        "Event, and release a lock in the thread that took it.",
         "warning",
     ),
 }

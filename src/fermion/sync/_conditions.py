@@ -40,6 +40,7 @@ get_ident = threading.get_ident
 _getframe = sys._getframe
 T = TypeVar("T")
 
+_ORIGINAL_CONDITION = threading.Condition
 _ORIGINAL_SEMAPHORE = threading.Semaphore
 _ORIGINAL_BOUNDED_SEMAPHORE = threading.BoundedSemaphore
 _ORIGINAL_EVENT = threading.Event
@@ -95,22 +96,36 @@ class CheckedCondition:
             self._acquire_restore = lock._acquire_restore  # type: ignore[method-assign]
         if hasattr(lock, "_is_owned"):
             self._is_owned = lock._is_owned  # type: ignore[method-assign]
-        # Starvation bookkeeping: thread -> [streak start, waits in streak, exits at start]
-        self._fermion_streaks: dict[int, list[float]] = {}
-        self._fermion_exits = 0
+        # Starvation bookkeeping, kept only while some thread is in a predicate loop (a
+        # *streak*: its first wait() up to its release of the lock, across re-waits):
+        # thread -> [streak start, waits in streak, served count at start, wait site];
+        # ``_fermion_served`` counts the others served meanwhile (a thread entering the
+        # condition, or leaving it after its own waits), ``_fermion_served_at`` where:
+        # (file, line, function) -> (served count then, thread ident).
+        self._fermion_streaks: dict[int, list[Any]] = {}
+        self._fermion_served = 0
+        self._fermion_served_at: dict[tuple[str, int, str], tuple[int, int]] = {}
 
     # -- the lock ----------------------------------------------------------------------
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         lock = self._lock
         if isinstance(lock, (CheckedLock, CheckedRLock)):
-            return lock._acquire_from(_getframe(1), blocking, timeout)
-        return bool(lock.acquire(blocking, timeout))
+            got = lock._acquire_from(_getframe(1), blocking, timeout)
+        else:
+            got = bool(lock.acquire(blocking, timeout))
+        if got and self._fermion_streaks:
+            self._entered(_getframe(1))
+        return got
 
     def __enter__(self) -> bool:
         lock = self._lock
         if isinstance(lock, (CheckedLock, CheckedRLock)):
-            return lock._acquire_from(_getframe(1))
-        return bool(lock.__enter__())
+            got = lock._acquire_from(_getframe(1))
+        else:
+            got = bool(lock.__enter__())
+        if self._fermion_streaks:
+            self._entered(_getframe(1))
+        return got
 
     def release(self) -> None:
         if self._fermion_streaks:
@@ -122,9 +137,27 @@ class CheckedCondition:
             self._end_streak()
         self._lock.release()
 
+    def _entered(self, frame: Any) -> None:
+        """A thread entered while another is in a predicate loop: one more served."""
+        code = frame.f_code
+        self._fermion_served += 1
+        self._fermion_served_at[(code.co_filename, frame.f_lineno, code.co_name)] = (
+            self._fermion_served,
+            get_ident(),
+        )
+
     def _end_streak(self) -> None:
-        if self._fermion_streaks.pop(get_ident(), None) is not None:
-            self._fermion_exits += 1
+        streak = self._fermion_streaks.pop(get_ident(), None)
+        if streak is not None:
+            # Served after its own waits: counted where it waited.
+            self._fermion_served += 1
+            site = streak[3]
+            self._fermion_served_at[(site.file, site.line, site.function)] = (
+                self._fermion_served,
+                get_ident(),
+            )
+            if not self._fermion_streaks:
+                self._fermion_served_at.clear()
 
     def __repr__(self) -> str:
         return f"<fermion.sync.Condition({self._lock!r}, {len(self._waiters)})>"
@@ -154,7 +187,7 @@ class CheckedCondition:
         me = get_ident()
         streak = self._fermion_streaks.get(me)
         if streak is None:
-            self._fermion_streaks[me] = [monotonic(), 1.0, float(self._fermion_exits)]
+            self._fermion_streaks[me] = [monotonic(), 1, self._fermion_served, site]
         else:
             streak[1] += 1
         waiter = _allocate_lock()
@@ -229,16 +262,20 @@ class CheckedCondition:
         """Wake every waiter; the caller must hold the lock."""
         self.notify(len(self._waiters))
 
-    def notifyAll(self) -> None:
-        """Deprecated alias of :meth:`notify_all`, as in threading."""
-        self.notify_all()
+    # The deprecated alias is threading's own (it warns, then calls notify_all()).
+    notifyAll = _ORIGINAL_CONDITION.notifyAll
 
 
 class CheckedSemaphore(_ORIGINAL_SEMAPHORE):
     """``threading.Semaphore`` with registered waits and happens-before hand-offs."""
 
     def __init__(self, value: int = 1) -> None:
-        super().__init__(value)
+        _ORIGINAL_SEMAPHORE.__init__(self, value)
+        if not isinstance(self, CheckedSemaphore):
+            # threading.BoundedSemaphore.__init__ of a class captured before
+            # patch_threading() calls the global Semaphore.__init__ (this one) on its
+            # own, unchecked instance: initialise it as threading does, nothing more.
+            return
         self._cond = CheckedCondition(_allocate_lock(), _target=self)
         self._fermion_acquisitions = 0
         self._fermion_created = caller_site()
@@ -376,7 +413,9 @@ def describe(primitive: object) -> str:
     if isinstance(primitive, threading.Thread):
         return f"thread {primitive.name!r} to finish"
     if isinstance(primitive, CheckedCondition):
-        return "Condition"
+        # A future's condition names the task it stands for (fermion.check tags it).
+        task_of = getattr(primitive, "_fermion_task_of", None)
+        return "Condition" if task_of is None else str(task_of[2])
     return type(primitive).__name__
 
 

@@ -5,9 +5,12 @@ the private helpers ``threading.Condition`` uses), and on top:
 
 * record the owning thread and the acquire site (file:line), shown by ``repr`` and
   :meth:`statistics`;
-* a strict lock refuses a release by a thread that does not own it, naming the owner;
-  the lenient variant (what ``patch_threading`` installs, since ``threading.Lock`` may
-  legally be released by any thread) allows it;
+* a release by a thread that does not own it happens, as with ``threading.Lock``
+  (which may legally be released by any thread: a lock used as a signal); the strict
+  variant (``fermion.sync.Lock()`` under checks) also reports it as a
+  :class:`~fermion.errors.LockReleaseWarning` naming both threads, the lenient one
+  (what ``patch_threading`` installs as ``threading.Lock``) silently. An RLock's
+  owner is defined: only it may release one;
 * report holds and blocking waits to :mod:`fermion.sync._registry`, which the deadlock,
   lock-order, starvation and race checks read.
 
@@ -21,10 +24,12 @@ import itertools
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
+from fermion.errors import LockReleaseWarning
 from fermion.sync import _registry
 from fermion.sync._registry import (
     Site,
@@ -306,7 +311,7 @@ class CheckedLock:
 
     # -- releasing -------------------------------------------------------------------
     def release(self) -> None:
-        """Release the lock; a strict lock refuses a thread that does not own it."""
+        """Release the lock; a release by another thread is reported (strict lock)."""
         try:
             state: ThreadState = _tls.state
         except AttributeError:
@@ -347,25 +352,38 @@ class CheckedLock:
         self._block.release()
 
     def _release_foreign(self) -> None:
-        """A release by a thread that does not hold the lock."""
+        """A release by a thread that does not hold the lock: allowed, as threading's.
+
+        ``threading.Lock`` may be released by any thread (a lock used as a signal), so
+        the release happens. A strict lock (``fermion.sync.Lock()`` under checks) also
+        reports it: a :class:`~fermion.errors.LockReleaseWarning` naming both threads,
+        and the ``on_foreign_release`` listeners (the checker records a finding).
+        """
         holder = self._holder
         if holder is None:
             raise RuntimeError("release unlocked lock")
         if self._strict:
-            me = threading.get_ident()
-            raise RuntimeError(
-                f"cannot release {self._describe()}: it is held by thread "
-                f"{thread_name(holder.ident)!r} (taken at {self._fermion_site()}), not by the "
-                f"calling thread {thread_name(me)!r}; only the owner may release a checked "
-                "Lock (use a Semaphore to signal between threads)"
-            )
-        # A lenient lock (threading.Lock semantics): any thread may release it. The
-        # holder's chain is the holder's own to change: its entry goes stale there
+            self._report_foreign_release(holder)
+        # The holder's chain is the holder's own to change: its entry goes stale there
         # (``_holder`` no longer names it) and is dropped at its next lock operation.
         for callback in _lock_released:
             callback(self, holder.ident)
         self._holder = None
         self._block.release()
+
+    def _report_foreign_release(self, holder: ThreadState) -> None:
+        me = threading.get_ident()
+        releaser_site = caller_site(2)
+        message = (
+            f"{self._describe()} was released by thread {thread_name(me)!r} at "
+            f"{releaser_site} while thread {thread_name(holder.ident)!r} holds it (taken at "
+            f"{self._fermion_site()}). threading.Lock allows this, but a lock released by "
+            "another thread protects nothing: use a Semaphore or an Event to signal "
+            "between threads"
+        )
+        for callback in _registry._on_foreign_release:
+            callback(self, message, releaser_site, holder.ident, me)
+        warnings.warn(LockReleaseWarning(message), stacklevel=4)
 
     # -- queries ---------------------------------------------------------------------
     def locked(self) -> bool:
@@ -391,7 +409,7 @@ class CheckedLock:
         return Site(code.co_filename, line_of(code, self._lasti), code.co_name)
 
     def _describe(self) -> str:
-        return f"{type(self).__name__.removeprefix('Checked')}#{self._serial} (created at {self._created})"
+        return f"Lock#{self._serial} (created at {self._created})"
 
     def _at_fork_reinit(self) -> None:
         self._block._at_fork_reinit()
@@ -404,7 +422,7 @@ class CheckedLock:
         extra = ""
         if holder is not None:
             extra = f"owner={thread_name(holder.ident)!r} site={self._fermion_site()} "
-        return f"<{state} fermion.sync.{type(self).__name__} object #{self._serial} {extra}at {id(self):#x}>"
+        return f"<{state} fermion.sync.CheckedLock object #{self._serial} {extra}at {id(self):#x}>"
 
 
 class CheckedRLock:

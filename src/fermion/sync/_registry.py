@@ -94,6 +94,8 @@ __all__ = [
     "remove_listener",
     "thread_name",
     "thread_state",
+    "user_site",
+    "user_site_of",
     "waiting",
 ]
 
@@ -113,6 +115,10 @@ _on_wait_end: list[Callable[..., Any]] = []
 # the acquisition and before the lock joins ``holds``. May raise; the lock is then
 # released again and the error propagates.
 _on_nested_acquire: list[Callable[..., Any]] = []
+# Internal (the checker records a finding): ``on_foreign_release(primitive, message,
+# site, holder, thread)``, called when a strict checked Lock is released by a thread
+# (*thread*, at *site*) other than its holder (*holder*); *message* says so.
+_on_foreign_release: list[Callable[..., Any]] = []
 # What a checked Lock/RLock calls after taking its first level (resp. before giving up
 # its last): every on_acquired (on_released), then the on_handoff_acquire
 # (on_handoff_release) of the listeners that want hand-offs from locks. Empty when
@@ -128,6 +134,7 @@ _EVENTS = (
     "on_wait_begin",
     "on_wait_end",
     "on_nested_acquire",
+    "on_foreign_release",
 )
 _listeners_lock = threading.Lock()
 
@@ -288,17 +295,56 @@ def _chain(holds: list[Any]) -> tuple[Any, Any] | None:
     return top
 
 
+def _extra_references(holds: list[Any], top: tuple[Any, Any] | None) -> list[int]:
+    """For each of *holds*, its references beyond the chain's cells (and this check's)."""
+    cells: dict[int, int] = {}
+    node = top
+    while node is not None:
+        key = id(node[0])
+        cells[key] = cells.get(key, 0) + 1
+        node = node[1]
+    return [getrefcount(primitive) - cells.get(id(primitive), 0) for primitive in holds]
+
+
+def _calibrate() -> int:
+    probe = object()
+    # What _extra_references counts for an object only *holds* and one cell refer to:
+    # the probe's local name here is the one reference a dropped lock does not have.
+    return _extra_references([probe], (probe, None))[0] - 1
+
+
+getrefcount = sys.getrefcount
+_ABANDONED_REFERENCES = _calibrate()
+
+
+def _not_abandoned(holds: list[Any], top: tuple[Any, Any] | None) -> list[Any]:
+    """*holds* without the locks the program dropped while holding them.
+
+    A lock garbage-collected while held (``lock.acquire(); del lock``) is kept alive by
+    the thread's chain alone and can never be released; left there it would feed the
+    lock-order graphs an edge to every lock the thread takes afterwards (inversions
+    between unrelated tests). Only the chain referring to it is how it is recognised.
+    """
+    extra = _extra_references(holds, top)
+    if min(extra) > _ABANDONED_REFERENCES:
+        return holds
+    return [p for p, n in zip(holds, extra, strict=True) if n > _ABANDONED_REFERENCES]
+
+
 def push_nested(
     primitive: object, state: ThreadState, top: tuple[Any, Any]
 ) -> tuple[Any, Any] | None:
     """The chain to put *primitive* on, when the thread already has holds; runs the
     lock-order listeners (which may raise: the caller then gives the lock back).
 
-    Stale entries (and an old entry of *primitive* itself) are dropped here, so a
+    Stale entries (and an old entry of *primitive* itself) and locks the program dropped
+    while holding them (see :func:`_not_abandoned`) are dropped here, so a
     chain never grows past what the thread really holds plus what a foreign release
     left since the thread last took a lock.
     """
     holds = state.holds(primitive)
+    if holds:
+        holds = _not_abandoned(holds, top)
     if holds and _on_nested_acquire:
         ident = state.ident
         for callback in _on_nested_acquire:
@@ -403,6 +449,18 @@ def forget_holds(ident: int | None = None) -> None:
         state.top = None
 
 
+def live_holders() -> dict[int, list[Any]]:
+    """The checked locks each live thread holds now, by ident (threads holding none left out)."""
+    out: dict[int, list[Any]] = {}
+    active = threading._active  # type: ignore[attr-defined]
+    for ident, state in list(_states.items()):
+        if ident in active:
+            holds = state.holds()
+            if holds:
+                out[ident] = holds
+    return out
+
+
 def forget_thread(ident: int) -> None:
     """Drop the state of a finished thread (idents are reused by the OS)."""
     _states.pop(ident, None)
@@ -426,6 +484,33 @@ def register_internal_file(path: str) -> None:
     _SKIPPED_FILES.add(os.path.abspath(path))
 
 
+def _standard_library_dirs() -> tuple[str, ...]:
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    dirs = {
+        os.path.abspath(paths[key]) + os.sep for key in ("stdlib", "platstdlib") if key in paths
+    }
+    return tuple(sorted(dirs))
+
+
+# Where a thread waits or forks, reports name the user's line, not the standard
+# library's (concurrent/futures/_base.py for Future.result(), multiprocessing for a
+# fork): see user_site. Installed packages and CPython's own test suite are user code.
+# Creation and acquisition sites keep the exact line (the lock-order graph tells locks
+# apart by where they were created).
+_STDLIB_DIRS = _standard_library_dirs()
+_NOT_STDLIB = ("site-packages", "dist-packages")
+
+
+def _in_standard_library(filename: str) -> bool:
+    if not filename.startswith(_STDLIB_DIRS):
+        return False
+    return not any(part in filename for part in _NOT_STDLIB) and (
+        os.sep + "test" + os.sep not in filename
+    )
+
+
 def _is_internal(filename: str) -> bool:
     return (
         filename.startswith(_THIS_PACKAGE)
@@ -445,6 +530,26 @@ def caller_site(depth: int = 1) -> Site:
     if frame is None:
         return UNKNOWN_SITE
     return Site(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def user_site(depth: int = 1) -> Site | None:
+    """The first frame outside fermion and the whole standard library, from *depth* up;
+    ``None`` when there is none (a thread running only standard-library code)."""
+    try:
+        frame = _getframe(depth + 1)
+    except ValueError:
+        return None
+    return user_site_of(frame)
+
+
+def user_site_of(frame: Any) -> Site | None:
+    """:func:`user_site` from *frame* outwards (e.g. another thread's current frame)."""
+    while frame is not None:
+        code = frame.f_code
+        if not _is_internal(code.co_filename) and not _in_standard_library(code.co_filename):
+            return Site(code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return None
 
 
 def caller_stack(depth: int = 1, limit: int = 12) -> tuple[Site, ...]:
@@ -477,6 +582,9 @@ def blocking_wait(
     :data:`POLL_INTERVAL` when unbounded so that a checker can abort it. Returns
     whether *try_acquire* succeeded.
     """
+    if _in_standard_library(site.file):
+        # e.g. Future.result() waits in concurrent/futures/_base.py: name the caller's line
+        site = user_site() or site
     wait = Wait(primitive, site, timeout, ready, owners)
     ident = wait.thread
     _waiting[ident] = wait

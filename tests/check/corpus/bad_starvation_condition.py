@@ -18,9 +18,9 @@ def picky() -> None:
 def greedy() -> None:
     global served
     while True:
-        with cond:
+        with cond:  # STARVATION-HERE (served)
             while not items:
-                cond.wait()
+                cond.wait()  # STARVATION-HERE (served)
             item = items.pop(0)
             if item == "stop":
                 items.append("stop")
@@ -37,7 +37,7 @@ for t in consumers:
     t.start()
 deadline = time.monotonic() + 2.0
 while time.monotonic() < deadline:
-    with cond:
+    with cond:  # STARVATION-HERE (served)
         items.append("for-others")
         cond.notify_all()
     time.sleep(0.01)

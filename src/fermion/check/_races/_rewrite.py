@@ -26,7 +26,9 @@ cell ``v`` (nonlocal)       load: ``_fermion_cl(v, S, _fermion_cell_N)``; store:
 Which names count as shared: a global that some function declares ``global`` or that
 module-level code binds more than once (a module constant or a ``def`` cannot race);
 a closure variable that an inner function declares ``nonlocal`` or that its owner
-rebinds. Builtins, imports, annotations, match patterns and slices are left alone.
+rebinds. ``module.attr`` of an imported module is tracked only where this module also
+rebinds that attribute (``settings._config = ...``): ``module.function`` is not state.
+Builtins, imports, annotations, match patterns and slices are left alone.
 """
 
 from __future__ import annotations
@@ -112,6 +114,10 @@ class _ScopeBuilder(ast.NodeVisitor):
     def __init__(self) -> None:
         self.scopes: dict[ast.AST, _Scope] = {}
         self.module_imports: set[str] = set()
+        # (name, attr) of every ``name.attr = ...`` / ``del name.attr`` / ``+=``: an
+        # imported module's attribute that this module rebinds is shared state (a lazily
+        # initialised ``settings._config``), unlike ``module.function``.
+        self.attribute_stores: set[tuple[str, str]] = set()
         self.declared_global: set[str] = set()
         self._loop_depth = 0
         self._scope: _Scope = _Scope("module", "<module>", None)
@@ -224,6 +230,11 @@ class _ScopeBuilder(ast.NodeVisitor):
             scope = scope.parent
         scope.refs.add(node.target.id)
         self._bind(node.target.id, scope)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if isinstance(node.value, ast.Name) and not isinstance(node.ctx, ast.Load):
+            self.attribute_stores.add((node.value.id, node.attr))
+        self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
         self._scope.globals.update(node.names)
@@ -363,6 +374,7 @@ class _Instrumenter(ast.NodeTransformer):
     ) -> None:
         self.scopes = builder.scopes
         self.module_imports = builder.module_imports
+        self.attribute_stores = builder.attribute_stores
         self.filename = filename
         self.module = module
         self.register = register
@@ -630,6 +642,7 @@ class _Instrumenter(ast.NodeTransformer):
             isinstance(base, ast.Name)
             and base.id in self.module_imports
             and base.id not in self.shared_globals
+            and (base.id, node.attr) not in self.attribute_stores
         ):
             return node  # ``module.function``: not shared state worth a hook
         node.value = self.visit(base)
