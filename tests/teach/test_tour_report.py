@@ -189,11 +189,14 @@ def test_each_section_s_numbers_come_from_the_run(
     assert bank["results"]["transfer_per_account"]["total"] == bank["expected"]
     for result in bank["results"].values():
         assert f"{result['wrong_audits']} of {result['audits']}" in _text(s["corruption"])
-    # Mutex vs semaphore: only the owner may release RLock and the checked lock.
+    # Mutex vs semaphore: only the owner may release an RLock; the checked lock lets
+    # another thread release it, as threading.Lock does, and names both threads.
     mutex = s["mutex"]["data"]
     assert mutex["release_by_stranger"]["threading.RLock()"].startswith("RuntimeError")
     checked = mutex["release_by_stranger"]["fermion.sync.CheckedLock()"]
-    assert "only the owner may release" in checked
+    assert checked.startswith("released it, and warned:")
+    assert "'not-the-owner'" in checked and "MainThread" in checked
+    assert mutex["release_by_stranger"]["threading.Lock()"] == "released it"
     assert mutex["release_by_stranger"]["threading.Semaphore(1)"] == "released it"
     assert [p["most_inside"] for p in mutex["permits"].values()] == [1, 2, 3]
     assert f"median {mutex['signal_latency'] * 1e6:.0f} µs later" in _text(s["mutex"])
