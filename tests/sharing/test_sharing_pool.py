@@ -135,30 +135,30 @@ def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
 
 
 @pytest.mark.parametrize("method", START_METHODS)
-def test_warm_areas_are_refilled_but_never_under_a_kept_argument(method: str) -> None:
+def test_warm_segments_are_refilled_but_never_under_a_kept_argument(method: str) -> None:
     n = 2 * MIB // 8
     with fermion.Executor("processes", workers=1, start_method=method) as ex:
         before = _connection.statistics()
-        # One worker, one task at a time: each argument may reuse the previous area.
+        # One worker, one task at a time: each argument may reuse the previous segment.
         totals = [ex.submit(children.total, np.full(n, float(i))).result(60) for i in range(6)]
         assert totals == [float(i) * n for i in range(6)]  # refilled, never stale
         middle = _connection.statistics()
-        assert middle["areas_reused"] - before["areas_reused"] >= 4
-        assert middle["warm_area_bytes"] >= 2 * MIB
+        assert middle["segments_recycled"] - before["segments_recycled"] >= 4
+        assert middle["free_segment_bytes"] >= 2 * MIB
 
-        # The worker keeps this argument: its area must not be refilled under it.
+        # The worker keeps this argument: its segment must not be refilled under it.
         assert ex.submit(children.keep_and_total, np.full(n, 7.0)).result(60) == 7.0 * n
         for i in range(4):
             assert ex.submit(children.total, np.full(n, float(i))).result(60) == float(i) * n
         assert ex.submit(children.kept_totals).result(60) == [7.0 * n]
         assert ex.submit(children.forget_kept).result(60) == 1
-        # Once released, the area is reused again rather than a new one made.
+        # Once released, the segment is reused again rather than a new one made.
         after_forget = _connection.statistics()
         for _ in range(3):
             assert ex.submit(children.total, np.full(n, 1.0)).result(60) == float(n)
         final = _connection.statistics()
-        assert final["areas_created"] == after_forget["areas_created"]
+        assert final["segments_created"] == after_forget["segments_created"]
     gc.collect()
     _wait_until(
-        lambda: _connection.statistics()["warm_area_bytes"] == 0, "the warm areas to be released"
+        lambda: _connection.statistics()["segment_bytes"] == 0, "the warm segments to be released"
     )

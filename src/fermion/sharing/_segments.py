@@ -362,9 +362,10 @@ def map_segment(
         ) from None
     try:
         size = os.fstat(fd).st_size
-        if writable and populate and _MAP_POPULATE:
+        if populate and _MAP_POPULATE:
             flags = mmap.MAP_SHARED | _MAP_POPULATE
-            mm = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            mm = mmap.mmap(fd, size, flags=flags, prot=prot)
         else:  # (prot/flags and access exclude each other; access keeps read-only safe)
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             mm = mmap.mmap(fd, size, access=access)

@@ -665,7 +665,7 @@ class PoolState:
             worker.task_function = run.function_id
             worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
         try:
-            _codec.send(worker.handle.task_conn, run.message)
+            _codec.send(worker.handle.task_conn, run.message, until=task.future)
         except OSError:
             # The worker is gone before it got the task: the task never ran, so it goes
             # back to the front of the queue; the worker's sentinel will settle the rest
