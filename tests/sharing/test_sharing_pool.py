@@ -99,14 +99,17 @@ def test_a_worker_killed_mid_result_leaves_no_segment(
     _wait_until(lambda: not _segments.names_starting_with(head), "the dead worker's segment")
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
-def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
-    """Ctrl-C runs the exit hooks; SIGKILL skips them: the pool's workers sweep."""
+@pytest.mark.parametrize("mode", ["pool", "plain-pool"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm-group", "sigkill"])
+def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str, mode: str) -> None:
+    """Ctrl-C runs the exit hooks; SIGTERM runs the release first; SIGKILL skips both:
+    the pool's workers sweep. ``plain-pool`` holds only argument copies, which the
+    pool's own thread made (it cannot install the SIGTERM release itself)."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     )
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "_sharing_script.py"), "pool"],
+        [sys.executable, str(HERE / "_sharing_script.py"), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -121,6 +124,10 @@ def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
         assert _segments.names_starting_with(f"fermion-{pid}-")  # it holds segments now
         if how == "ctrl-c":
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        elif how == "sigterm":
+            process.terminate()  # the caller alone: its workers sweep too
+        elif how == "sigterm-group":
+            os.killpg(process.pid, signal.SIGTERM)  # `kill -TERM -<pgid>`: workers too
         else:
             process.kill()  # the caller alone: its workers outlive it for a moment
         _, stderr = process.communicate(timeout=60)
@@ -130,6 +137,8 @@ def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
             process.communicate(timeout=10)
     if how == "ctrl-c":
         assert "KeyboardInterrupt" in stderr
+    elif how.startswith("sigterm"):
+        assert process.returncode == -signal.SIGTERM, stderr  # it still dies of SIGTERM
     assert "Warning" not in stderr
     _wait_until(lambda: not _segments.names_starting_with(f"fermion-{pid}-"), "no segments")
 
@@ -162,3 +171,37 @@ def test_warm_segments_are_refilled_but_never_under_a_kept_argument(method: str)
     _wait_until(
         lambda: _connection.statistics()["segment_bytes"] == 0, "the warm segments to be released"
     )
+
+
+def test_the_same_array_goes_into_shared_memory_once_per_map(executor: fermion.Executor) -> None:
+    plain = np.arange(MIB, dtype=np.float64)  # 8 MiB, writable
+    before = _connection.statistics()
+    totals = list(executor.map(children.total, [plain] * 8, chunksize=1))
+    assert totals == [float(plain.sum())] * 8
+    made = _connection.statistics()["copies_made"] - before["copies_made"]
+    # One copy serves the tasks in flight; the pool may catch a moment where none
+    # is (both workers done, the next task not yet sent): a second copy, not eight.
+    assert 1 <= made <= 2
+
+
+def test_a_read_only_array_is_copied_once_across_maps(executor: fermion.Executor) -> None:
+    table = np.arange(MIB, dtype=np.float64)
+    table.flags.writeable = False
+    before = _connection.statistics()
+    for _ in range(3):
+        assert (
+            list(executor.map(children.total, [table] * 4, chunksize=1)) == [float(table.sum())] * 4
+        )
+    assert _connection.statistics()["copies_made"] - before["copies_made"] == 1
+
+
+def test_a_task_sees_the_array_as_it_was_when_it_was_sent(executor: fermion.Executor) -> None:
+    array = np.zeros(MIB)
+    for value in (1.0, 2.0, 3.0):
+        array[:] = value  # changed after the previous task finished
+        assert executor.submit(children.total, array).result(timeout=60) == value * MIB
+
+
+def test_big_arguments_arrive_read_only(executor: fermion.Executor) -> None:
+    assert executor.submit(children.is_writable, np.zeros(MIB)).result(timeout=60) is False
+    assert executor.submit(children.is_writable, np.zeros(16)).result(timeout=60) is True
