@@ -141,6 +141,9 @@ class ArgumentCopies:
         self.copies_reused = 0
         self.segments_created = 0
         self.segments_recycled = 0
+        #: Time spent copying into warm (recycled) and fresh segments, and the bytes.
+        self.warm_copy_ns = self.warm_copy_bytes = 0
+        self.fresh_copy_ns = self.fresh_copy_bytes = 0
 
     # -- the one entry point for a send -------------------------------------------------
 
@@ -294,11 +297,15 @@ class ArgumentCopies:
     def _fill(self, segment: _Segment, raw: memoryview) -> None:
         import numpy as np
 
+        start = time.perf_counter_ns()
         target = np.frombuffer(segment.mm, dtype=np.uint8, count=raw.nbytes)
         np.copyto(target, np.frombuffer(raw, dtype=np.uint8))
+        self.warm_copy_ns += time.perf_counter_ns() - start
+        self.warm_copy_bytes += raw.nbytes
         self.segments_recycled += 1
 
     def _create(self, raw: memoryview) -> _Segment:
+        start = time.perf_counter_ns()
         size = -(-raw.nbytes // _GRANULE) * _GRANULE
         name = self._names.next()
         # write(2) fills fresh tmpfs pages fastest; map afterwards (MAP_POPULATE: the
@@ -312,6 +319,8 @@ class ArgumentCopies:
         segment = _Segment(name, size, mm)
         self._segments.append(segment)
         self.segments_created += 1
+        self.fresh_copy_ns += time.perf_counter_ns() - start
+        self.fresh_copy_bytes += raw.nbytes
         return segment
 
     def _trim(self, now: float) -> None:
@@ -394,6 +403,10 @@ class ArgumentCopies:
                 "copies_reused": self.copies_reused,
                 "segments_created": self.segments_created,
                 "segments_recycled": self.segments_recycled,
+                "warm_copy_ns": self.warm_copy_ns,
+                "warm_copy_bytes": self.warm_copy_bytes,
+                "fresh_copy_ns": self.fresh_copy_ns,
+                "fresh_copy_bytes": self.fresh_copy_bytes,
                 "segment_bytes": sum(s.size for s in self._segments),
                 "free_segment_bytes": sum(s.size for s in free),
                 "boards": len(self._boards),
