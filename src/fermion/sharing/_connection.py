@@ -305,7 +305,8 @@ def recv_buffers(conn: ConnectionLike, count: int) -> list[Any]:
                     mapped.extend(SharedMemoryTransport.import_buffers([item], writable=True))
                 except BaseException as exc:
                     error = error or exc
-                    _segments.unlink_segment(item.name)
+                    if item.area is None:  # an argument copy is the caller's to unlink
+                        _segments.unlink_segment(item.name)
                     mapped.append(None)
             else:
                 mapped.append(item)
