@@ -195,3 +195,23 @@ def test_everything_is_returned_when_the_last_connection_closes(
     after = stats(copies)
     assert after["segment_bytes"] == 0 and after["boards"] == 0
     assert _segments.list_segments(_segments.process_prefix() + "-t") == []
+
+
+def test_copies_of_read_only_arrays_are_bounded(
+    copies: _copies.ArgumentCopies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_copies, "MAX_KEPT_BYTES", 2 * N * 8)
+    worker, conn = WorkerAreas(), Conn()
+    tables = [np.full(N, float(i)) for i in range(4)]
+    for table in tables:
+        table.flags.writeable = False
+        view, _ = send(copies, worker, conn, table)
+        del view
+    copies.trim()
+    # The two most recent are kept for later tasks; the older ones were let go.
+    assert stats(copies)["segment_bytes"] - stats(copies)["free_segment_bytes"] <= 2 * N * 8
+    before = stats(copies)["copies_made"]
+    send(copies, worker, conn, tables[3])
+    assert stats(copies)["copies_made"] == before  # still kept
+    send(copies, worker, conn, tables[0])
+    assert stats(copies)["copies_made"] == before + 1  # copied again

@@ -64,6 +64,10 @@ MAX_FREE_SEGMENTS = 4
 MAX_FREE_BYTES = 1 << 30
 #: A free segment unused this long (seconds) is returned to the OS.
 FREE_IDLE_S = 10.0
+#: Copies of read-only arrays kept for later tasks, in bytes: beyond, the least recently
+#: used ones that no worker holds are let go (a map over many big read-only arrays,
+#: e.g. memory-mapped files, must not keep a shared copy of each).
+MAX_KEPT_BYTES = 2 << 30
 #: Segments are sized in steps of this (arrays of similar sizes share them), and a
 #: free segment serves a buffer of at least a quarter of its size.
 _GRANULE = 1 << 16
@@ -107,6 +111,7 @@ class _Copy:
     segment: _Segment
     #: Unfinished tasks that took this copy (writable sources only).
     leases: int = 0
+    last_used: float = 0.0
 
 
 class Lease:
@@ -171,6 +176,7 @@ class ArgumentCopies:
                 copy = self._new_copy(raw, source, now)
             else:
                 self.copies_reused += 1
+            copy.last_used = now
             segment = copy.segment
             use = segment.uses.get(conn_key)
             if use is None:
@@ -324,7 +330,14 @@ class ArgumentCopies:
         return segment
 
     def _trim(self, now: float) -> None:
-        """Return free segments beyond the bounds, or idle too long, to the OS."""
+        """Let go of read-only copies beyond ``MAX_KEPT_BYTES``; return free segments
+        beyond the bounds, or idle too long, to the OS."""
+        kept = sorted((c for c in self._copies.values() if c.read_only), key=lambda c: -c.last_used)
+        kept_bytes = 0
+        for copy in kept:
+            kept_bytes += copy.segment.size
+            if kept_bytes > MAX_KEPT_BYTES and not self._busy(copy.segment):
+                self._forget_copy(copy, now)
         free = sorted((s for s in self._segments if self._free(s)), key=lambda s: -s.freed_at)
         kept_bytes = 0
         for rank, segment in enumerate(free):
