@@ -63,7 +63,7 @@ __all__ = ["ArgumentCopies", "Lease", "NoSlotError", "deeply_read_only"]
 MAX_FREE_SEGMENTS = 4
 MAX_FREE_BYTES = 1 << 30
 #: A free segment unused this long (seconds) is returned to the OS.
-FREE_IDLE_S = 10.0
+FREE_IDLE_S = 60.0
 #: Copies of read-only arrays kept for later tasks, in bytes: beyond, the least recently
 #: used ones that no worker holds are let go (a map over many big read-only arrays,
 #: e.g. memory-mapped files, must not keep a shared copy of each).
