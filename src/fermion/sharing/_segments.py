@@ -130,7 +130,9 @@ class Ledger:
     def __init__(self) -> None:
         self._names: set[str] = set()
         self._prefixes: dict[str, int] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a garbage collection inside a call may run a finalizer that
+        # unlinks a segment (the argument copies return theirs from finalizers).
+        self._lock = threading.RLock()
         self._pid = os.getpid()
         self._hooked = False
 
