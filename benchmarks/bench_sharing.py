@@ -66,7 +66,9 @@ def _rounds(cases: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_arguments(count: int, nbytes: int, rounds: int) -> tuple[dict[str, float], float]:
+def bench_arguments(
+    count: int, nbytes: int, rounds: int, only: list[str] | None = None
+) -> tuple[dict[str, float], float]:
     """Cases A and B; returns the medians and the copy's speed into warm segments."""
     rng = np.random.default_rng(0)
     same = rng.random(nbytes // 8)
@@ -117,6 +119,8 @@ def bench_arguments(count: int, nbytes: int, rounds: int) -> tuple[dict[str, flo
             cases["B joblib"] = lambda: _check(
                 parallel(joblib.delayed(total)(a) for a in distinct), distinct_total
             )
+        if only:
+            cases = {k: v for k, v in cases.items() if any(part in k for part in only)}
         start = time.perf_counter()
         _check(procs.map(total, distinct), distinct_total)
         first = time.perf_counter() - start
@@ -187,6 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mb", type=float, default=200.0, help="size of each array in MB")
     parser.add_argument("--count", type=int, default=8, help="how many arrays (tasks)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated parts of case names to run (e.g. 'A threads,A fermion'); skips C",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.mb, args.rounds = 4.0, 1
@@ -196,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         f"A: the same {args.mb:g} MB array {args.count} times; B: {args.count} distinct "
         f"arrays; summed on {WORKERS} workers; median of {args.rounds} interleaved rounds"
     )
-    times, copy_speed = bench_arguments(args.count, nbytes, args.rounds)
+    only = [part for part in args.only.split(",") if part]
+    times, copy_speed = bench_arguments(args.count, nbytes, args.rounds, only)
     for name in sorted(times):
         print(f"  {name:52s} {times[name] * 1e3:10.1f} ms")
     print("ratios:")
@@ -213,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         f"memcpy / copy: {memcpy / copy_speed:.2f}  (goal <= 2)"
     )
 
+    if only:
+        return
     print(f"C: {args.count} results of {args.mb:g} MB coming back from {WORKERS} workers")
     results = bench_results(args.count, nbytes, args.rounds)
     for name, seconds in results.items():
