@@ -205,3 +205,30 @@ def test_a_task_sees_the_array_as_it_was_when_it_was_sent(executor: fermion.Exec
 def test_big_arguments_arrive_read_only(executor: fermion.Executor) -> None:
     assert executor.submit(children.is_writable, np.zeros(MIB)).result(timeout=60) is False
     assert executor.submit(children.is_writable, np.zeros(16)).result(timeout=60) is True
+
+
+def test_maps_from_several_threads_share_copies_correctly(executor: fermion.Executor) -> None:
+    import threading
+
+    arrays = [np.full(MIB // 4, float(i)) for i in range(3)]
+    arrays[0].flags.writeable = False
+    errors: list[BaseException] = []
+    start = threading.Barrier(4, timeout=60)
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                items = [arrays[(index + k) % 3] for k in range(6)]
+                totals = list(executor.map(children.total, items, chunksize=1, timeout=120))
+                assert totals == [float(a.sum()) for a in items]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
