@@ -185,7 +185,9 @@ def test_numpy_arrays_travel_out_of_band(make_backend: Callable[..., ProcessBack
     array = np.arange(1_000_000, dtype=np.float64).reshape(1000, 1000)
 
     def double_in_place(a: np.ndarray) -> np.ndarray:
-        a *= 2  # needs a writable array on the worker's side
+        # Big arguments arrive read-only (tasks share one copy): write into a copy.
+        a = a.copy() if not a.flags.writeable else a
+        a *= 2
         return a
 
     result = run(backend, double_in_place, array)

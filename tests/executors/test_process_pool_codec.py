@@ -14,7 +14,7 @@ from fermion.executors._processes import _codec
 from fermion.sharing import _connection as _shared_memory
 
 
-def test_large_buffers_travel_out_of_band_and_arrive_writable() -> None:
+def test_large_buffers_travel_out_of_band_and_arrive_read_only() -> None:
     array = np.arange(250_000, dtype=np.int64)
     message = (lambda x: x + 1, {"array": array, "view": array[::2], "raw": bytearray(b"xy")})
     encoded = _codec.encode(message)
@@ -35,7 +35,11 @@ def test_large_buffers_travel_out_of_band_and_arrive_writable() -> None:
     assert fn(1) == 2
     np.testing.assert_array_equal(data["array"], array)
     np.testing.assert_array_equal(data["view"], array[::2])
-    assert data["array"].flags.writeable and data["raw"] == bytearray(b"xy")
+    # The big array arrives on the caller's shared copy, which other tasks may share:
+    # read-only. The in-band buffer is the receiver's own: writable.
+    assert not data["array"].flags.writeable and data["raw"] == bytearray(b"xy")
+    with pytest.raises(ValueError, match="read-only"):
+        data["array"][0] = 1
 
 
 def test_messages_without_buffers_and_empty_buffers() -> None:

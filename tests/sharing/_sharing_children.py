@@ -137,3 +137,7 @@ def recent_mappings(array: Any) -> list[str]:
     from fermion.sharing import _mapped
 
     return list(_mapped._recent)
+
+
+def is_writable(array: np.ndarray) -> bool:
+    return bool(array.flags.writeable)

@@ -2,12 +2,14 @@
 
 Prints ``ready <pid> <child pid>`` once it holds shared memory, then, per MODE:
 ``exit`` returns normally (after a line on stdin) without dropping anything, ``wait`` blocks until SIGINT,
-``pool`` runs a process pool with big arguments in flight until SIGINT.
+``pool`` runs a process pool with big arguments in flight until SIGINT; ``plain-pool``
+does the same holding no shared array of its own (only the pool's argument copies).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import time
 
@@ -16,6 +18,7 @@ import numpy as np
 
 import fermion
 from fermion.executors._processes import _codec
+from fermion.sharing import _segments
 
 
 def pool_main() -> None:
@@ -30,9 +33,32 @@ def pool_main() -> None:
     del kept, done
 
 
+def plain_pool_main() -> None:
+    """A pool whose only segments are its argument copies (made by the pool's thread):
+    the same writable array and the same read-only one, each passed to several tasks."""
+    plain = np.ones(1 << 18)
+    table = np.full(1 << 18, 2.0)
+    table.flags.writeable = False
+    with fermion.Executor("processes", workers=2) as ex:
+        futures = [ex.submit(children.sleep_then_return, a) for a in [plain, table] * 3]
+        deadline = time.monotonic() + 60
+        # The pool's thread makes the copies (listed, not asked: asking from this
+        # thread would set up what the test checks the pool sets up by itself).
+        while len(_segments.names_starting_with(f"fermion-{os.getpid()}-")) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the pool never copied its arguments")
+            time.sleep(0.01)
+        print("ready", multiprocessing.current_process().pid, 0, flush=True)
+        for future in futures:
+            future.result()
+
+
 def main(mode: str) -> None:
     if mode == "pool":
         pool_main()
+        return
+    if mode == "plain-pool":
+        plain_pool_main()
         return
     kept = fermion.shared_array(1 << 18)  # owned, never dropped
     kept[:] = 1

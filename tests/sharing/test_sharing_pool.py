@@ -99,14 +99,17 @@ def test_a_worker_killed_mid_result_leaves_no_segment(
     _wait_until(lambda: not _segments.names_starting_with(head), "the dead worker's segment")
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
-def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
-    """Ctrl-C runs the exit hooks; SIGKILL skips them: the pool's workers sweep."""
+@pytest.mark.parametrize("mode", ["pool", "plain-pool"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm-group", "sigkill"])
+def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str, mode: str) -> None:
+    """Ctrl-C runs the exit hooks; SIGTERM runs the release first; SIGKILL skips both:
+    the pool's workers sweep. ``plain-pool`` holds only argument copies, which the
+    pool's own thread made (it cannot install the SIGTERM release itself)."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     )
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "_sharing_script.py"), "pool"],
+        [sys.executable, str(HERE / "_sharing_script.py"), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -121,6 +124,10 @@ def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
         assert _segments.names_starting_with(f"fermion-{pid}-")  # it holds segments now
         if how == "ctrl-c":
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        elif how == "sigterm":
+            process.terminate()  # the caller alone: its workers sweep too
+        elif how == "sigterm-group":
+            os.killpg(process.pid, signal.SIGTERM)  # `kill -TERM -<pgid>`: workers too
         else:
             process.kill()  # the caller alone: its workers outlive it for a moment
         _, stderr = process.communicate(timeout=60)
@@ -130,35 +137,98 @@ def test_the_caller_interrupted_or_killed_leaves_no_segment(how: str) -> None:
             process.communicate(timeout=10)
     if how == "ctrl-c":
         assert "KeyboardInterrupt" in stderr
+    elif how.startswith("sigterm"):
+        assert process.returncode == -signal.SIGTERM, stderr  # it still dies of SIGTERM
     assert "Warning" not in stderr
     _wait_until(lambda: not _segments.names_starting_with(f"fermion-{pid}-"), "no segments")
 
 
 @pytest.mark.parametrize("method", START_METHODS)
-def test_warm_areas_are_refilled_but_never_under_a_kept_argument(method: str) -> None:
+def test_warm_segments_are_refilled_but_never_under_a_kept_argument(method: str) -> None:
     n = 2 * MIB // 8
     with fermion.Executor("processes", workers=1, start_method=method) as ex:
         before = _connection.statistics()
-        # One worker, one task at a time: each argument may reuse the previous area.
+        # One worker, one task at a time: each argument may reuse the previous segment.
         totals = [ex.submit(children.total, np.full(n, float(i))).result(60) for i in range(6)]
         assert totals == [float(i) * n for i in range(6)]  # refilled, never stale
         middle = _connection.statistics()
-        assert middle["areas_reused"] - before["areas_reused"] >= 4
-        assert middle["warm_area_bytes"] >= 2 * MIB
+        assert middle["segments_recycled"] - before["segments_recycled"] >= 4
+        assert middle["free_segment_bytes"] >= 2 * MIB
 
-        # The worker keeps this argument: its area must not be refilled under it.
+        # The worker keeps this argument: its segment must not be refilled under it.
         assert ex.submit(children.keep_and_total, np.full(n, 7.0)).result(60) == 7.0 * n
         for i in range(4):
             assert ex.submit(children.total, np.full(n, float(i))).result(60) == float(i) * n
         assert ex.submit(children.kept_totals).result(60) == [7.0 * n]
         assert ex.submit(children.forget_kept).result(60) == 1
-        # Once released, the area is reused again rather than a new one made.
+        # Once released, the segment is reused again rather than a new one made.
         after_forget = _connection.statistics()
         for _ in range(3):
             assert ex.submit(children.total, np.full(n, 1.0)).result(60) == float(n)
         final = _connection.statistics()
-        assert final["areas_created"] == after_forget["areas_created"]
+        assert final["segments_created"] == after_forget["segments_created"]
     gc.collect()
     _wait_until(
-        lambda: _connection.statistics()["warm_area_bytes"] == 0, "the warm areas to be released"
+        lambda: _connection.statistics()["segment_bytes"] == 0, "the warm segments to be released"
     )
+
+
+def test_the_same_array_goes_into_shared_memory_once_per_map(executor: fermion.Executor) -> None:
+    plain = np.arange(MIB, dtype=np.float64)  # 8 MiB, writable
+    before = _connection.statistics()
+    totals = list(executor.map(children.total, [plain] * 8, chunksize=1))
+    assert totals == [float(plain.sum())] * 8
+    made = _connection.statistics()["copies_made"] - before["copies_made"]
+    # One copy serves the tasks in flight; the pool may catch a moment where none
+    # is (both workers done, the next task not yet sent): a second copy, not eight.
+    assert 1 <= made <= 2
+
+
+def test_a_read_only_array_is_copied_once_across_maps(executor: fermion.Executor) -> None:
+    table = np.arange(MIB, dtype=np.float64)
+    table.flags.writeable = False
+    before = _connection.statistics()
+    for _ in range(3):
+        assert (
+            list(executor.map(children.total, [table] * 4, chunksize=1)) == [float(table.sum())] * 4
+        )
+    assert _connection.statistics()["copies_made"] - before["copies_made"] == 1
+
+
+def test_a_task_sees_the_array_as_it_was_when_it_was_sent(executor: fermion.Executor) -> None:
+    array = np.zeros(MIB)
+    for value in (1.0, 2.0, 3.0):
+        array[:] = value  # changed after the previous task finished
+        assert executor.submit(children.total, array).result(timeout=60) == value * MIB
+
+
+def test_big_arguments_arrive_read_only(executor: fermion.Executor) -> None:
+    assert executor.submit(children.is_writable, np.zeros(MIB)).result(timeout=60) is False
+    assert executor.submit(children.is_writable, np.zeros(16)).result(timeout=60) is True
+
+
+def test_maps_from_several_threads_share_copies_correctly(executor: fermion.Executor) -> None:
+    import threading
+
+    arrays = [np.full(MIB // 4, float(i)) for i in range(3)]
+    arrays[0].flags.writeable = False
+    errors: list[BaseException] = []
+    start = threading.Barrier(4, timeout=60)
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                items = [arrays[(index + k) % 3] for k in range(6)]
+                totals = list(executor.map(children.total, items, chunksize=1, timeout=120))
+                assert totals == [float(a.sum()) for a in items]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []

@@ -7,16 +7,16 @@ pickle protocol 5 took out of band. Wire format after the pickle frame:
                 one frame of its own) or a ``SharedBuffer`` (its bytes are in a segment)
     then:       one frame per in-band buffer, straight from its memory
 
-Arguments (caller -> worker) go into warm receive areas that the caller and the worker
-both keep mapped and that the caller refills once the worker has let go of the previous
-contents (see ``_areas``): a copy into already-faulted pages, several times faster than
-filling a fresh segment. Results (worker -> caller) go into fresh segments, which the
-caller then owns.
+Arguments (caller -> worker) go into the caller's copies (``_copies``): one copy per
+distinct array, shared by the tasks that pass it and by every worker, in segments that
+are recycled warm once no worker uses them (``_areas`` is the worker's half). Results
+(worker -> caller) go into fresh segments, which the caller then owns.
 
 Who removes what (so that /dev/shm stays clean with no help from users):
 
-- the receiver maps a segment (or a new area, or a board) and unlinks its name at once;
-- the caller unmaps a connection's areas once the connection is closed or dropped;
+- the receiver maps a result segment (or a board) and unlinks its name at once;
+- argument copies keep their names while the caller keeps them (several workers may
+  map them); the caller unlinks them when it returns them to the OS, and at exit;
 - the caller remembers the argument segments it sent on each connection until the
   worker has unlinked them; ``forget_connection`` unlinks what a dead worker never
   mapped, and at exit the caller unlinks whatever is still pending;
@@ -40,7 +40,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fermion.sharing import _areas, _segments
+from fermion.sharing import _areas, _copies, _segments
 from fermion.sharing._ownership import owned_arrays_by_content
 from fermion.sharing._transport import (
     DEFAULT_THRESHOLD,
@@ -54,6 +54,7 @@ __all__ = [
     "configure",
     "connection_closed",
     "forget_connection",
+    "prepare_caller",
     "recv_buffers",
     "send_buffers",
     "statistics",
@@ -101,13 +102,11 @@ class _ProcessState:
         self.lock = threading.Lock()
         self.pending: dict[int, list[str]] = {}  # id(connection) -> names sent on it
         self.watched: set[int] = set()  # connections with a finalizer
-        # Warm argument areas per connection (caller only), with a weak reference to
-        # the connection so that closed ones give their memory back.
-        self.areas: dict[int, tuple[weakref.ref[Any], _areas.CallerAreas]] = {}
-        self.area_names = _segments.SegmentNames(_segments.process_prefix() + "-a")
+        # The caller's argument copies, for every connection (caller only).
+        self.copies = _copies.ArgumentCopies(
+            _segments.SegmentNames(_segments.process_prefix() + "-a")
+        )
         self.next_dead_worker_sweep = 0.0
-        self.areas_reused = 0  # counts of closed connections' areas
-        self.areas_created = 0
 
 
 _state: _ProcessState | None = None
@@ -143,30 +142,40 @@ def _get_state() -> _ProcessState:
 
 
 def statistics() -> dict[str, int]:
-    """Bytes this process sent through shared memory and in-band, pending segments,
-    and how often warm argument areas were reused / created, and their total size."""
+    """Bytes this process sent through shared memory and in-band, pending segments, and
+    the argument copies: made / reused, segments created / recycled, their bytes."""
     state = _get_state()
-    _close_finished_areas(state)
+    state.copies.forget_closed()
     with state.lock:
         pending = sum(len(names) for names in state.pending.values())
-        areas = [entry[1] for entry in state.areas.values()]
     return {
         "shared_bytes": state.transport.shared_bytes,
         "inband_bytes": state.transport.inband_bytes,
         "pending_segments": pending,
-        "areas_reused": state.areas_reused + sum(a.reused for a in areas),
-        "areas_created": state.areas_created + sum(a.created for a in areas),
-        "warm_area_bytes": sum(area.size for a in areas for area in a.areas),
+        **state.copies.statistics(),
     }
 
 
-def send_buffers(conn: ConnectionLike, buffers: Sequence[pickle.PickleBuffer]) -> None:
-    """Send out-of-band buffers on ``conn``: big ones as segments, small ones in-band."""
+def send_buffers(
+    conn: ConnectionLike, buffers: Sequence[pickle.PickleBuffer], *, until: Any = None
+) -> None:
+    """Send out-of-band buffers on ``conn``: big ones as segments, small ones in-band.
+
+    ``until``: a ``concurrent.futures.Future`` that is done when the receiver's task
+    is; copies of writable arrays serve later tasks only until then (without it, this
+    message's copies serve no other).
+    """
     state = _get_state()
+    leases: list[_copies.Lease] = []
     if state.hands_over or state.transport.threshold is None or not _areas.supported():
         items, created = state.transport.export_buffers(buffers)
     else:
-        items, created = _export_to_areas(state, conn, buffers)
+        items, created = _export_to_copies(state, conn, buffers, leases)
+    if leases:
+        if until is None:
+            _release(leases)
+        else:
+            until.add_done_callback(lambda _future: _release(leases))
     try:
         layout = [item if isinstance(item, SharedBuffer) else _nbytes(item) for item in items]
         conn.send_bytes(pickle.dumps(layout, protocol=pickle.HIGHEST_PROTOCOL))
@@ -174,6 +183,7 @@ def send_buffers(conn: ConnectionLike, buffers: Sequence[pickle.PickleBuffer]) -
             if not isinstance(item, SharedBuffer):
                 conn.send_bytes(_flat(item))
     except BaseException:
+        _release(leases)
         _abandon(state, conn, items)
         state.transport.release(created)
         raise
@@ -189,90 +199,76 @@ def send_buffers(conn: ConnectionLike, buffers: Sequence[pickle.PickleBuffer]) -
         _segments.ledger.add(name)
 
 
-def _export_to_areas(
-    state: _ProcessState, conn: ConnectionLike, buffers: Sequence[pickle.PickleBuffer]
+def _export_to_copies(
+    state: _ProcessState,
+    conn: ConnectionLike,
+    buffers: Sequence[pickle.PickleBuffer],
+    leases: list[_copies.Lease],
 ) -> tuple[list[Any], list[str]]:
-    """Like ``export_buffers``, but big buffers are copied into the connection's warm
-    areas (see ``_areas``): no fresh pages, so the copy runs at memory speed."""
+    """Like ``export_buffers``, but big buffers go into the caller's argument copies
+    (see ``_copies``): one copy per distinct array, in warm recycled segments."""
     transport = state.transport
     threshold = max(transport.threshold or 0, 1)
-    areas = _caller_areas(state, conn)
+    copies = state.copies
+    copies.forget_closed()
+    _watch(state, conn)
     items: list[Any] = []
     created: list[str] = []
-    with areas.lock:
-        try:
-            for buffer in buffers:
-                raw = contiguous(buffer)
-                if raw is None or raw.nbytes < threshold:
-                    transport.inband_bytes += memoryview(buffer).nbytes
-                    items.append(buffer)
-                    continue
-                try:
-                    name, ref, new_names = areas.place(raw)
-                except _areas.NoSlotError:  # every area busy: a one-off segment
-                    more, names = transport.export_buffers([buffer])
-                    items += more
-                    created += names
-                    continue
-                created += new_names
-                transport.shared_bytes += raw.nbytes
-                items.append(SharedBuffer(name, raw.nbytes, unlink_on_map=False, area=ref))
-        except BaseException:
-            _abandon(state, conn, items)
-            transport.release(created)
-            raise
+    try:
+        for buffer in buffers:
+            raw = contiguous(buffer)
+            if raw is None or raw.nbytes < threshold:
+                transport.inband_bytes += memoryview(buffer).nbytes
+                items.append(buffer)
+                continue
+            try:
+                name, ref, new_names, lease = copies.place(id(conn), conn, raw, _source(buffer))
+            except _copies.NoSlotError:  # every slot busy: a one-off segment
+                more, names = transport.export_buffers([buffer])
+                items += more
+                created += names
+                continue
+            created += new_names
+            if lease is not None:
+                leases.append(lease)
+            transport.shared_bytes += raw.nbytes
+            items.append(SharedBuffer(name, raw.nbytes, unlink_on_map=False, area=ref))
+    except BaseException:
+        _release(leases)
+        _abandon(state, conn, items)
+        transport.release(created)
+        raise
     return items, created
 
 
-def _close_finished_areas(state: _ProcessState) -> None:
-    """Give back the areas of connections that were closed or dropped."""
-    with state.lock:
-        finished = []
-        for key, (ref, areas) in list(state.areas.items()):
-            conn = ref()
-            if conn is None or getattr(conn, "closed", False):
-                del state.areas[key]
-                finished.append(areas)
-    for areas in finished:
-        _close_areas(state, areas)
+def _source(buffer: Any) -> Any:
+    """The object whose memory a pickle buffer shows (an ndarray): the copy's identity."""
+    try:
+        return memoryview(buffer).obj
+    except (TypeError, BufferError):  # pragma: no cover - not a buffer after all
+        return buffer
 
 
-def _caller_areas(state: _ProcessState, conn: ConnectionLike) -> _areas.CallerAreas:
-    _close_finished_areas(state)
-    with state.lock:
-        entry = state.areas.get(id(conn))
-        if entry is None or entry[0]() is not conn:
-            entry = (weakref.ref(conn), _areas.CallerAreas(state.area_names))
-            state.areas[id(conn)] = entry
-    _watch(state, conn)
-    return entry[1]
-
-
-def _close_areas(state: _ProcessState, areas: _areas.CallerAreas) -> None:
-    with areas.lock:
-        state.areas_reused += areas.reused
-        state.areas_created += areas.created
-        areas.close()
+def _release(leases: Sequence[_copies.Lease]) -> None:
+    for lease in leases:
+        lease.release()
 
 
 def _abandon(state: _ProcessState, conn: Any, items: Sequence[Any]) -> None:
-    """A message carrying areas failed to leave (the connection is broken, or a new
-    area's name was released with it): start over with fresh areas next time."""
-    if not any(isinstance(item, SharedBuffer) and item.area is not None for item in items):
-        return
-    with state.lock:
-        entry = state.areas.pop(id(conn), None)
-    if entry is not None:
-        _close_areas(state, entry[1])
+    """A message carrying copies failed to leave (the connection is broken, or a new
+    board's name was released with it): start over with a fresh board next time."""
+    if any(isinstance(item, SharedBuffer) and item.area is not None for item in items):
+        state.copies.forget_connection(id(conn))
 
 
 def recv_buffers(conn: ConnectionLike, count: int) -> list[Any]:
     """Receive ``count`` buffers sent by ``send_buffers``, in order.
 
-    A segment is mapped writable (it holds a copy made for this receiver alone) and
-    its name removed at once; the arrays rebuilt on it share its memory, which is
+    A result segment is mapped writable (it holds a copy made for this receiver
+    alone) and its name removed at once; an argument copy is mapped read-only (other
+    tasks share it, see ``_areas``). The arrays rebuilt on them share their memory,
     released when the last of them is garbage-collected. In-band buffers are read
-    into fresh ``bytearray``\\ s (writable too).
+    into fresh ``bytearray``\\ s (writable).
     """
     layout = pickle.loads(conn.recv_bytes())
     if len(layout) != count:
@@ -309,7 +305,8 @@ def recv_buffers(conn: ConnectionLike, count: int) -> list[Any]:
                     mapped.extend(SharedMemoryTransport.import_buffers([item], writable=True))
                 except BaseException as exc:
                     error = error or exc
-                    _segments.unlink_segment(item.name)
+                    if item.area is None:  # an argument copy is the caller's to unlink
+                        _segments.unlink_segment(item.name)
                     mapped.append(None)
             else:
                 mapped.append(item)
@@ -317,6 +314,14 @@ def recv_buffers(conn: ConnectionLike, count: int) -> list[Any]:
             raise error
         buffers = mapped
     return buffers
+
+
+def prepare_caller() -> None:
+    """A pool is being created in this thread: make SIGTERM remove this process's
+    segments first (from the main thread; see ``_segments.install_sigterm_release``).
+    The pool's own thread, which makes the argument copies, cannot install it."""
+    _get_state()
+    _segments.install_sigterm_release()
 
 
 def forget_connection(conn: Any) -> list[str]:
@@ -332,9 +337,7 @@ def _forget(key: int) -> list[str]:
     with state.lock:
         names = state.pending.pop(key, [])
         state.watched.discard(key)
-        entry = state.areas.pop(key, None)
-    if entry is not None:
-        _close_areas(state, entry[1])
+    state.copies.forget_connection(key)
     return [name for name in names if _segments.unlink_segment(name)]
 
 
@@ -445,6 +448,7 @@ def _sweep_if_due(state: _ProcessState) -> None:
     if now >= state.next_dead_worker_sweep:
         state.next_dead_worker_sweep = now + DEAD_WORKER_SWEEP_INTERVAL
         sweep_dead_workers()
+        state.copies.trim()  # free segments idle too long go back to the OS
 
 
 def _prune(pending: dict[int, list[str]]) -> None:

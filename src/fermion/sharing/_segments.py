@@ -130,7 +130,9 @@ class Ledger:
     def __init__(self) -> None:
         self._names: set[str] = set()
         self._prefixes: dict[str, int] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a garbage collection inside a call may run a finalizer that
+        # unlinks a segment (the argument copies return theirs from finalizers).
+        self._lock = threading.RLock()
         self._pid = os.getpid()
         self._hooked = False
 
@@ -362,9 +364,10 @@ def map_segment(
         ) from None
     try:
         size = os.fstat(fd).st_size
-        if writable and populate and _MAP_POPULATE:
+        if populate and _MAP_POPULATE:
             flags = mmap.MAP_SHARED | _MAP_POPULATE
-            mm = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            mm = mmap.mmap(fd, size, flags=flags, prot=prot)
         else:  # (prot/flags and access exclude each other; access keeps read-only safe)
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             mm = mmap.mmap(fd, size, access=access)

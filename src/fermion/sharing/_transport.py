@@ -37,8 +37,9 @@ class SharedBuffer:
     """Stands in for one out-of-band buffer: the segment that holds its bytes.
 
     ``unlink_on_map``: the receiver is the only one and removes the name as soon as
-    it has mapped the segment. ``area``: the segment is a warm receive area that the
-    receiver keeps mapped and the sender refills (see ``fermion.sharing._areas``).
+    it has mapped the segment. ``area``: the segment is one of the caller's argument
+    copies, which the receiver maps once, keeps mapped and answers for on its board
+    (see ``fermion.sharing._copies`` and ``_areas``).
     """
 
     name: str

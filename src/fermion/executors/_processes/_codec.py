@@ -23,6 +23,7 @@ import io
 import pickle
 import struct
 from collections.abc import Sequence
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "dumps",
     "encode",
     "loads",
+    "prepare_caller",
     "recv",
     "recv_out_of_band",
     "release_worker_segments",
@@ -128,11 +130,15 @@ def decode(head: bytes | memoryview, buffers: Sequence[Any]) -> Any:
     return pickle.loads(memoryview(head)[_COUNT.size :], buffers=buffers)
 
 
-def send(conn: Connection, message: Encoded) -> None:
-    """Write one encoded message: frame 0, then its out-of-band buffers."""
+def send(conn: Connection, message: Encoded, *, until: Future[Any] | None = None) -> None:
+    """Write one encoded message: frame 0, then its out-of-band buffers.
+
+    ``until``: the future of the task the message carries (shared-memory transport,
+    issue 16): the copies of writable arrays it took serve later tasks until it is done.
+    """
     conn.send_bytes(message.head)
     if message.buffers:
-        send_out_of_band(conn, message.buffers)
+        send_out_of_band(conn, message.buffers, until=until)
 
 
 def recv(conn: Connection) -> Any:
@@ -154,19 +160,29 @@ def recv(conn: Connection) -> Any:
 # -- the out-of-band transport: replace these two to move buffers another way ---------
 
 
-def send_out_of_band(conn: Connection, buffers: Sequence[pickle.PickleBuffer]) -> None:
+def send_out_of_band(
+    conn: Connection, buffers: Sequence[pickle.PickleBuffer], *, until: Future[Any] | None = None
+) -> None:
     """Send the buffers: each one from ``fermion.sharing``'s threshold (1 MiB) up is
-    written into a shared-memory segment and only its name travels; smaller ones go
-    through the pipe, one frame each, straight from their memory. (Shared-memory
-    transport, issue 6: see ``fermion.sharing._connection`` for the wire format.)"""
-    _shared_memory.send_buffers(conn, buffers)
+    placed in a shared-memory segment (one copy per distinct array) and only its name
+    travels; smaller ones go through the pipe, one frame each, straight from their
+    memory. (Shared-memory transport, issues 6 and 16: see ``fermion.sharing._connection``
+    for the wire format.)"""
+    _shared_memory.send_buffers(conn, buffers, until=until)
 
 
 def recv_out_of_band(conn: Connection, count: int) -> list[Any]:
-    """Receive ``count`` buffers sent by ``send_out_of_band``, in order: segments are
-    mapped (writable, no copy) and unlinked at once, pipe frames are read into writable
-    ``bytearray``\\ s. Arrays rebuilt on them are writable and own no copy."""
+    """Receive ``count`` buffers sent by ``send_out_of_band``, in order: result segments
+    are mapped (writable, no copy) and unlinked at once, argument copies are mapped
+    read-only (tasks share them), pipe frames are read into writable ``bytearray``\\ s."""
     return _shared_memory.recv_buffers(conn, count)
+
+
+def prepare_caller() -> None:
+    """Shared-memory transport (issue 16): call from the thread that creates a pool
+    (usually the main thread, the only one that may set signal handlers), so that a
+    SIGTERM of the caller removes its segments before it ends the process."""
+    _shared_memory.prepare_caller()
 
 
 def release_worker_segments(pid: int, task_conn: Connection) -> None:

@@ -720,7 +720,7 @@ class PoolState:
             worker.deadline = None if task.timeout is None else now + task.timeout
             self._watch_memory(worker, now)
         try:
-            _codec.send(worker.handle.task_conn, run.message)
+            _codec.send(worker.handle.task_conn, run.message, until=task.future)
         except OSError:
             # The worker is gone before it got the task: the task never ran, so it goes
             # back to the front of the queue; the worker's sentinel will settle the rest
