@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from fermion.errors import SerializationError
 from fermion.executors import _source_pickle
 from fermion.executors._base import Backend, Task
-from fermion.executors._processes import _pool, _start, _worker
+from fermion.executors._processes import _codec, _pool, _start, _worker
 
 __all__ = ["ProcessBackend"]
 
