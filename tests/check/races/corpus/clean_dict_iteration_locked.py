@@ -1,5 +1,6 @@
 """The timeout checker of racy_dict_iteration_vs_insertion.py with the fix: the checker
-iterates the start times, and the runner inserts and deletes them, under one lock.
+iterates the start times, and the runner and the reaper insert and remove them, under
+one lock.
 
 The bug: https://github.com/boxed/mutmut/issues/410.
 """
@@ -19,16 +20,25 @@ def timeout_checker(rounds, timeout):
                     expired.append(pid)
 
 
-def run_mutants(count):
+def start_mutants(count):
     for pid in range(count):
         with lock:
             start_time_by_pid[pid] = pid
-            if pid >= 3:
-                del start_time_by_pid[pid - 3]
 
 
-checker = threading.Thread(target=timeout_checker, args=(50, 10), name="checker")
-checker.start()
-run_mutants(50)
-checker.join()
-assert sorted(start_time_by_pid) == [47, 48, 49]
+def reap_mutants(count):
+    for pid in range(count):
+        with lock:
+            start_time_by_pid.pop(pid, None)
+
+
+threads = [
+    threading.Thread(target=timeout_checker, args=(50, 10), name="checker"),
+    threading.Thread(target=start_mutants, args=(50,), name="runner"),
+    threading.Thread(target=reap_mutants, args=(50,), name="reaper"),
+]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert len(start_time_by_pid) <= 50

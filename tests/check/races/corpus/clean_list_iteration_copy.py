@@ -31,12 +31,26 @@ class Ecu:
                 self.fired += event["delta"] > 0
 
 
+def add_new(ecu, count):
+    for i in range(count, 2 * count):
+        ecu.add_timer(1, i)
+
+
+def remove_old(ecu, count):
+    for i in range(count):
+        ecu.remove_timer(i)
+
+
 ecu = Ecu()
-timer = threading.Thread(target=ecu.timer_thread, args=(50,), name="timer")
-timer.start()
-for i in range(50):
+for i in range(20):
     ecu.add_timer(1, i)
-    if i >= 2:
-        ecu.remove_timer(i - 2)
-timer.join()
-assert [e["callback"] for e in ecu._timer_events] == [48, 49]
+threads = [
+    threading.Thread(target=ecu.timer_thread, args=(50,), name="timer"),
+    threading.Thread(target=add_new, args=(ecu, 20), name="adder"),
+    threading.Thread(target=remove_old, args=(ecu, 20), name="remover"),
+]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert sorted(e["callback"] for e in ecu._timer_events) == list(range(20, 40))

@@ -1,10 +1,10 @@
-"""A timeout checker thread iterates a dict of start times while the runner inserts and
-deletes entries: "RuntimeError: dictionary changed size during iteration".
+"""A timeout checker thread iterates a dict of start times while other threads insert
+and remove entries: "RuntimeError: dictionary changed size during iteration".
 
 From mutmut's timeout checker (https://github.com/boxed/mutmut/issues/410): the checker
-thread loops over ``start_time_by_pid.items()`` while the main thread records each new
-process's start time and drops it when the process ends, with no lock. Here the
-checker records the error instead of dying with it, so the run ends cleanly.
+thread loops over ``start_time_by_pid.items()`` while the runner records each new
+process's start time and the entry is dropped when the process ends, with no lock.
+Here the checker records the error instead of dying with it, so the run ends cleanly.
 """
 
 import threading
@@ -24,14 +24,22 @@ def timeout_checker(rounds, timeout):
             crashes.append(error)
 
 
-def run_mutants(count):
+def start_mutants(count):
     for pid in range(count):
         start_time_by_pid[pid] = pid  # RACE-HERE
-        if pid >= 3:
-            del start_time_by_pid[pid - 3]  # RACE-HERE
 
 
-checker = threading.Thread(target=timeout_checker, args=(50, 10), name="checker")
-checker.start()
-run_mutants(50)
-checker.join()
+def reap_mutants(count):
+    for pid in range(count):
+        start_time_by_pid.pop(pid, None)  # RACE-HERE
+
+
+threads = [
+    threading.Thread(target=timeout_checker, args=(50, 10), name="checker"),
+    threading.Thread(target=start_mutants, args=(50,), name="runner"),
+    threading.Thread(target=reap_mutants, args=(50,), name="reaper"),
+]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
