@@ -74,7 +74,10 @@ def test_iteration_races_name_the_containers_size_and_what_each_side_does() -> N
             "data race on the size of start_time_by_pid (iterated while its size changes): "
         )
         assert "iterates it at racy_dict_iteration_vs_insertion.py:20 in timeout_checker" in message
-    assert any("inserts into it at racy_dict_iteration_vs_insertion.py:29 in start_mutants" in m for m in messages)
+    assert any(
+        "inserts into it at racy_dict_iteration_vs_insertion.py:29 in start_mutants" in m
+        for m in messages
+    )
     assert any("resizes it at racy_dict_iteration_vs_insertion.py:34" in m for m in messages)
 
 
