@@ -19,6 +19,11 @@ read with ``in`` and ``[]``.
 The site number each hook receives was baked into the code by :mod:`._rewrite`; the
 site table maps it to file, line, function and target, so no frame is inspected.
 
+A dict, list, set or deque has one more location beside its items, its size
+(``SHAPE``): ``_fermion_it`` (the container is iterated) reads it, ``_fermion_rs`` (a
+method that may change its size) and a store of a new key or a ``del`` write it. It
+goes through the same cache and the same analysis as every other location.
+
 This module has no import-time side effects; :func:`activate` / :func:`deactivate`
 (called by the session) switch recording on and off.
 """
