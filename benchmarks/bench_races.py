@@ -10,6 +10,7 @@ the C/C++ anchor, costs 5-15x).
 
     python benchmarks/bench_races.py           # the real measurement
     python benchmarks/bench_races.py --quick   # a smoke test in seconds
+    python benchmarks/bench_races.py --only pipeline --n 50000 --repeats 3
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=None, help="best of this many (default 5, quick 1)"
     )
+    parser.add_argument(
+        "--only", default="", help="run only the programs whose name contains this text"
+    )
     options = parser.parse_args()
     n = options.n or (2_000 if options.quick else 50_000)
     repeats = options.repeats or (1 if options.quick else 5)
@@ -183,6 +187,8 @@ def main() -> None:
     ratios = []
     with tempfile.TemporaryDirectory(prefix="fermion-bench-races-") as tmp:
         for i, (name, body) in enumerate(PROGRAMS.items()):
+            if options.only not in name:
+                continue
             path = os.path.join(tmp, f"program_{i}.py")
             with open(path, "w", encoding="utf-8") as f:
                 f.write(f"N = {n}\n{body}")

@@ -66,6 +66,21 @@ def test_attribute_and_global_locations_are_named_by_class_and_name() -> None:
     assert any(m.startswith("data race on counter:") for m in messages)
 
 
+def test_iteration_races_name_the_containers_size_and_what_each_side_does() -> None:
+    messages = sorted(f.message for f in detect(CORPUS / "racy_dict_iteration_vs_insertion.py"))
+    assert messages
+    for message in messages:
+        assert message.startswith(
+            "data race on the size of start_time_by_pid (iterated while its size changes): "
+        )
+        assert "iterates it at racy_dict_iteration_vs_insertion.py:20 in timeout_checker" in message
+    assert any(
+        "inserts into it at racy_dict_iteration_vs_insertion.py:29 in start_mutants" in m
+        for m in messages
+    )
+    assert any("resizes it at racy_dict_iteration_vs_insertion.py:34" in m for m in messages)
+
+
 def test_the_lecture_counter_is_found_on_every_run() -> None:
     for _ in range(3):
         assert detect(CORPUS / "racy_lecture_counter.py")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fermion.check._races._detector import EXCLUSIVE, SHARED, SHARED_MODIFIED, VIRGIN, RaceDetector
+from fermion.check._races._detector import (
+    EXCLUSIVE,
+    SHAPE,
+    SHARED,
+    SHARED_MODIFIED,
+    VIRGIN,
+    RaceDetector,
+)
 
 NO_LOCKS: frozenset[object] = frozenset()
 
@@ -218,3 +225,91 @@ def test_statistics_counts() -> None:
     update(det, b)
     stats = det.statistics()
     assert stats["threads"] == 3 and stats["locations"] == 1 and stats["races"] == 1
+
+
+# -- a container's shape: iteration reads it, a change of size writes it -----------------
+
+
+def iterate(
+    det: RaceDetector, tid: int, site: int = 10, locks: frozenset[object] = NO_LOCKS
+) -> None:
+    det.access(tid, "d", SHAPE, site, read=True, write=False, locks=locks, location="size of d")
+
+
+def resize(
+    det: RaceDetector, tid: int, site: int = 11, locks: frozenset[object] = NO_LOCKS
+) -> None:
+    det.access(tid, "d", SHAPE, site, read=False, write=True, locks=locks, location="size of d")
+
+
+def test_iteration_concurrent_with_a_resize_races_at_both_sites() -> None:
+    det, _, a, b = two_threads()
+    iterate(det, a, site=10)
+    resize(det, b, site=11)
+    (race,) = det.races
+    assert race.location == "size of d"
+    assert {race.first.site, race.second.site} == {10, 11}
+    assert (race.first.write, race.second.write) == (False, True)
+
+
+def test_a_resize_then_a_concurrent_iteration_races_too() -> None:
+    det, _, a, b = two_threads()
+    resize(det, a)
+    iterate(det, b)
+    assert len(det.races) == 1
+
+
+def test_resizes_alone_from_several_threads_are_not_races() -> None:
+    det, main, a, b = two_threads()
+    c = det.new_thread(main)
+    for _ in range(3):
+        resize(det, a, site=11)
+        resize(det, b, site=12)
+    assert det.races == []
+    assert det.state_of("d", SHAPE) == SHARED_MODIFIED
+    iterate(det, c, site=13)
+    assert {frozenset((r.first.site, r.second.site)) for r in det.races} == {
+        frozenset((11, 13)),
+        frozenset((12, 13)),
+    }
+
+
+def test_iterations_alone_from_several_threads_are_not_races() -> None:
+    det, _, a, b = two_threads()
+    iterate(det, a)
+    iterate(det, b)
+    assert det.races == []
+    assert det.state_of("d", SHAPE) == SHARED
+
+
+def test_iteration_and_resize_under_a_common_lock_do_not_race() -> None:
+    det, _, a, b = two_threads()
+    iterate(det, a, locks=frozenset({"L"}))
+    resize(det, b, locks=frozenset({"L", "M"}))
+    assert det.races == []
+    resize(det, b, site=12, locks=frozenset({"M"}))
+    assert len(det.races) == 1
+
+
+def test_iteration_after_join_or_hand_off_does_not_race() -> None:
+    det, main, a, b = two_threads()
+    resize(det, a)
+    det.join(main, a)
+    iterate(det, main)
+    det.release(main, "to b")
+    det.acquire(b, "to b")
+    resize(det, b, site=12)
+    det.release(b, "to main")
+    det.acquire(main, "to main")
+    iterate(det, main, site=13)
+    assert det.races == []
+
+
+def test_the_shape_is_its_own_location_beside_the_items() -> None:
+    det, _, a, b = two_threads()
+    det.access(a, "d", ("item", "k"), 1, read=False, write=True, locks=NO_LOCKS, location="d")
+    iterate(det, b)
+    assert det.races == []
+    assert det.state_of("d", ("item", "k")) == EXCLUSIVE
+    det.forget("d")
+    assert det.state_of("d", SHAPE) == VIRGIN

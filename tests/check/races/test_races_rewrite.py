@@ -225,3 +225,83 @@ def test_hooks_record_nothing_while_inactive(sample_path: str) -> None:
 def test_a_syntax_error_in_user_code_is_the_usual_syntax_error() -> None:
     with pytest.raises(SyntaxError):
         compile_instrumented("def broken(:\n", "broken.py", "broken", _runtime.register_site)
+
+
+SHAPES = textwrap.dedent(
+    """
+    import collections
+
+    d = {"a": 1, "b": 2}
+    items = [3, 1, 2]
+    seen = set()
+    queue = collections.deque()
+
+
+    def shapes():
+        out = []
+        for k in d:
+            out.append(k)
+        for k, v in d.items():
+            out.append(v)
+        out.append(sum(items))
+        out.append(sorted(d.keys()))
+        out.append([x * 2 for x in items])
+        out.append(list(enumerate(items)))
+        for i in range(2):
+            out.append(i)
+        d["c"] = 3
+        del d["a"]
+        items.remove(1)
+        seen.add(4)
+        queue.append(5)
+        out.append(d.pop("b"))
+        return out, dict(d), list(items), set(seen), list(queue)
+
+
+    def shadowed(sum=len):
+        return sum(items)
+
+
+    RESULT = shapes(), shadowed()
+    """
+)
+
+
+def test_iterations_and_size_changes_are_sites_and_compute_the_same(tmp_path: Any) -> None:
+    path = str(tmp_path / "shapes.py")
+    plain = run_as_module(compile(SHAPES, path, "exec"), path)
+    sites: list[SiteInfo] = []
+
+    def register(info: SiteInfo) -> int:
+        sites.append(info)
+        return _runtime.register_site(info)
+
+    _runtime.activate()
+    try:
+        code = compile_instrumented(SHAPES, path, "fermion_race_shapes", register)
+        instrumented = run_as_module(code, path)
+    finally:
+        _runtime.deactivate()
+    assert instrumented["RESULT"] == plain["RESULT"]
+    lines = SHAPES.splitlines()
+
+    def kinds_at(text: str) -> set[tuple[str, str]]:
+        line = next(i for i, src in enumerate(lines, 1) if src.strip() == text)
+        return {(s.kind, s.name) for s in sites if s.line == line}
+
+    assert ("iterate", "d") in kinds_at("for k in d:")
+    assert ("iterate", "d") in kinds_at("for k, v in d.items():")
+    assert ("iterate", "items") in kinds_at("out.append(sum(items))")
+    assert ("resize", "out") in kinds_at("out.append(sum(items))")
+    assert ("iterate", "d") in kinds_at("out.append(sorted(d.keys()))")
+    assert ("iterate", "items") in kinds_at("out.append([x * 2 for x in items])")
+    assert ("iterate", "items") in kinds_at("out.append(list(enumerate(items)))")
+    assert not any(k == "iterate" for k, _ in kinds_at("for i in range(2):"))
+    assert ("write", "d") in kinds_at('d["c"] = 3')
+    assert ("delete", "d") in kinds_at('del d["a"]')
+    assert ("resize", "items") in kinds_at("items.remove(1)")
+    assert ("resize", "seen") in kinds_at("seen.add(4)")
+    assert ("resize", "queue") in kinds_at("queue.append(5)")
+    assert ("resize", "d") in kinds_at('out.append(d.pop("b"))')
+    # A parameter named like a built-in is not the built-in: no iteration site.
+    assert kinds_at("return sum(items)") == set()

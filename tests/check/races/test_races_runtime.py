@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Iterator
 
@@ -168,3 +169,49 @@ def test_the_locksets_a_thread_remembers_are_bounded(
         assert len(state.node.plus) <= 8 and len(state.node.minus) <= 8
     _runtime.on_released(base, me)
     assert state.locks == frozenset()
+
+
+def test_a_store_changes_a_dicts_size_only_when_the_key_is_new(recording: None) -> None:
+    # Unpatched threads: no start/join edges, so every pair of threads' accesses is concurrent.
+    d = {"old": 0}
+    replace, insert, delete = (
+        site("write", "item", "d"),
+        site("write", "item", "d"),
+        site("delete", "item", "d"),
+    )
+    update = site("update", "item", "d")
+    iterate = site("iterate", "item", "d")
+
+    def mutate() -> None:
+        d[_runtime._fermion_k(d, "old", replace)] = 1
+        d[_runtime._fermion_k(d, "old", update)] += 1
+        d[_runtime._fermion_k(d, "new", insert)] = 2
+
+    def remove() -> None:
+        del d[_runtime._fermion_k(d, "new", delete)]
+
+    # One thread per shape write: a thread's later write under the same locks replaces
+    # its earlier one in the detector (it races with whatever the earlier one did).
+    for work in (mutate, remove):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(timeout=10)
+    assert list(_runtime._fermion_it(d, iterate)) == ["old"]
+    pairs = {
+        frozenset((r.first.site, r.second.site))
+        for r in _runtime._detector.races
+        if r.detail == _runtime.SHAPE_DETAIL
+    }
+    assert pairs == {frozenset((insert, iterate)), frozenset((delete, iterate))}
+
+
+def test_only_dicts_lists_sets_and_deques_have_a_shape(recording: None) -> None:
+    iterate, resize = site("iterate", "item", "c"), site("resize", "item", "c")
+    text, numbers = "abc", range(3)
+    assert _runtime._fermion_it(text, iterate) is text
+    assert _runtime._fermion_rs(numbers, resize) is numbers
+    assert _runtime._detector.statistics()["locations"] == 0
+    shaped = [[], {}, set(), collections.deque()]
+    for container in shaped:
+        assert _runtime._fermion_it(container, iterate) is container
+    assert _runtime._detector.statistics()["locations"] == len(shaped)

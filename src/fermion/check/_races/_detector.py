@@ -61,7 +61,25 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["EXCLUSIVE", "SHARED", "SHARED_MODIFIED", "VIRGIN", "Access", "Race", "RaceDetector"]
+__all__ = [
+    "EXCLUSIVE",
+    "SHAPE",
+    "SHARED",
+    "SHARED_MODIFIED",
+    "VIRGIN",
+    "Access",
+    "Race",
+    "RaceDetector",
+]
+
+# The field of a container's *shape*: its key set or length, one location per container
+# beside its items. Iterating the container reads it; an insertion, a deletion or a
+# resizing method call (``append``, ``pop``, ``clear``...) writes it, blindly (it
+# reads nothing). So the rule below makes an iteration concurrent with a resize a race
+# (``dictionary changed size during iteration``, or a list's silently skipped items),
+# while two resizes alone (two threads inserting different keys, each call atomic) are
+# last-writer-wins and no finding. A tuple, so that no attribute name equals it.
+SHAPE: Hashable = ("shape",)
 
 VIRGIN = "virgin"
 EXCLUSIVE = "exclusive"

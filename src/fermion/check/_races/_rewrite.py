@@ -21,7 +21,17 @@ cell ``v`` (nonlocal)       load: ``_fermion_cl(v, S, _fermion_cell_N)``; store:
 ``c[k] = v`` / del / ``+=`` ``(_fermion_t := c)[_fermion_k(_fermion_t, k, S)]``
 ``k in c``                  ``_fermion_in(k, c, S)``
 ``c.get(k)``                ``_fermion_get(c, S, k)``
+``for x in c``, ``[.. for   ``_fermion_it(c, S)`` (also ``c.items()``/``keys()``/
+x in c]``, ``list(c)`` ...  ``values()``, and the arguments of the built-ins that
+                            iterate: ``list``, ``sorted``, ``sum``, ``enumerate``...)
+``c.append(x)``, ``c.pop``  ``_fermion_rs(c, S).append(x)`` (the methods that may
+...                         change a container's size: :data:`RESIZING_METHODS`)
 ==========================  ============================================================
+
+Iterating a container and changing its size are accesses of the container's *shape*
+(its key set or length; the runtime's ``SHAPE`` location): an iteration reads it, an
+insertion, deletion or resizing method call writes it. Only the runtime knows that the
+object is a dict, list, set or deque; the rewriter marks every candidate.
 
 Which names count as shared: a global that some function declares ``global`` or that
 module-level code binds more than once (a module constant or a ``def`` cannot race);
@@ -41,6 +51,9 @@ from dataclasses import dataclass
 __all__ = ["HOOK_NAMES", "SiteInfo", "compile_instrumented", "rewrite"]
 
 READ, WRITE, UPDATE = "read", "write", "update"
+# Shape accesses: an iteration (reads the container's size and keys), a resizing method
+# call and a ``del c[k]`` (write them).
+ITERATE, RESIZE, DELETE = "iterate", "resize", "delete"
 GLOBAL, CELL, ATTR, ITEM = "global", "cell", "attr", "item"
 
 HOOK_NAMES = (
@@ -54,7 +67,26 @@ HOOK_NAMES = (
     "_fermion_in",
     "_fermion_get",
     "_fermion_newcell",
+    "_fermion_it",
+    "_fermion_rs",
 )
+# Methods of dict, list, set and deque that may change the container's size.
+RESIZING_METHODS = frozenset(
+    {
+        "append", "appendleft", "extend", "extendleft", "insert", "remove", "pop",
+        "popleft", "popitem", "clear", "update", "setdefault", "add", "discard",
+        "difference_update", "intersection_update", "symmetric_difference_update",
+    }
+)  # fmt: skip
+# Built-ins that iterate their (positional) arguments; ``enumerate``/``zip``/``map``/
+# ``filter``/``reversed``/``iter`` lazily, but their result is iterated at once almost always.
+_ITERATING_BUILTINS = frozenset(
+    {
+        "list", "tuple", "set", "frozenset", "dict", "sorted", "sum", "min", "max", "any",
+        "all", "enumerate", "zip", "map", "filter", "reversed", "iter",
+    }
+)  # fmt: skip
+_VIEW_METHODS = frozenset({"items", "keys", "values"})
 _HOOK_MODULE = "fermion.check._races._runtime"
 _TEMP = "_fermion_t"
 
@@ -63,7 +95,8 @@ _TEMP = "_fermion_t"
 class SiteInfo:
     """One access site in the source: where it is and what it touches.
 
-    ``kind`` is ``"read"``, ``"write"`` or ``"update"`` (read-modify-write); ``target``
+    ``kind`` is ``"read"``, ``"write"``, ``"update"`` (read-modify-write), ``"delete"``
+    (``del c[k]``), ``"iterate"`` or ``"resize"`` (a method that may change the size); ``target``
     is ``"global"``, ``"cell"``, ``"attr"`` or ``"item"``; ``name`` is the variable or
     attribute name, or for an item the container's source text (``self.cache``).
     """
@@ -387,6 +420,7 @@ class _Instrumenter(ast.NodeTransformer):
             and not (name.startswith("__") and name.endswith("__"))
         }
         self._scope = module_scope
+        self._module_scope = module_scope
         self._qualname: list[str] = []
         self._function = "<module>"
 
@@ -518,12 +552,12 @@ class _Instrumenter(ast.NodeTransformer):
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
     ) -> ast.AST:
         first = node.generators[0]
-        first.iter = self.visit(first.iter)
+        first.iter = self._visit_iterable(first.iter)
 
         def body() -> None:
             for i, gen in enumerate(node.generators):
                 if i:
-                    gen.iter = self.visit(gen.iter)
+                    gen.iter = self._visit_iterable(gen.iter)
                 gen.ifs = [self.visit(c) for c in gen.ifs]
             if isinstance(node, ast.DictComp):
                 node.key = self.visit(node.key)
@@ -564,7 +598,10 @@ class _Instrumenter(ast.NodeTransformer):
 
     def _visit_loop(self, node: ast.For | ast.AsyncFor) -> ast.AST:
         hooks = self._store_hooks([node.target], WRITE)
-        self.generic_visit(node)
+        node.iter = self._visit_iterable(node.iter)
+        node.target = self.visit(node.target)
+        node.body = self._visit_list(node.body)
+        node.orelse = self._visit_list(node.orelse)
         node.body[:0] = hooks
         return node
 
@@ -616,7 +653,10 @@ class _Instrumenter(ast.NodeTransformer):
             # A method lookup is not shared state; instrument the object expression only.
             name = _source(func.value)
             func.value = self.visit(func.value)
-            if (
+            if func.attr in RESIZING_METHODS:
+                site = self._site(node, RESIZE, ITEM, name)
+                func.value = ast.copy_location(_call("_fermion_rs", func.value, site), func.value)
+            elif (
                 func.attr == "get"
                 and 1 <= len(node.args) <= 2
                 and not node.keywords
@@ -625,12 +665,50 @@ class _Instrumenter(ast.NodeTransformer):
                 site = self._site(node, READ, ITEM, name)
                 args = [self.visit(a) for a in node.args]
                 return ast.copy_location(_call("_fermion_get", func.value, site, *args), node)
+        elif isinstance(func, ast.Name) and self._is_builtin(func.id, _ITERATING_BUILTINS):
+            node.args = [
+                a if isinstance(a, ast.Starred) else self._visit_iterable(a) for a in node.args
+            ]
+            for keyword in node.keywords:
+                keyword.value = self.visit(keyword.value)
+            return node
         else:
             node.func = self.visit(func)
         node.args = [self.visit(a) for a in node.args]
         for keyword in node.keywords:
             keyword.value = self.visit(keyword.value)
         return node
+
+    def _is_builtin(self, name: str, names: frozenset[str]) -> bool:
+        """Whether *name* is one of the built-ins *names* here (not rebound by the module)."""
+        return (
+            name in names
+            and _resolve(self._scope, name)[0] == GLOBAL
+            and name not in self._module_scope.bindings
+        )
+
+    def _visit_iterable(self, node: ast.expr) -> ast.expr:
+        """Instrument *node*, an expression that is iterated: wrap the container in
+        ``_fermion_it`` (for ``c.items()`` and the other views, ``c``). Displays,
+        comprehensions and other calls build a new object: nothing to wrap."""
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _VIEW_METHODS
+            and not node.args
+            and not node.keywords
+        ):
+            site = self._site(node, ITERATE, ITEM, _source(node.func.value))
+            visited = self.visit(node)
+            if isinstance(visited, ast.Call) and isinstance(visited.func, ast.Attribute):
+                value = visited.func.value
+                visited.func.value = ast.copy_location(_call("_fermion_it", value, site), value)
+            return visited
+        if isinstance(node, _NEW_OBJECTS):
+            result: ast.expr = self.visit(node)
+            return result
+        site = self._site(node, ITERATE, ITEM, _source(node))
+        return ast.copy_location(_call("_fermion_it", self.visit(node), site), node)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         kind = READ if isinstance(node.ctx, ast.Load) else WRITE
@@ -660,7 +738,7 @@ class _Instrumenter(ast.NodeTransformer):
             key = self.visit(node.slice)
             site = self._site(node, READ, ITEM, name)
             return ast.copy_location(_call("_fermion_i", container, key, site), node)
-        return self._subscript_store(node, WRITE)
+        return self._subscript_store(node, DELETE if isinstance(node.ctx, ast.Del) else WRITE)
 
     def _subscript_store(self, node: ast.Subscript, kind: str) -> ast.expr:
         if _has_slice(node.slice) or self._scope.kind == "comprehension":
@@ -690,6 +768,23 @@ class _Instrumenter(ast.NodeTransformer):
             return ast.copy_location(result, node)
         self.generic_visit(node)
         return node
+
+
+# Iterated expressions that evaluate to a new object, which no other thread can see yet.
+_NEW_OBJECTS = (
+    ast.Call,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Set,
+    ast.Dict,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.JoinedStr,
+    ast.BinOp,
+)
 
 
 def _has_docstring(body: list[ast.stmt]) -> bool:

@@ -19,6 +19,11 @@ read with ``in`` and ``[]``.
 The site number each hook receives was baked into the code by :mod:`._rewrite`; the
 site table maps it to file, line, function and target, so no frame is inspected.
 
+A dict, list, set or deque has one more location beside its items, its size
+(``SHAPE``): ``_fermion_it`` (the container is iterated) reads it, ``_fermion_rs`` (a
+method that may change its size) and a store of a new key or a ``del`` write it. It
+goes through the same cache and the same analysis as every other location.
+
 This module has no import-time side effects; :func:`activate` / :func:`deactivate`
 (called by the session) switch recording on and off.
 """
@@ -26,17 +31,31 @@ This module has no import-time side effects; :func:`activate` / :func:`deactivat
 from __future__ import annotations
 
 import _thread
+import collections
 import threading
 import types
 import weakref
 from collections.abc import Hashable
 from typing import Any
 
-from fermion.check._races._detector import STRIPES, RaceDetector
-from fermion.check._races._rewrite import ATTR, CELL, GLOBAL, ITEM, READ, UPDATE, WRITE, SiteInfo
+from fermion.check._races._detector import SHAPE, STRIPES, RaceDetector
+from fermion.check._races._rewrite import (
+    ATTR,
+    CELL,
+    DELETE,
+    GLOBAL,
+    ITEM,
+    ITERATE,
+    READ,
+    RESIZE,
+    UPDATE,
+    WRITE,
+    SiteInfo,
+)
 from fermion.sync import CheckedLock, CheckedRLock, FairLock
 
 __all__ = [
+    "SHAPE_DETAIL",
     "SITES",
     "ThreadState",
     "activate",
@@ -223,14 +242,16 @@ def _record(
     detail: str,
     group: Hashable,
     obj: object = None,
+    kind: str | None = None,
 ) -> None:
     """Run the analysis for one access; with *obj* (then *owner* is None), the owner is
-    that object's identity.
+    that object's identity. *kind* overrides the site's (a store's shape access).
 
     Only the location's stripe lock is held (never two stripes at once: dead objects
     and surplus pinned containers are forgotten before and after, each under its own).
     """
-    kind = SITES[site].kind
+    if kind is None:
+        kind = SITES[site].kind
     detector = _detector
     if _dead:
         _forget_dead(detector)
@@ -251,8 +272,8 @@ def _record(
             owner,
             field,
             site,
-            read=kind != WRITE,
-            write=kind != READ,
+            read=kind in _READS,
+            write=kind in _WRITES,
             locks=st.node.locks,
             location=label,
             detail=detail,
@@ -260,6 +281,10 @@ def _record(
         )
     if obj is not None and len(_pinned) >= _PIN_LIMIT:
         _unpin_oldest(detector)
+
+
+_READS = frozenset({READ, UPDATE, ITERATE})
+_WRITES = frozenset({WRITE, UPDATE, DELETE, RESIZE})
 
 
 def _forget_dead(detector: RaceDetector) -> None:
@@ -378,7 +403,28 @@ def _item_access(
     else:
         detail = "(unhashable key: the whole container)"
         field = ("item", "<unhashable>")
+    kind = info.kind
+    # Before the store itself (the hook returns the key it stores at): a key the dict
+    # lacks is an insertion, which changes its size; a deletion always does.
+    resizes = kind == DELETE or (
+        kind != READ and hashable and isinstance(container, dict) and key not in container
+    )
     _record(st, site, None, field, label, detail, (label, type(container).__name__), container)
+    if resizes and isinstance(container, _SHAPED):
+        _shape_access(st, site, container, RESIZE)
+
+
+# The containers whose iteration fails or skips items when another thread changes
+# their size: their shape (SHAPE) is tracked.
+_SHAPED: tuple[type, ...] = (dict, list, set, collections.deque)
+SHAPE_DETAIL = "iterated while its size changes"
+
+
+def _shape_access(st: ThreadState, site: int, container: object, kind: str | None) -> None:
+    """Record an access to *container*'s shape: an iteration reads it, a resize writes it."""
+    label = f"the size of {SITES[site].name}"
+    group = ("shape", type(container).__name__)
+    _record(st, site, None, SHAPE, label, SHAPE_DETAIL, group, container, kind)
 
 
 def _short_repr(value: object) -> str:
@@ -547,6 +593,34 @@ def _fermion_get(container: Any, site: int, *args: Any) -> Any:
     if _enabled and isinstance(container, dict):
         _item_hook(container, args[0], site)
     return container.get(*args)
+
+
+def _fermion_it(container: Any, site: int) -> Any:
+    """*container* is about to be iterated; returns it."""
+    if _enabled and isinstance(container, _SHAPED):
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        key = (site, id(container))
+        if key not in st.node.seen:
+            _remember(st, key)
+            _shape_access(st, site, container, None)
+    return container
+
+
+def _fermion_rs(container: Any, site: int) -> Any:
+    """*container*'s method that may change its size is about to be called; returns it."""
+    if _enabled and isinstance(container, _SHAPED):
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        key = (site, id(container))
+        if key not in st.node.seen:
+            _remember(st, key)
+            _shape_access(st, site, container, None)
+    return container
 
 
 class _CellToken:
@@ -783,4 +857,4 @@ __all__ += [
     "thread_name",
 ]
 # Silence "imported but unused" for names the rewriter's site kinds document.
-_KINDS = (ATTR, CELL, ITEM, UPDATE)
+_KINDS = (ATTR, CELL, ITEM)

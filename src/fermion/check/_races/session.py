@@ -27,7 +27,7 @@ from fermion.check._races import _runtime
 from fermion.check._races._detector import Race
 from fermion.check._races._handoffs import RegistryListener, ThreadingPatches, lock_label
 from fermion.check._races._importer import InstrumentingFinder, patch_runpy
-from fermion.check._races._rewrite import READ, UPDATE
+from fermion.check._races._rewrite import DELETE, ITERATE, READ, RESIZE, UPDATE
 from fermion.check._report import Finding, Location
 from fermion.errors import RaceSessionError
 from fermion.sync import _registry
@@ -154,13 +154,18 @@ def _patch_primitives() -> Any:
     return patch_threading()
 
 
-_VERBS = {READ: "reads", UPDATE: "updates (read-modify-write)"}
+_VERBS = {READ: "reads", UPDATE: "updates (read-modify-write)", DELETE: "deletes"}
+# For a container's size (its shape): what the site does to it.
+_SHAPE_VERBS = {ITERATE: "iterates", DELETE: "deletes from", RESIZE: "resizes"}
 
 
-def _describe(race_thread: int, site: int, locks: frozenset[Any]) -> tuple[str, Location]:
+def _describe(
+    race_thread: int, site: int, locks: frozenset[Any], shape: bool = False
+) -> tuple[str, Location]:
     info = _runtime.SITES[site]
     thread = _runtime.thread_name(race_thread)
-    verb = _VERBS.get(info.kind, "writes")
+    verbs, default = (_SHAPE_VERBS, "inserts into") if shape else (_VERBS, "writes")
+    verb = verbs.get(info.kind, default)
     held = ", ".join(sorted(lock_label(lock) for lock in locks)) or "no lock"
     text = f"{thread} {verb} it at {os.path.basename(info.file)}:{info.line} in {info.function}, holding {held}"
     return text, Location(info.file, info.line, info.function, thread)
@@ -170,8 +175,10 @@ def findings_of(races: Sequence[Race]) -> list[Finding]:
     """Turn the detector's races into report findings (kind ``"race"``)."""
     findings = []
     for race in races:
-        later, later_loc = _describe(race.second.thread, race.second.site, race.second.locks)
-        earlier, earlier_loc = _describe(race.first.thread, race.first.site, race.first.locks)
+        shape = race.detail == _runtime.SHAPE_DETAIL
+        second, first = race.second, race.first
+        later, later_loc = _describe(second.thread, second.site, second.locks, shape)
+        earlier, earlier_loc = _describe(first.thread, first.site, first.locks, shape)
         where = f"{race.location} ({race.detail})" if race.detail else race.location
         message = (
             f"data race on {where}: {later}; {earlier}. Neither access happens-before "
