@@ -596,7 +596,9 @@ def _fermion_get(container: Any, site: int, *args: Any) -> Any:
 
 
 def _fermion_it(container: Any, site: int) -> Any:
-    """*container* is about to be iterated; returns it."""
+    """*container* is about to be iterated (``_fermion_it``), or one of its methods that
+    may change its size is about to be called (``_fermion_rs``); returns it. Both record
+    an access to the container's size; the site says which kind (read or write)."""
     if _enabled and isinstance(container, _SHAPED):
         try:
             st = _tls.s
@@ -609,18 +611,9 @@ def _fermion_it(container: Any, site: int) -> Any:
     return container
 
 
-def _fermion_rs(container: Any, site: int) -> Any:
-    """*container*'s method that may change its size is about to be called; returns it."""
-    if _enabled and isinstance(container, _SHAPED):
-        try:
-            st = _tls.s
-        except AttributeError:
-            st = _new_state()
-        key = (site, id(container))
-        if key not in st.node.seen:
-            _remember(st, key)
-            _shape_access(st, site, container, None)
-    return container
+# The same hook under the name the rewriter gives size changes (kept apart so that the
+# rewritten code reads as what it does).
+_fermion_rs = _fermion_it
 
 
 class _CellToken:
