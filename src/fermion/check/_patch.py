@@ -13,7 +13,9 @@ attribute exactly.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,12 +81,23 @@ def _lock_init(self: CheckedLock) -> None:
     CheckedLock.__init__(self, strict=False, _created=caller_site())
 
 
+def _no_subclass(cls: type, **kwargs: Any) -> None:
+    # The lock type has never accepted subclasses (CPython's test_lock_no_subclass).
+    raise TypeError(
+        f"type '{_ORIGINAL_LOCK_TYPE.__module__}.{_ORIGINAL_LOCK_TYPE.__name__}' is not an "
+        "acceptable base type"
+    )
+
+
 if _instantiable(_ORIGINAL_LOCK_TYPE):
     # 3.13+: threading.Lock is the lock type itself; the patched one is a class too.
     _PatchedLock: Any = type(
         _ORIGINAL_LOCK_TYPE.__name__,
         (CheckedLock,),
-        _dressed_as(_ORIGINAL_LOCK_TYPE, {"__slots__": (), "__init__": _lock_init}),
+        _dressed_as(
+            _ORIGINAL_LOCK_TYPE,
+            {"__slots__": (), "__init__": _lock_init, "__init_subclass__": _no_subclass},
+        ),
     )
 else:
 
@@ -94,7 +107,10 @@ else:
     _PatchedLock = type(
         _ORIGINAL_LOCK_TYPE.__name__,
         (CheckedLock,),
-        _dressed_as(_ORIGINAL_LOCK_TYPE, {"__slots__": (), "__new__": _refuse}),
+        _dressed_as(
+            _ORIGINAL_LOCK_TYPE,
+            {"__slots__": (), "__new__": _refuse, "__init_subclass__": _no_subclass},
+        ),
     )
 
 
@@ -109,6 +125,13 @@ def _lenient_lock() -> CheckedLock:
 
 
 def _checked_rlock(*args: Any, **kwargs: Any) -> CheckedRLock:
+    if (args or kwargs) and sys.version_info >= (3, 13):
+        # threading.RLock's own deprecation, from 3.13 on
+        warnings.warn(
+            "Passing arguments to RLock is deprecated and will be removed in 3.15",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     return CheckedRLock(_created=caller_site())
 
 
