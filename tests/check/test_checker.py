@@ -94,6 +94,66 @@ def test_abba_raises_in_the_thread_that_closes_the_cycle(checks: None) -> None:
     assert {loc.line for loc in finding.locations} >= {lines["main_waits"], lines["main_holds"]}
 
 
+def test_two_threads_closing_one_cycle_at_once_report_it_once() -> None:
+    """Both waits are registered before either thread checks, and the first to find the
+    cycle stays inside its report until the second has checked: only one may raise."""
+    locks: list[Any] = []
+    both_hold = threading.Barrier(2, timeout=WAIT)
+    both_registered = threading.Barrier(2, timeout=WAIT)
+    errors: list[DeadlockError] = []
+    idents: dict[str, int] = {}
+
+    class Rendezvous:
+        def on_wait_begin(self, wait: _registry.Wait) -> None:
+            if any(wait.primitive is lock for lock in locks):
+                both_registered.wait()
+
+    def other_has_checked(me: int) -> bool:
+        other = next(ident for ident in idents.values() if ident != me)
+        wait = _registry.waiting().get(other)
+        return len(errors) == 2 or (wait is not None and wait.blocked)
+
+    def hold_the_report(finding: Any) -> None:
+        deadline = time.monotonic() + WAIT
+        while not other_has_checked(threading.get_ident()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def philosopher(first: Any, second: Any) -> None:
+        idents[threading.current_thread().name] = threading.get_ident()
+        with first:
+            both_hold.wait()
+            try:
+                with second:
+                    pass
+            except DeadlockError as error:
+                errors.append(error)
+
+    rendezvous = Rendezvous()
+    _registry.forget_holds()
+    check.clear_findings()
+    _registry.add_listener(rendezvous)  # before the checker: both waits are in the table
+    unsubscribe = check.add_finding_listener(hold_the_report)
+    try:
+        with check.enable(starvation=False, ignored_threads=other_threads()):
+            a, b = fsync.Lock(), fsync.Lock()  # checked locks are made while checks are on
+            locks += [a, b]
+            threads = [
+                threading.Thread(target=philosopher, args=(a, b), name="ab"),
+                threading.Thread(target=philosopher, args=(b, a), name="ba"),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(WAIT)
+            assert not any(t.is_alive() for t in threads)
+        assert len(errors) == 1, [str(error) for error in errors]
+        assert [f.kind for f in check.findings()] == ["deadlock"]
+    finally:
+        unsubscribe()
+        _registry.remove_listener(rendezvous)
+        check.clear_findings()
+
+
 def test_self_deadlock_on_a_lock(checks: None) -> None:
     lock = fsync.Lock()
     with lock, pytest.raises(DeadlockError, match="waits for a lock it already holds itself"):

@@ -49,6 +49,7 @@ from fermion.sync._registry import (
     thread_name,
     user_site,
     waiting,
+    withdraw_wait,
 )
 
 __all__ = ["CheckConfig", "Checker", "add_finding_listener", "clear_findings", "findings"]
@@ -325,6 +326,7 @@ class Checker:
             cycle = find_cycle(wait.thread, waiting())
             if cycle is None:
                 return
+            withdraw_wait(wait)  # this thread raises: the cycle is broken for the others
             message, entries, locations = describe_waits(cycle, "cycle")
         record(Finding("deadlock", message, locations))
         raise DeadlockError(message, cycle=entries, kind="cycle")

@@ -435,6 +435,14 @@ def waiting() -> dict[int, Wait]:
     return dict(_waiting)
 
 
+def withdraw_wait(wait: Wait) -> None:
+    """Take *wait* out of the table before it blocks: its thread raises instead of waiting,
+    so the checks other threads make from now on must not count it (two threads closing
+    one cycle at once would each report it)."""
+    if _waiting.get(wait.thread) is wait:
+        del _waiting[wait.thread]
+
+
 def thread_name(ident: int) -> str:
     """The name of the live thread *ident*, or ``"thread-<ident>"`` if unknown."""
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
