@@ -175,3 +175,8 @@ def test_fork_hazards_are_the_locks_other_threads_hold() -> None:
     assert fork_hazards(1, {1: ["mine"], 2: ["a", "b"], 3: []}) == [(2, "a"), (2, "b")]
     assert fork_hazards(1, {1: ["mine"]}) == []
     assert fork_hazards(1, {}) == []
+    # thread 2 is inside its own fork: only the locks it held on entering it count
+    a, b = object(), object()
+    assert fork_hazards(1, {2: [a, b]}, {2: frozenset({id(a)})}) == [(2, a)]
+    assert fork_hazards(1, {2: [b]}, {2: frozenset()}) == []
+    assert fork_hazards(1, {2: [b]}, {3: frozenset()}) == [(2, b)]

@@ -6,6 +6,9 @@ import os
 import pickle
 import queue
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -775,3 +778,63 @@ def test_a_fork_while_another_thread_holds_a_lock_names_the_lock_the_holder_and_
             os._exit(0)
         os.waitpid(pid, 0)
     assert check.findings() == []
+
+
+_LOCK_TAKEN_AROUND_EACH_FORK = """
+import os, threading, warnings
+import fermion.sync as fsync
+from fermion import check
+
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+shutdown = None
+inside_a, b_checked = threading.Event(), threading.Event()
+
+def before():  # concurrent.futures' pattern: its lock is held across each fork
+    if threading.current_thread().name == "b":
+        b_checked.set()  # fermion's hook (registered later, so run earlier) has looked
+    shutdown.acquire()
+    if threading.current_thread().name == "a":
+        inside_a.set()
+        assert b_checked.wait(10)
+
+os.register_at_fork(
+    before=before,
+    after_in_parent=lambda: shutdown.release(),
+    after_in_child=lambda: shutdown.release(),
+)
+with check.enable(starvation=False):
+    shutdown = fsync.Lock()
+
+    def fork():
+        if threading.current_thread().name == "b":
+            assert inside_a.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    threads = [threading.Thread(target=fork, name=name) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    print(len(check.findings()), "finding(s)")
+    for finding in check.findings():
+        print(finding.message)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(60)
+def test_a_lock_an_at_fork_handler_holds_across_another_threads_fork_is_no_hazard() -> None:
+    """Thread b forks while thread a is inside its own fork, holding the lock a
+    ``register_at_fork(before=lock.acquire)`` handler takes around every fork: b's handler
+    waits for it, so at b's fork a holds nothing b's child would miss."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_LOCK_TAKEN_AROUND_EACH_FORK)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("0 finding(s)"), done.stdout

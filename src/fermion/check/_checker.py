@@ -219,6 +219,9 @@ class Checker:
         self._stop = _allocate_lock()
         self._watchdog: threading.Thread | None = None
         self._forks_reported: set[tuple[int, Site]] = set()
+        # thread ident -> ids of the locks it held when it entered os.fork(), while it is
+        # inside it (see fork_hazards)
+        self._inside_fork: dict[int, frozenset[int]] = {}
         self._restart_on_wait = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -259,7 +262,9 @@ class Checker:
         if not self.config.deadlocks:
             return
         me = threading.get_ident()
-        hazards = fork_hazards(me, live_holders())
+        holders = live_holders()
+        self._inside_fork[me] = frozenset(id(lock) for lock in holders.get(me, ()))
+        hazards = fork_hazards(me, holders, self._inside_fork)
         if not hazards:
             return
         fork_site = user_site(1) or caller_site(1)
@@ -293,9 +298,14 @@ class Checker:
                 locations.append(Location(site.file, site.line, site.function, name))
             record(Finding("deadlock", message, tuple(locations)))
 
+    def after_fork_in_parent(self) -> None:
+        """In the parent, once the fork is done: this thread is no longer inside it."""
+        self._inside_fork.pop(threading.get_ident(), None)
+
     def after_fork_in_child(self) -> None:
         """In the child: forget the vanished threads' waits and watch the child's."""
         global _findings_lock
+        self._inside_fork = {}
         # Another thread may have held the checker's own locks at the fork.
         _findings_lock = _allocate_lock()
         self._graph_lock = _allocate_lock()
@@ -592,7 +602,11 @@ def _watch_forks(checker: Checker) -> None:
     if checker not in _fork_watchers:
         _fork_watchers.append(checker)
     if not _fork_hooks and hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
         _fork_hooks.append(True)
 
 
@@ -602,6 +616,14 @@ def _before_fork() -> None:
             checker.before_fork()
         except Exception as exc:  # a check must not break the fork
             print(f"fermion: the fork check failed: {exc!r}", file=sys.stderr)
+
+
+def _after_fork_in_parent() -> None:
+    for checker in list(_fork_watchers):
+        try:
+            checker.after_fork_in_parent()
+        except Exception as exc:
+            print(f"fermion: the fork check failed after the fork: {exc!r}", file=sys.stderr)
 
 
 def _after_fork_in_child() -> None:
