@@ -51,12 +51,11 @@ def test_sigint_ends_the_program_quickly_and_leaves_no_workers(
         workers: list[psutil.Process] = []
         deadline = time.monotonic() + 30
         while backend == "processes" and len(workers) < 2 and time.monotonic() < deadline:
-            workers = [
-                p
-                for p in psutil.Process(child.pid).children(recursive=True)
-                if "forkserver" not in " ".join(p.cmdline())
-            ]
+            workers = _workers(child.pid)
             time.sleep(0.05)
+        if backend == "processes":
+            assert len(workers) >= 2, "the pool's two workers never appeared"
+            everything = psutil.Process(child.pid).children(recursive=True)
         time.sleep(0.2)  # let the tasks start
         interrupted = time.monotonic()
         child.send_signal(signal.SIGINT)
@@ -70,5 +69,21 @@ def test_sigint_ends_the_program_quickly_and_leaves_no_workers(
     assert "KeyboardInterrupt" in stderr
     assert took < 10, took  # the 60 s tasks were not waited for
     if backend == "processes":
-        _, alive = psutil.wait_procs(workers, timeout=10)
+        _, alive = psutil.wait_procs(everything, timeout=10)  # workers, forkserver, tracker
         assert not alive, alive
+
+
+def _workers(pid: int) -> list[psutil.Process]:
+    """The pool's workers under process *pid*: its descendants but for multiprocessing's
+    own helpers (a forkserver's workers are forks of it and carry its command line, so
+    they are told apart by their parent)."""
+    helpers = ("forkserver", "resource_tracker")
+    out = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.ppid() == pid and any(h in " ".join(p.cmdline()) for h in helpers):
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        out.append(p)
+    return out
