@@ -20,6 +20,7 @@ listeners (``fermion check``'s runner streams them to its parent).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -264,7 +265,17 @@ class Checker:
         me = threading.get_ident()
         holders = live_holders()
         self._inside_fork[me] = frozenset(id(lock) for lock in holders.get(me, ()))
-        hazards = fork_hazards(me, holders, self._inside_fork)
+        if not fork_hazards(me, holders, self._inside_fork):
+            return
+        # A lock only garbage refers to (a Condition acquired, then dropped in a
+        # reference cycle) can never be taken again, in the child or here: collect it and
+        # ask again (without this frame's lists, which refer to the locks too). Twice: on
+        # free-threaded builds the references this thread's collection drops from objects
+        # another thread owns are merged into their counts at the next collection.
+        del holders
+        gc.collect()
+        gc.collect()
+        hazards = fork_hazards(me, live_holders(), self._inside_fork)
         if not hazards:
             return
         fork_site = user_site(1) or caller_site(1)

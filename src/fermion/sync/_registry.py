@@ -249,12 +249,23 @@ class ThreadState:
 
     def holds(self, exclude: object = None) -> list[Any]:
         """The primitives this thread holds, oldest first (stale entries and *exclude* left out)."""
+        return ThreadState.holds_in(self.top, self, exclude)
+
+    @staticmethod
+    def holds_in(
+        top: tuple[Any, Any] | None, state: ThreadState, exclude: object = None
+    ) -> list[Any]:
+        """:meth:`holds` read from the chain *top* of *state*."""
         out: list[Any] = []
         seen: set[int] = set()
-        node = self.top
+        node = top
         while node is not None:
             primitive = node[0]
-            if primitive is not exclude and primitive._holder is self and id(primitive) not in seen:
+            if (
+                primitive is not exclude
+                and primitive._holder is state
+                and id(primitive) not in seen
+            ):
                 seen.add(id(primitive))
                 out.append(primitive)
             node = node[1]
@@ -458,12 +469,22 @@ def forget_holds(ident: int | None = None) -> None:
 
 
 def live_holders() -> dict[int, list[Any]]:
-    """The checked locks each live thread holds now, by ident (threads holding none left out)."""
+    """The checked locks each live thread holds now, by ident (threads holding none left out).
+
+    Locks the program dropped while holding them are left out (see :func:`_not_abandoned`):
+    nothing can take them again. A dropped lock that garbage still refers to (a
+    ``Condition`` acquired and dropped, waiting in a reference cycle for the collector)
+    looks alive until that garbage is collected; callers that are about to report a hold
+    collect first (:func:`gc.collect`) and ask again.
+    """
     out: dict[int, list[Any]] = {}
     active = threading._active  # type: ignore[attr-defined]
     for ident, state in list(_states.items()):
         if ident in active:
-            holds = state.holds()
+            top = state.top  # one chain: another thread may replace it meanwhile
+            holds = ThreadState.holds_in(top, state)
+            if holds:
+                holds = _not_abandoned(holds, top)
             if holds:
                 out[ident] = holds
     return out
