@@ -249,23 +249,16 @@ class ThreadState:
 
     def holds(self, exclude: object = None) -> list[Any]:
         """The primitives this thread holds, oldest first (stale entries and *exclude* left out)."""
-        return ThreadState.holds_in(self.top, self, exclude)
+        return self.holds_from(self.top, exclude)
 
-    @staticmethod
-    def holds_in(
-        top: tuple[Any, Any] | None, state: ThreadState, exclude: object = None
-    ) -> list[Any]:
-        """:meth:`holds` read from the chain *top* of *state*."""
+    def holds_from(self, top: tuple[Any, Any] | None, exclude: object = None) -> list[Any]:
+        """:meth:`holds` read from the chain *top* (one this thread had as its ``top``)."""
         out: list[Any] = []
         seen: set[int] = set()
         node = top
         while node is not None:
             primitive = node[0]
-            if (
-                primitive is not exclude
-                and primitive._holder is state
-                and id(primitive) not in seen
-            ):
+            if primitive is not exclude and primitive._holder is self and id(primitive) not in seen:
                 seen.add(id(primitive))
                 out.append(primitive)
             node = node[1]
@@ -447,9 +440,9 @@ def waiting() -> dict[int, Wait]:
 
 
 def withdraw_wait(wait: Wait) -> None:
-    """Take *wait* out of the table before it blocks: its thread raises instead of waiting,
-    so the checks other threads make from now on must not count it (two threads closing
-    one cycle at once would each report it)."""
+    """Take *wait* out of the table if it is still there: when it ends, or before it
+    blocks when its thread raises instead of waiting (the checks other threads make from
+    then on must not count it: two threads closing one cycle at once would each report it)."""
     if _waiting.get(wait.thread) is wait:
         del _waiting[wait.thread]
 
@@ -482,7 +475,7 @@ def live_holders() -> dict[int, list[Any]]:
     for ident, state in list(_states.items()):
         if ident in active:
             top = state.top  # one chain: another thread may replace it meanwhile
-            holds = ThreadState.holds_in(top, state)
+            holds = state.holds_from(top)
             if holds:
                 holds = _not_abandoned(holds, top)
             if holds:
@@ -633,7 +626,6 @@ def blocking_wait(
             if error is not None:
                 raise error
     finally:
-        if _waiting.get(ident) is wait:
-            del _waiting[ident]
+        withdraw_wait(wait)
         for callback in _on_wait_end:
             callback(wait, acquired)
