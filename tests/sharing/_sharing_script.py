@@ -40,6 +40,9 @@ def plain_pool_main() -> None:
     table = np.full(1 << 18, 2.0)
     table.flags.writeable = False
     with fermion.Executor("processes", workers=2) as ex:
+        # A worker is up (and watching this process) before the copies exist: the SIGKILL
+        # case counts on a worker to sweep, and a loaded machine can be slow to start one.
+        ex.submit(os.getpid).result(timeout=60)
         futures = [ex.submit(children.sleep_then_return, a) for a in [plain, table] * 3]
         deadline = time.monotonic() + 60
         # The pool's thread makes the copies (listed, not asked: asking from this
