@@ -32,6 +32,8 @@ T = TypeVar("T")
 #: How long a sliced wait blocks before the interpreter may run a pending signal handler.
 SIGNAL_CHECK_S = 0.05
 
+# The build, not whether the GIL is on now: its locks are the build's either way. Read
+# here rather than from fermion.measure, which imports the executors.
 _FREE_THREADED_BUILD = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 _STANDARD_CONDITION = threading.Condition  # before any checker replaces it
 
@@ -46,21 +48,22 @@ class FermionFuture(Future[T]):
     on free-threaded builds (see the module docstring)."""
 
     def result(self, timeout: float | None = None) -> T:
-        self._wait_in_slices_if_needed(timeout)
+        self._wait_in_slices(timeout)
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._wait_in_slices_if_needed(timeout)
+        self._wait_in_slices(timeout)
         return super().exception(timeout)
 
-    def _wait_in_slices_if_needed(self, timeout: float | None) -> None:
+    def _wait_in_slices(self, timeout: float | None) -> None:
+        """Where waits must be sliced, return once done or once ``timeout`` has passed
+        (the standard wait that follows then returns at once or raises TimeoutError, as
+        it would have); elsewhere return at once."""
+        if not _FREE_THREADED_BUILD or self.done() or not slices_waits():
+            return  # the cheap answers first: result() of a done future is common
         condition: Any = self._condition
-        if slices_waits() and type(condition) is _STANDARD_CONDITION and not self.done():
-            self._wait_in_slices(condition, timeout)
-
-    def _wait_in_slices(self, condition: Any, timeout: float | None) -> None:
-        """Return once done or once ``timeout`` has passed (the caller's standard wait
-        then returns at once or raises TimeoutError, as it would have)."""
+        if type(condition) is not _STANDARD_CONDITION:
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
         with condition:
             while not self.done():
