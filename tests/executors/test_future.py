@@ -4,18 +4,20 @@ lands as the main thread starts an untimed lock wait; see ``fermion.executors._f
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import sysconfig
 import textwrap
 import threading
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 
 import pytest
 
 import fermion
-from fermion.executors._future import FermionFuture, slices_waits
+from fermion.executors._future import Future as FermionFuture
+from fermion.executors._future import slices_waits
 
 ROUNDS = 30
 
@@ -84,6 +86,14 @@ def test_executors_return_fermion_futures_that_are_standard_futures() -> None:
         future = ex.submit(abs, -3)
         assert isinstance(future, FermionFuture) and isinstance(future, Future)
         assert future.result(timeout=30) == 3
+
+
+def test_its_repr_and_state_errors_read_as_the_standard_librarys() -> None:
+    future: FermionFuture[int] = FermionFuture()
+    assert re.fullmatch(r"<Future at 0x[0-9a-f]+ state=pending>", repr(future))
+    future.set_result(1)
+    with pytest.raises(InvalidStateError, match=r"FINISHED: <Future at 0x[0-9a-f]+ state=finished"):
+        future.set_result(2)
 
 
 def test_result_with_a_timeout_still_raises_timeout_error_when_not_done() -> None:

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any, ClassVar, overload
 
 from fermion.errors import name_call, name_items
-from fermion.executors._future import FermionFuture
+from fermion.executors import _future
 
 __all__ = [
     "Backend",
@@ -172,7 +172,7 @@ class Task:
         self.calls = calls
         self.batch = batch
         self.timeout = timeout
-        self.future: Future[Any] = future if future is not None else FermionFuture()
+        self.future: Future[Any] = future if future is not None else _future.Future()
         #: The index in the user's input of the first call (a chunk of map/imap), so
         #: that errors name the item the user passed; None for a submitted call.
         self.first_item = 0 if batch and first_item is None else first_item

@@ -19,13 +19,13 @@ wait with a timeout would hide from the deadlock check).
 
 from __future__ import annotations
 
+import concurrent.futures
 import sysconfig
 import threading
 import time
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
-__all__ = ["SIGNAL_CHECK_S", "FermionFuture", "slices_waits"]
+__all__ = ["SIGNAL_CHECK_S", "Future", "slices_waits"]
 
 T = TypeVar("T")
 
@@ -43,9 +43,10 @@ def slices_waits() -> bool:
     return _FREE_THREADED_BUILD and threading.current_thread() is threading.main_thread()
 
 
-class FermionFuture(Future[T]):
+class Future(concurrent.futures.Future[T]):
     """A ``concurrent.futures.Future`` whose waits in the main thread stay interruptible
-    on free-threaded builds (see the module docstring)."""
+    on free-threaded builds (see the module docstring). Named ``Future`` so that its repr,
+    and the messages that quote it (``InvalidStateError``), are the standard library's."""
 
     def result(self, timeout: float | None = None) -> T:
         self._wait_in_slices(timeout)
