@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,11 @@ pytest.importorskip("test.test_threading")
 
 pytestmark = pytest.mark.slow
 
-# Free-threaded builds: test_reinit_tls_after_fork (16 threads forking at once) reports,
-# about 1 run in 4 there, test_old_threading_api's Condition, acquired and dropped while
-# held: the fork check collects garbage and tells dropped locks by reference counts, and
-# the other forking threads' own checks hold references to it at the same moment. Left
-# out there until those checks are serialised (issue 17 stays open on it).
-_LEFT_OUT = (
-    ["-k", "not test_reinit_tls_after_fork"] if sysconfig.get_config_var("Py_GIL_DISABLED") else []
-)
-
 
 def _run(tmp_path: Path, *options: str) -> tuple[int, dict[str, int], str]:
     command = [
         sys.executable, "-m", "pytest", "--pyargs", "test.test_threading", "-q",
-        "-p", "no:randomly", "-p", "no:cacheprovider", "--timeout", "120", *_LEFT_OUT, *options,
+        "-p", "no:randomly", "-p", "no:cacheprovider", "--timeout", "120", *options,
     ]  # fmt: skip
     proc = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False

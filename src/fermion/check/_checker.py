@@ -621,12 +621,24 @@ def _watch_forks(checker: Checker) -> None:
         _fork_hooks.append(True)
 
 
+# One fork check at a time: threads forking at once would otherwise each hold, in their
+# lists of held locks, references to a lock the program dropped while holding it, and so
+# make it look alive to the others (the check tells dropped locks by reference counts).
+_fork_check_lock = _allocate_lock()
+FORK_CHECK_WAIT_S = 10.0
+
+
 def _before_fork() -> None:
-    for checker in list(_fork_watchers):
-        try:
-            checker.before_fork()
-        except Exception as exc:  # a check must not break the fork
-            print(f"fermion: the fork check failed: {exc!r}", file=sys.stderr)
+    serialised = _fork_check_lock.acquire(timeout=FORK_CHECK_WAIT_S)
+    try:
+        for checker in list(_fork_watchers):
+            try:
+                checker.before_fork()
+            except Exception as exc:  # a check must not break the fork
+                print(f"fermion: the fork check failed: {exc!r}", file=sys.stderr)
+    finally:
+        if serialised:
+            _fork_check_lock.release()
 
 
 def _after_fork_in_parent() -> None:
@@ -638,6 +650,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _fork_check_lock
+    _fork_check_lock = _allocate_lock()  # another thread may have been checking its fork
     for checker in list(_fork_watchers):
         try:
             checker.after_fork_in_child()
