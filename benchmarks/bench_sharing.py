@@ -155,6 +155,30 @@ def memcpy_speed(nbytes: int, rounds: int) -> float:
     return source.nbytes / statistics.median(times)
 
 
+def sum_times(nbytes: int, rounds: int) -> tuple[float, float]:
+    """Median seconds of ``a.sum()`` on a private array and on a shared copy of it, in this
+    process: what the memory alone costs a worker (shared memory may get only small pages)."""
+    private = np.random.default_rng(2).random(nbytes // 8)
+    shared = fermion.sharing.shared_copy(private)
+    times: dict[str, list[float]] = {"private": [], "shared": []}
+    for _ in range(max(rounds, 7)):
+        for name, array in (("private", private), ("shared", shared)):
+            start = time.perf_counter()
+            array.sum()
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["private"]), statistics.median(times["shared"])
+
+
+def _shmem_huge_pages() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+            setting = f.read().split()
+    except OSError:
+        return "unknown"
+    chosen = [word.strip("[]") for word in setting if word.startswith("[")]
+    return chosen[0] if chosen else " ".join(setting)
+
+
 def bench_results(count: int, nbytes: int, rounds: int) -> dict[str, float]:
     def consume(results: Any) -> None:
         n = 0
@@ -222,6 +246,19 @@ def main(argv: list[str] | None = None) -> None:
         f"memcpy (np.copyto into an existing buffer): {memcpy / 1e9:.2f} GB/s; "
         f"memcpy / copy: {memcpy / copy_speed:.2f}  (goal <= 2)"
     )
+
+    private, shared = sum_times(nbytes, args.rounds)
+    print(
+        f"  a.sum() on shared memory {shared * 1e3:.1f} ms, on private memory "
+        f"{private * 1e3:.1f} ms: {shared / private:.2f}x (huge pages for shared memory: "
+        f"{_shmem_huge_pages()})"
+    )
+    if "A joblib" in times and "A threads" in times and copy_speed == copy_speed:
+        bound = times["A joblib"] / (times["A threads"] + nbytes / copy_speed)
+        print(
+            f"  bound on A joblib / A fermion processes with one snapshot copy: "
+            f"joblib / (threads + copy) = {bound:.2f}"
+        )
 
     if only:
         return
