@@ -63,3 +63,12 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("mypy")
+
+
+for _version in VERSIONS:
+    # Opt-in (not in nox.options.sessions): real projects' suites, obtained from PyPI
+    # when it runs, plain and under the checkers; prints the table docs/races.md keeps.
+    @nox.session(name=f"real-suites-{_version}", python=find_interpreter(_version))
+    def real_suites(session: nox.Session) -> None:
+        session.install("--prefer-binary", "-e", ".[test]")
+        session.run("python", "tests/real_suites/run.py", "--install", *session.posargs)

@@ -3,6 +3,7 @@ race once for the suite, a baseline of known races, SARIF; and the pure ledger b
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -255,3 +256,9 @@ def test_a_coroutine_test_runs_in_one_thread() -> None:
         pass
 
     assert "coroutine" in str(_parallel.single_thread_reason(coroutine_test, (), None))
+
+    @functools.wraps(coroutine_test)
+    def synchronous_wrapper() -> None:  # what pytest-asyncio's items call
+        pass
+
+    assert "coroutine" in str(_parallel.single_thread_reason(synchronous_wrapper, (), None))

@@ -55,7 +55,11 @@ def single_thread_reason(fn: Any, fixtures: Iterable[str], marked_unsafe: str | 
     """Why a test must run in one thread (None: it may run in several)."""
     if marked_unsafe is not None:
         return marked_unsafe
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+    try:
+        original = inspect.unwrap(fn)  # pytest-asyncio hands over a synchronous wrapper
+    except ValueError:  # a cycle of __wrapped__
+        original = fn
+    if any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, original)):
         return "is a coroutine function (its event loop runs it once)"
     unsafe = sorted(THREAD_UNSAFE_FIXTURES.intersection(fixtures))
     if unsafe:
