@@ -496,7 +496,7 @@ class PoolState:
         task = self._take_task(worker)
         self._start_next_task(worker)
         if task is not None:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = _worker.exception_reason(exc)
             task.fail(
                 SerializationError(
                     f"{task.describe()}: the result could not be unpickled in the caller "
@@ -677,9 +677,11 @@ class PoolState:
         """The "run" message for ``task`` on ``worker``, with the function if the worker
         may not hold it. Raises ``SerializationError`` naming what cannot be pickled. It
         changes nothing the worker is known to hold: ``_deliver`` records that."""
+        # BaseException: a SystemExit or KeyboardInterrupt raised by the user's pickling
+        # code is that task's failure; it must not end the pool's thread.
         try:
             function = self._pickled_functions.dumps(task.fn)
-        except Exception as exc:
+        except BaseException as exc:
             raise _unpicklable(task, "function", task.fn, exc) from exc
         function_id = self._function_id(function)
         known = worker.known_functions
@@ -696,7 +698,7 @@ class PoolState:
             message = _codec.encode(
                 (_worker.RUN, function_id, payload, evict, *_wire_calls(task), new_levels)
             )
-        except Exception as exc:
+        except BaseException as exc:
             raise _find_unpicklable_argument(task, exc) from exc
         return _RunMessage(message, function_id, carries_function, evict, levels_version)
 
@@ -864,7 +866,7 @@ def _unpicklable(
     task: Task, what: str, culprit: object, exc: BaseException, subject: str | None = None
 ) -> SerializationError:
     type_name = type(culprit).__qualname__
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = _worker.exception_reason(exc)
     subject = task.describe() if subject is None else subject
     return SerializationError(
         f"{subject}: the {what} of type {type_name} cannot be pickled to send it to "
@@ -883,13 +885,13 @@ def _find_unpicklable_argument(task: Task, exc: BaseException) -> SerializationE
         for position, arg in enumerate(args, start=1):
             try:
                 _codec.dumps(arg)
-            except Exception as arg_exc:
+            except BaseException as arg_exc:
                 what = name_argument(position=position)
                 return _unpicklable(task, what, arg, arg_exc, subject)
         for name, arg in kwargs.items():
             try:
                 _codec.dumps(arg)
-            except Exception as arg_exc:
+            except BaseException as arg_exc:
                 what = name_argument(keyword=name)
                 return _unpicklable(task, what, arg, arg_exc, subject)
     return _unpicklable(task, "arguments", task.calls, exc)
