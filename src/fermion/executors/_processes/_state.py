@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import enum
 import os
-import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -52,6 +51,12 @@ from fermion.errors import (
 from fermion.executors import _log_records
 from fermion.executors._base import BatchOutcomes, PositionalCalls, Task, describe_callable
 from fermion.executors._processes import _codec, _start, _worker
+from fermion.executors._processes._exits import (
+    StartFailures,
+    describe_exit,
+    exit_hint,
+    signal_name,
+)
 from fermion.executors._processes._functions import PickledFunctions
 
 __all__ = ["PoolState"]
@@ -60,8 +65,6 @@ __all__ = ["PoolState"]
 FUNCTIONS_PER_WORKER = 64
 #: How many distinct pickled functions the pool remembers ids for.
 FUNCTION_IDS = 1024
-#: Workers dying before they are ready this many times in a row break the pool.
-START_FAILURES_TO_BREAK = 3
 #: How long a worker told to stop may take before it is killed.
 STOP_GRACE_S = 5.0
 #: A busy worker is handed its next task in advance only while tasks take less than this
@@ -190,7 +193,7 @@ class PoolState:
         self._pickled_functions = PickledFunctions()
         self._log_levels = _log_records.LevelWatch()
         self._next_function_id = 0
-        self._start_failures = 0
+        self._start_failures = StartFailures(imports_main=context.get_start_method() != "fork")
         self._mean_duration: float | None = None  # of recent tasks, for sending ahead
         self._last_duration: float | None = None
         self.broken: BrokenExecutor | None = None
@@ -348,18 +351,15 @@ class PoolState:
         task = worker.task
         if worker.state is WorkerState.KILLED or self.broken is not None:
             return
-        if worker.state is WorkerState.STARTING:
-            self._start_failures += 1
-            if self._start_failures >= START_FAILURES_TO_BREAK:
+        if worker.state is WorkerState.STARTING:  # replaced by step(), unless the pool breaks
+            message = self._start_failures.worker_died(exitcode)
+            if message is not None:
                 self._break(
                     WorkerCrashedError(
-                        f"worker processes die while starting ({_describe_exit(exitcode)}, "
-                        f"{self._start_failures} times in a row); the process pool cannot run "
-                        "tasks. Check that the main module can be imported in a new process "
-                        "(an `if __name__ == '__main__':` guard) and that the initializer works",
+                        message,
                         pid=worker.pid,
                         exitcode=exitcode,
-                        signal_name=_signal_name(exitcode),
+                        signal_name=signal_name(exitcode),
                         task=None,
                     )
                 )
@@ -371,12 +371,12 @@ class PoolState:
         self.counts["workers_crashed"] += 1
         task.fail(
             WorkerCrashedError(
-                f"worker process {worker.pid} died ({_describe_exit(exitcode)}) while running "
+                f"worker process {worker.pid} died ({describe_exit(exitcode)}) while running "
                 f"{task.describe()}; only this task failed: the pool replaced the worker and "
-                f"goes on.{_exit_hint(exitcode)}",
+                f"goes on.{exit_hint(exitcode)}",
                 pid=worker.pid,
                 exitcode=exitcode,
-                signal_name=_signal_name(exitcode),
+                signal_name=signal_name(exitcode),
                 task=task.describe(),
             )
         )
@@ -432,7 +432,7 @@ class PoolState:
         if kind == _worker.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
-            self._start_failures = 0
+            self._start_failures.worker_ready()
         elif kind == _worker.DONE:
             _, values, failures, retire = message
             self._function_loaded(worker)
@@ -914,33 +914,3 @@ def resident_bytes(pid: int) -> int | None:
         return int(psutil.Process(pid).memory_info().rss)
     except Exception:
         return None
-
-
-def _signal_name(exitcode: int | None) -> str | None:
-    if exitcode is None or exitcode >= 0:
-        return None
-    try:
-        return signal.Signals(-exitcode).name
-    except ValueError:
-        return f"signal {-exitcode}"
-
-
-def _describe_exit(exitcode: int | None) -> str:
-    name = _signal_name(exitcode)
-    if name is not None:
-        return f"killed by {name}"
-    if exitcode is None:
-        return "exit status unknown"
-    return f"exit code {exitcode}"
-
-
-def _exit_hint(exitcode: int | None) -> str:
-    name = _signal_name(exitcode)
-    if name == "SIGKILL":
-        return (
-            " SIGKILL often means the system ran out of memory and the OOM killer chose "
-            "this worker: lower the memory a task needs, or use fewer workers."
-        )
-    if name in ("SIGSEGV", "SIGBUS", "SIGABRT"):
-        return " This usually comes from native code (a C extension or ctypes)."
-    return ""
