@@ -1,0 +1,72 @@
+"""Objects that misbehave while they are pickled or unpickled, for the crash matrix.
+
+Kept in an importable module (not the test file) so that they pickle by reference and
+a worker process can import them; they import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+#: What a culprit does: raise an Exception, SystemExit or KeyboardInterrupt, end its
+#: process at once (os._exit), or crash it (a segfault).
+HOWS = ("error", "exit", "interrupt", "os_exit", "segfault")
+#: The status a culprit's os._exit ends its process with.
+EXIT_CODE = 7
+
+
+def misbehave(how: str, when: str) -> Any:
+    """Fail the way ``how`` says; ``when`` ("pickled", "unpickled") goes in the message."""
+    message = f"culprit {when}"
+    if how == "error":
+        raise ValueError(message)
+    if how == "exit":
+        raise SystemExit(message)
+    if how == "interrupt":
+        raise KeyboardInterrupt(message)
+    if how == "os_exit":
+        os._exit(EXIT_CODE)
+    if how == "segfault":
+        ctypes.string_at(0)
+    raise AssertionError(f"unknown way to misbehave: {how!r}")
+
+
+class Culprit:
+    """Misbehaves (``how``) when it is pickled (``at="pickle"``) or when it is unpickled
+    (``at="unpickle"``). Callable, so that it can be the task's function too."""
+
+    def __init__(self, how: str, at: str) -> None:
+        self.how = how
+        self.at = at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.at == "pickle":
+            misbehave(self.how, "pickled")
+        return (misbehave, (self.how, "unpickled"))
+
+    def __call__(self, item: Any) -> Any:
+        return item
+
+
+def identity(item: Any) -> Any:
+    return item
+
+
+def culprit_for_one(how: str, at: str, item: Any) -> Any:
+    """The result of each call: the item itself, but a Culprit for item 1 (and for the
+    submitted call, whose item is None)."""
+    return Culprit(how, at) if item in (1, None) else item
+
+
+def wait_for_path(path: str, timeout: float = 30.0) -> str:
+    """Block until ``path`` exists (the test's go-ahead); TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.002)
+    return path
