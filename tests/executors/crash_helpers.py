@@ -6,11 +6,9 @@ a worker process can import them; they import nothing heavy.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import time
-from pathlib import Path
 from typing import Any
+
+from process_pool_helpers import exit_now, segfault, wait_for_file
 
 #: What a culprit does: raise an Exception, SystemExit or KeyboardInterrupt, end its
 #: process at once (os._exit), or crash it (a segfault).
@@ -29,9 +27,9 @@ def misbehave(how: str, when: str) -> Any:
     if how == "interrupt":
         raise KeyboardInterrupt(message)
     if how == "os_exit":
-        os._exit(EXIT_CODE)
+        exit_now(EXIT_CODE)
     if how == "segfault":
-        ctypes.string_at(0)
+        segfault()
     raise AssertionError(f"unknown way to misbehave: {how!r}")
 
 
@@ -62,11 +60,12 @@ def culprit_for_one(how: str, at: str, item: Any) -> Any:
     return Culprit(how, at) if item in (1, None) else item
 
 
-def wait_for_path(path: str, timeout: float = 30.0) -> str:
-    """Block until ``path`` exists (the test's go-ahead); TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not Path(path).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.002)
-    return path
+class UnpickledOnceExists:
+    """Unpickles (as True) only once ``path`` exists: holds a worker inside unpickling
+    its task until the test says go."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (wait_for_file, (self.path, 60.0))

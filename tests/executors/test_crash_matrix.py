@@ -25,6 +25,7 @@ from typing import Any
 
 import crash_helpers as helpers
 import pytest
+from process_pool_helpers import wait_for_file
 
 import fermion
 from fermion.errors import SerializationError, WorkerCrashedError
@@ -95,7 +96,7 @@ def _from_a_callback(
         submitted.append((threading.current_thread(), executor.submit(fn, arg)))
         called_back.set()
 
-    first = executor.submit(helpers.wait_for_path, str(gate))
+    first = executor.submit(wait_for_file, str(gate), WAIT)
     first.add_done_callback(submit_it)
     gate.touch()
     assert called_back.wait(WAIT), "the done-callback never ran"
@@ -141,12 +142,12 @@ def test_a_raising_done_callback_is_logged_and_the_pool_goes_on(
     gate = tmp_path / "go"
     with caplog.at_level(logging.ERROR, logger="concurrent.futures"):
         with fermion.Executor(backend, workers=1) as ex:
-            future = ex.submit(helpers.wait_for_path, str(gate))
+            future = ex.submit(wait_for_file, str(gate), WAIT)
             future.add_done_callback(raising)
             future.add_done_callback(lambda _: after.set())  # the callbacks after it run too
             gate.touch()
             assert after.wait(WAIT), "the callback after the raising one never ran"
-            assert future.result(timeout=WAIT) == str(gate)
+            assert future.result(timeout=WAIT) is True
             assert ex.submit(pow, 2, 3).result(timeout=WAIT) == 8
     assert ran_in[0] is not threading.main_thread()
     [record] = [r for r in caplog.records if r.name == "concurrent.futures"]
