@@ -140,15 +140,17 @@ def test_a_raising_done_callback_is_logged_and_the_pool_goes_on(
         helpers.misbehave(how, "called back")
 
     gate = tmp_path / "go"
-    with caplog.at_level(logging.ERROR, logger="concurrent.futures"):
-        with fermion.Executor(backend, workers=1) as ex:
-            future = ex.submit(wait_for_file, str(gate), WAIT)
-            future.add_done_callback(raising)
-            future.add_done_callback(lambda _: after.set())  # the callbacks after it run too
-            gate.touch()
-            assert after.wait(WAIT), "the callback after the raising one never ran"
-            assert future.result(timeout=WAIT) is True
-            assert ex.submit(pow, 2, 3).result(timeout=WAIT) == 8
+    with (
+        caplog.at_level(logging.ERROR, logger="concurrent.futures"),
+        fermion.Executor(backend, workers=1) as ex,
+    ):
+        future = ex.submit(wait_for_file, str(gate), WAIT)
+        future.add_done_callback(raising)
+        future.add_done_callback(lambda _: after.set())  # the callbacks after it run too
+        gate.touch()
+        assert after.wait(WAIT), "the callback after the raising one never ran"
+        assert future.result(timeout=WAIT) is True
+        assert ex.submit(pow, 2, 3).result(timeout=WAIT) == 8
     assert ran_in[0] is not threading.main_thread()
     [record] = [r for r in caplog.records if r.name == "concurrent.futures"]
     assert record.getMessage().startswith("exception calling callback for <Future")

@@ -32,7 +32,9 @@ OWN_FAILURES_TO_BREAK = 3
 START_FAILURES_TO_BREAK = 12
 
 #: Signals a process raises on itself when native code fails.
-_CRASH_SIGNALS = frozenset({"SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL", "SIGSYS", "SIGTRAP"})
+_CRASH_SIGNALS = frozenset(
+    {"SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL", "SIGSYS", "SIGTRAP"}
+)
 
 
 def signal_name(exitcode: int | None) -> str | None:
