@@ -6,6 +6,7 @@ a worker process can import them; they import nothing heavy.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from process_pool_helpers import exit_now, segfault, wait_for_file
@@ -69,3 +70,11 @@ class UnpickledOnceExists:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (wait_for_file, (self.path, 60.0))
+
+
+LOGGER_NAME = "fermion_tests.crash_matrix"
+
+
+def log_and_return(item: Any) -> Any:
+    logging.getLogger(LOGGER_NAME).warning("logged by a worker")
+    return item

@@ -157,3 +157,24 @@ def test_a_raising_done_callback_is_logged_and_the_pool_goes_on(
     assert record.exc_info is not None
     assert record.exc_info[0].__name__ == _RAISED[how]
     assert str(record.exc_info[1]) == "culprit called back"
+
+
+class _RaisingHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise SystemExit("culprit handler")
+
+
+def test_a_log_handler_raising_on_a_workers_record_does_not_stop_the_pool(
+    executor: fermion.Executor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker's records are replayed through the caller's handlers in the pool's
+    thread: one raising SystemExit is reported there, and the task's result arrives."""
+    logger = logging.getLogger(helpers.LOGGER_NAME)
+    handler = _RaisingHandler()
+    logger.addHandler(handler)
+    try:
+        assert executor.submit(helpers.log_and_return, 5).result(timeout=WAIT) == 5
+    finally:
+        logger.removeHandler(handler)
+    assert executor.submit(pow, 2, 3).result(timeout=WAIT) == 8
+    assert "SystemExit: culprit handler" in capsys.readouterr().err
