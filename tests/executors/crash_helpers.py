@@ -11,9 +11,9 @@ from typing import Any
 
 from process_pool_helpers import exit_now, segfault, wait_for_file
 
-#: What a culprit does: raise an Exception, SystemExit or KeyboardInterrupt, end its
-#: process at once (os._exit), or crash it (a segfault).
-HOWS = ("error", "exit", "interrupt", "os_exit", "segfault")
+#: What a culprit does: raise an Exception (an OSError too), SystemExit or
+#: KeyboardInterrupt, end its process at once (os._exit), or crash it (a segfault).
+HOWS = ("error", "oserror", "exit", "interrupt", "os_exit", "segfault")
 #: The status a culprit's os._exit ends its process with.
 EXIT_CODE = 7
 
@@ -23,6 +23,8 @@ def misbehave(how: str, when: str) -> Any:
     message = f"culprit {when}"
     if how == "error":
         raise ValueError(message)
+    if how == "oserror":  # the kind of error a closed pipe raises too
+        raise FileNotFoundError(message)
     if how == "exit":
         raise SystemExit(message)
     if how == "interrupt":

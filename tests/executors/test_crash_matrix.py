@@ -2,8 +2,8 @@
 and nothing a done-callback raises, can break the executor.
 
 Every step where a task's function, argument or result is pickled or unpickled, times
-every way it can fail (an Exception, SystemExit, KeyboardInterrupt, os._exit, a
-segfault), times every way the task arrives (``submit``, ``map``, ``submit`` from a
+every way it can fail (an Exception, an OSError, which pipes raise too, SystemExit,
+KeyboardInterrupt, os._exit, a segfault), times every way the task arrives (``submit``, ``map``, ``submit`` from a
 done-callback, which runs in the pool's own thread): the task fails with an error that
 names the step and the culprit, and the same executor then runs the next task.
 
@@ -34,14 +34,19 @@ WAIT = 60.0  # a safety net only: every case settles in well under a second
 
 CALLER_STEPS = ("pickle function", "pickle argument", "unpickle result")
 WORKER_STEPS = ("unpickle function", "unpickle argument", "pickle result")
-RAISES = ("error", "exit", "interrupt")
+RAISES = ("error", "oserror", "exit", "interrupt")
 CRASHES = ("os_exit", "segfault")
 CASES = [(step, how) for step in CALLER_STEPS for how in RAISES] + [
     (step, how) for step in WORKER_STEPS for how in RAISES + CRASHES
 ]
 VIAS = ("submit", "map", "callback")
 
-_RAISED = {"error": "ValueError", "exit": "SystemExit", "interrupt": "KeyboardInterrupt"}
+_RAISED = {
+    "error": "ValueError",
+    "oserror": "FileNotFoundError",
+    "exit": "SystemExit",
+    "interrupt": "KeyboardInterrupt",
+}
 _MESSAGES = {
     "pickle function": "the function of type Culprit cannot be pickled to send it to a worker "
     "process ({reason})",

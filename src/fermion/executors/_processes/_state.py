@@ -324,11 +324,13 @@ class PoolState:
         conn = worker.handle.result_conn
         while worker.result_open and worker.result_waiting():
             try:
-                message = _codec.recv(conn)
+                frames = _codec.recv_frames(conn)
             except (EOFError, OSError):
                 worker.result_open = False  # it exited or died; its sentinel tells which
                 self._wait_objects = None
                 return
+            try:  # an OSError here is the result's own, not the pipe's
+                message = _codec.decode(*frames)
             except BaseException as exc:
                 self._on_unreadable_result(worker, exc)
                 continue

@@ -129,18 +129,27 @@ def main(
     unloadable: dict[int, BaseException] = {}  # why a function could not be loaded
     tasks_done = 0
     more_waiting = readable_now(task_conn)
-    # A message read while checking for "skip", not unpickled yet: unpickling runs the
-    # code of its objects, which may raise or crash the process, and that must happen
-    # in its turn (after the answer to the task before it), so that a crash is blamed
-    # on the task that holds the culprit.
-    early: tuple[bytes, list[Any]] | None = None
+    # A message read while checking for "skip", not unpickled yet (or why it could not
+    # be read): unpickling runs the code of its objects, which may raise or crash the
+    # process, and that must happen in its turn (after the answer to the task before
+    # it), so that a crash is blamed on the task that holds the culprit.
+    early: tuple[bytes, list[Any]] | BaseException | None = None
     while True:
         try:
-            frames = early if early is not None else _codec.recv_frames(task_conn)
+            if early is None:
+                frames = _codec.recv_frames(task_conn)
+            elif isinstance(early, BaseException):
+                raise early
+            else:
+                frames = early
         except (EOFError, OSError):
             return  # the pool closed the pipe: shut down quietly
+        except BaseException as exc:
+            early = None
+            _reject(sender, "arguments", exc)
+            continue
         early = None
-        try:
+        try:  # an OSError here is the objects' own, not the pipe's
             message = _codec.decode(*frames)
         except BaseException as exc:
             _reject(sender, "arguments", exc)
@@ -175,7 +184,9 @@ def main(
                 early = _codec.recv_frames(task_conn)
             except (EOFError, OSError):
                 return
-            if early[0] == _SKIP_HEAD:
+            except BaseException as exc:
+                early = exc  # answered in its turn
+            if not isinstance(early, BaseException) and early[0] == _SKIP_HEAD:
                 early = None
                 sender.send(_codec.encode((SKIPPED,)))
                 continue
