@@ -58,7 +58,8 @@ def slices_waits() -> bool:
 
 class Future(concurrent.futures.Future[T]):
     """A ``concurrent.futures.Future`` whose waits in the main thread stay interruptible
-    on free-threaded builds (see the module docstring). Named ``Future`` so that its repr,
+    on free-threaded builds, and whose done-callbacks cannot end the thread that
+    completes it (see the module docstring). Named ``Future`` so that its repr,
     and the messages that quote it (``InvalidStateError``), are the standard library's."""
 
     def result(self, timeout: float | None = None) -> T:
@@ -73,14 +74,13 @@ class Future(concurrent.futures.Future[T]):
         """Run every done-callback; none can end the thread completing the future (see
         the module docstring)."""
         interrupt: BaseException | None = None
-        in_main = threading.current_thread() is threading.main_thread()
         for callback in self._done_callbacks:  # type: ignore[attr-defined]
             try:
                 callback(self)
             except Exception:
                 _LOGGER.exception("exception calling callback for %r", self)
             except BaseException as exc:
-                if in_main and interrupt is None:
+                if interrupt is None and threading.current_thread() is threading.main_thread():
                     interrupt = exc
                 else:
                     _LOGGER.exception("exception calling callback for %r", self)
