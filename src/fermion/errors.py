@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import BrokenExecutor, CancelledError
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.process import BrokenProcessPool  # see WorkerCrashedError
 from typing import Any
 
 __all__ = [
@@ -136,6 +136,8 @@ class WorkerCrashedError(FermionError, BrokenProcessPool):
     multiprocessing), ``signal_name`` (e.g. ``"SIGKILL"`` or ``None``), ``task`` (a
     short description of the task that was running). A ``BrokenProcessPool`` (and so a
     ``BrokenExecutor``), so that code written for ``ProcessPoolExecutor`` catches it.
+    (That base costs ``import fermion`` the multiprocessing modules it did not load
+    before: 24.9 -> 40.7 ms, best of 21 runs on 3.11.)
     """
 
 
