@@ -45,3 +45,18 @@ def test_missing_extra_names_the_extra() -> None:
     err = errors.ExtraMissingError.for_feature("the dask backend", "dask", "distributed")
     assert "pip install 'fermion[dask]'" in str(err)
     assert isinstance(err, ImportError)
+
+
+@pytest.mark.parametrize("error_type", [errors.WorkerCrashedError, errors.DaskWorkerLostError])
+def test_a_crashed_worker_is_a_broken_process_pool(error_type: type[errors.FermionError]) -> None:
+    """Code written for ProcessPoolExecutor (``except BrokenProcessPool``) catches it."""
+    from concurrent.futures import BrokenExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    error = error_type("worker 12 died", pid=12, exitcode=-9, signal_name="SIGKILL", task="t")
+    with pytest.raises(BrokenProcessPool, match="worker 12 died"):
+        raise error
+    again = pickle.loads(pickle.dumps(error))
+    assert isinstance(again, BrokenProcessPool)
+    assert isinstance(again, BrokenExecutor)
+    assert isinstance(again, RuntimeError)

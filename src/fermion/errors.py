@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import BrokenExecutor, CancelledError
+from concurrent.futures.process import BrokenProcessPool  # see WorkerCrashedError
 from typing import Any
 
 __all__ = [
@@ -127,13 +128,16 @@ class RemoteTraceback(Exception):
         return self.tb
 
 
-class WorkerCrashedError(FermionError, BrokenExecutor):
+class WorkerCrashedError(FermionError, BrokenProcessPool):
     """A worker process died while it held a task.
 
     Only the tasks that worker held fail with this error; the pool replaces the worker
     and goes on. Fields: ``pid``, ``exitcode`` (negative for a signal, as in
     multiprocessing), ``signal_name`` (e.g. ``"SIGKILL"`` or ``None``), ``task`` (a
-    short description of the task that was running).
+    short description of the task that was running). A ``BrokenProcessPool`` (and so a
+    ``BrokenExecutor``), so that code written for ``ProcessPoolExecutor`` catches it.
+    (That base costs ``import fermion`` the multiprocessing modules it did not load
+    before: 24.9 -> 40.7 ms, best of 21 runs on 3.11.)
     """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import threading
@@ -256,6 +257,31 @@ def test_unpicklable_result_is_named(backend: Any) -> None:
     task = run(backend, return_a_lock, ((), {}), batch=False)
     with pytest.raises(SerializationError, match=r"result of type lock cannot be pickled"):
         task.future.result(timeout=WAIT)
+
+
+def _exit_here() -> None:
+    raise SystemExit("culprit unpickled")
+
+
+class _ExitsWhenUnpickled:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_exit_here, ())
+
+
+def return_one_that_exits_when_unpickled() -> _ExitsWhenUnpickled:
+    return _ExitsWhenUnpickled()
+
+
+def test_a_result_raising_system_exit_when_unpickled_fails_its_task_only(backend: Any) -> None:
+    """The result is unpickled on the backend's event-loop thread: a SystemExit there is
+    the task's error, and the loop goes on."""
+    task = run(backend, return_one_that_exits_when_unpickled, ((), {}), batch=False)
+    with pytest.raises(
+        SerializationError,
+        match=re.escape("its results could not be unpickled in the caller (SystemExit: culprit"),
+    ):
+        task.future.result(timeout=WAIT)
+    assert run(backend, plus, ((1, 2), {}), batch=False).future.result(timeout=WAIT) == 3
 
 
 # -- running, timeouts, kill, cancel ---------------------------------------------------

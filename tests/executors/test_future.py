@@ -146,3 +146,74 @@ def test_only_the_main_thread_of_a_free_threaded_build_slices_its_waits() -> Non
     thread.join(timeout=30)
     assert seen == [False]  # other threads never run signal handlers
     assert slices_waits() is bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+# -- done-callbacks that raise ------------------------------------------------------------
+
+
+def _callbacks_around(future: FermionFuture[int], raised: BaseException) -> list[str]:
+    """A raising callback between two that record themselves; the record."""
+    ran: list[str] = []
+
+    def raising(_: object) -> None:
+        ran.append("raising")
+        raise raised
+
+    future.add_done_callback(lambda _: ran.append("before"))
+    future.add_done_callback(raising)
+    future.add_done_callback(lambda _: ran.append("after"))
+    return ran
+
+
+@pytest.mark.parametrize("raised", [ValueError("v"), SystemExit("s"), KeyboardInterrupt("k")])
+def test_outside_the_main_thread_a_raising_callback_is_logged_and_the_rest_run(
+    raised: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    future: FermionFuture[int] = FermionFuture()
+    ran = _callbacks_around(future, raised)
+    escaped: list[BaseException] = []
+
+    def complete() -> None:
+        try:
+            future.set_result(1)
+        except BaseException as exc:  # what would have ended this thread
+            escaped.append(exc)
+
+    with caplog.at_level("ERROR", logger="concurrent.futures"):
+        thread = threading.Thread(target=complete)
+        thread.start()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert escaped == []
+    assert ran == ["before", "raising", "after"]
+    [record] = caplog.records
+    assert record.getMessage() == f"exception calling callback for {future!r}"
+    assert record.exc_info is not None and record.exc_info[1] is raised
+
+
+def test_in_the_main_thread_an_interrupt_from_a_callback_goes_on_after_the_rest_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The main thread is where the user's Ctrl-C lands: it is raised again, as the
+    standard library would, but only once every callback ran."""
+    assert threading.current_thread() is threading.main_thread()
+    future: FermionFuture[int] = FermionFuture()
+    interrupt = KeyboardInterrupt("ctrl-c")
+    ran = _callbacks_around(future, interrupt)
+    with pytest.raises(KeyboardInterrupt, match="ctrl-c"):
+        future.set_result(1)
+    assert ran == ["before", "raising", "after"]
+    assert future.result(timeout=0) == 1
+    assert caplog.records == []
+
+
+def test_in_the_main_thread_an_exception_from_a_callback_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: FermionFuture[int] = FermionFuture()
+    ran = _callbacks_around(future, ValueError("v"))
+    with caplog.at_level("ERROR", logger="concurrent.futures"):
+        future.set_result(1)
+    assert ran == ["before", "raising", "after"]
+    [record] = caplog.records
+    assert record.getMessage() == f"exception calling callback for {future!r}"

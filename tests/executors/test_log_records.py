@@ -60,6 +60,33 @@ def test_a_record_becomes_plain_data_whatever_its_arguments(logger: logging.Logg
     assert "KeyError: 'boom'" in data["exc_text"]
 
 
+class _Raising(logging.Handler):
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__()
+        self.raised = raised
+
+    def emit(self, record: logging.LogRecord) -> None:
+        raise self.raised
+
+
+@pytest.mark.parametrize("raised", [ValueError("handler broke"), SystemExit("handler exits")])
+def test_replay_survives_a_handler_that_raises(
+    logger: logging.Logger, raised: BaseException, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Replay runs in a pool's own thread: a handler's exception is reported, not raised."""
+    keep = _Keep()
+    logger.addHandler(_Raising(raised))
+    logger.addHandler(keep)
+    logger.propagate = False
+    record = logging.LogRecord(NAME, logging.WARNING, "f.py", 1, "from a worker", None, None)
+    _log_records.replay(_log_records.to_wire(record))
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err
+    assert f"replaying a record logged by a worker (logger {NAME!r})" in err
+    assert f"{type(raised).__name__}: {raised}" in err
+    assert keep.records == []  # as in logging: the handlers after a raising one are skipped
+
+
 def test_replay_goes_through_the_callers_logger_and_its_level(logger: logging.Logger) -> None:
     keep = _Keep()
     logger.addHandler(keep)

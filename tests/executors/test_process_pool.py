@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
@@ -455,6 +456,32 @@ def test_unreferenced_pool_shuts_down(start_method: str) -> None:
     del backend
     gc.collect()
     wait_until(lambda: not any(alive(p) for p in pids), "the workers to exit")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_pool_whose_thread_failed_says_why_on_submit(
+    make_backend: Callable[..., ProcessBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the pool's own code ends its thread: tasks do not hang, and a later
+    submit names the error rather than a shutdown nobody asked for."""
+
+    def fault(self: PoolState, worker: Any) -> None:
+        raise RuntimeError("injected fault")
+
+    backend = make_backend(workers=1)
+    monkeypatch.setattr(PoolState, "on_result_readable", fault)
+    task = one(helpers.square, 3)
+    backend.submit(task)
+    with pytest.raises(CancelledError):  # it never started
+        task.future.result(timeout=WAIT)
+    with pytest.raises(
+        RuntimeError,
+        match=re.escape(
+            "cannot schedule new futures: the process pool's thread stopped (internal error "
+            "in the process pool: RuntimeError: injected fault); create a new Executor"
+        ),
+    ):
+        backend.submit(one(helpers.square, 4))
 
 
 def test_submit_and_kill_from_a_done_callback(make_backend: Callable[..., ProcessBackend]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import crash_helpers
 import process_pool_helpers as helpers
 import pytest
 
@@ -103,6 +104,33 @@ def test_a_crash_is_not_blamed_on_the_task_sent_ahead(
         dying.future.result(timeout=WAIT)
     assert info.value.task == dying.describe()
     assert waiting.future.result(timeout=WAIT) == 49  # ran on the replacement
+    assert backend.statistics()["workers_crashed"] == 1
+
+
+@pytest.mark.parametrize("how", ["os_exit", "segfault"])
+def test_a_crash_unpickling_the_task_sent_ahead_is_blamed_on_it(
+    make_backend: Callable[..., ProcessBackend], tmp_path: Path, how: str
+) -> None:
+    """The worker reads the task sent ahead before it runs its current one (to spot a
+    "skip"), but unpickles it only in its turn: the crash is the ahead task's alone.
+    The running task's argument unpickles only once the other task is sent ahead, so
+    that the worker finds it in its pipe."""
+    backend = make_backend()
+    gate = str(tmp_path / "sent-ahead")
+    running = one(helpers.echo, crash_helpers.UnpickledOnceExists(gate))
+    crashing = one(helpers.echo, crash_helpers.Culprit(how, "unpickle"))
+    backend.submit(running)
+    backend.submit(crashing)
+    wait_until(lambda: sent_ahead(backend) == 1, "the task to be sent ahead")
+    Path(gate).touch()
+    assert running.future.result(timeout=WAIT) == ((True,), {})  # not blamed
+    seen = f"exit code {crash_helpers.EXIT_CODE}" if how == "os_exit" else "killed by SIGSEGV"
+    with pytest.raises(WorkerCrashedError, match=re.escape(f"({seen}) while running")) as info:
+        crashing.future.result(timeout=WAIT)
+    assert info.value.task == crashing.describe()
+    later = one(helpers.square, 3)
+    backend.submit(later)
+    assert later.future.result(timeout=WAIT) == 9  # on the replacement
     assert backend.statistics()["workers_crashed"] == 1
 
 

@@ -662,7 +662,7 @@ class DaskBackend(Backend):
             self._mark_started(submitted)  # its start event may come after the result
             try:
                 kind, value, seconds = _unpack(data)
-            except Exception as exc:
+            except BaseException as exc:  # a SystemExit from __setstate__ fails only the task
                 self._fail(
                     submitted,
                     SerializationError(

@@ -15,11 +15,23 @@ Elsewhere (other threads, which never run signal handlers, and builds with the G
 they are the standard methods, unchanged; so are they under ``fermion check``, whose
 checked conditions wait in slices already (and see an unbounded wait, which a sliced
 wait with a timeout would hide from the deadlock check).
+
+Done-callbacks run in whichever thread completes the future: a pool's own thread, a
+worker thread, a backend's I/O thread. The standard library logs an ``Exception`` from a
+callback and goes on, but lets any other ``BaseException`` (a ``SystemExit`` or
+``KeyboardInterrupt`` the callback raised) out, skipping the callbacks after it and
+ending that thread: the process pool's thread then died with its tasks still running.
+Here every callback runs, and outside the main thread every exception a callback raises
+is logged the standard library's way (logger ``concurrent.futures``, "exception calling
+callback for ..."), since no signal is ever delivered there. In the main thread a
+``BaseException`` that is not an ``Exception`` (the user's Ctrl-C) is raised again once
+the other callbacks have run, as the standard library would have.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import sysconfig
 import threading
 import time
@@ -36,6 +48,7 @@ SIGNAL_CHECK_S = 0.05
 # here rather than from fermion.measure, which imports the executors.
 _FREE_THREADED_BUILD = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 _STANDARD_CONDITION = threading.Condition  # before any checker replaces it
+_LOGGER = logging.getLogger("concurrent.futures")  # where the standard library logs them
 
 
 def slices_waits() -> bool:
@@ -45,7 +58,8 @@ def slices_waits() -> bool:
 
 class Future(concurrent.futures.Future[T]):
     """A ``concurrent.futures.Future`` whose waits in the main thread stay interruptible
-    on free-threaded builds (see the module docstring). Named ``Future`` so that its repr,
+    on free-threaded builds, and whose done-callbacks cannot end the thread that
+    completes it (see the module docstring). Named ``Future`` so that its repr,
     and the messages that quote it (``InvalidStateError``), are the standard library's."""
 
     def result(self, timeout: float | None = None) -> T:
@@ -55,6 +69,26 @@ class Future(concurrent.futures.Future[T]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait_in_slices(timeout)
         return super().exception(timeout)
+
+    def _invoke_callbacks(self) -> None:
+        """Run every done-callback; none can end the thread completing the future (see
+        the module docstring)."""
+        interrupt: BaseException | None = None
+        for callback in self._done_callbacks:  # type: ignore[attr-defined]
+            try:
+                callback(self)
+            except Exception:
+                _LOGGER.exception("exception calling callback for %r", self)
+            except BaseException as exc:
+                if interrupt is None and threading.current_thread() is threading.main_thread():
+                    interrupt = exc
+                else:
+                    _LOGGER.exception("exception calling callback for %r", self)
+        if interrupt is not None:
+            try:
+                raise interrupt
+            finally:
+                interrupt = None
 
     def _wait_in_slices(self, timeout: float | None) -> None:
         """Where waits must be sliced, return once done or once ``timeout`` has passed

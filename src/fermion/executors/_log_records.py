@@ -24,7 +24,10 @@ Nothing here imports more than ``logging``: process workers import it at start-u
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -125,11 +128,28 @@ def replay(data: dict[str, Any]) -> None:
 
     The caller's levels are checked again (they may have been raised since the worker
     was told them); then the logger's filters and handlers treat the record as one
-    logged here."""
+    logged here. It runs in a pool's own thread, so nothing a handler or filter raises
+    (an Exception, a SystemExit) gets out: it is reported on standard error, as
+    ``logging`` reports a handler's error (``Handler.handleError``), and the pool goes
+    on."""
     record = logging.makeLogRecord(data)
     logger = logging.getLogger(record.name) if record.name != "root" else logging.root
-    if logger.isEnabledFor(record.levelno):
-        logger.handle(record)
+    try:
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+    except BaseException as exc:
+        _report_handler_error(record, exc)
+
+
+def _report_handler_error(record: logging.LogRecord, exc: BaseException) -> None:
+    if not logging.raiseExceptions:
+        return
+    with contextlib.suppress(Exception):  # stderr gone: as logging's own handleError
+        sys.stderr.write(
+            f"--- Logging error ---\nreplaying a record logged by a worker (logger "
+            f"{record.name!r}): a handler or filter raised\n"
+            + "".join(traceback.format_exception(exc))
+        )
 
 
 class ForwardingHandler(logging.Handler):

@@ -4,7 +4,8 @@ Modules, one job each: ``_backend`` (options, the Backend face), ``_pool`` (the 
 thread and its thread-safe front door), ``_state`` (the pool's state, changed only by
 that thread), ``_worker`` (what runs in a worker process), ``_start`` (start methods,
 worker count, starting a worker), ``_codec`` (pickling and the buffer transport),
-``_functions`` (each function pickled once). ``ProcessBackend`` is imported on first
+``_functions`` (each function pickled once), ``_exits`` (how a worker ended, in words,
+and when workers dying before they are ready break the pool). ``ProcessBackend`` is imported on first
 use, so that a worker importing ``_worker`` does not load the pool's side.
 """
 

@@ -40,8 +40,10 @@ __all__ = [
     "dumps",
     "encode",
     "loads",
+    "plain_head",
     "prepare_caller",
     "recv",
+    "recv_frames",
     "recv_out_of_band",
     "release_worker_segments",
     "send",
@@ -112,9 +114,7 @@ def encode(obj: Any) -> Encoded:
     """
     if _is_plain(obj):
         _shared_memory.sweep_dead_workers_if_due()  # shared-memory transport (issue 6)
-        # A count of 0 out-of-band buffers, then the pickle (one small copy, cheaper
-        # than a Pickler on a BytesIO).
-        return Encoded(memoryview(_NO_BUFFERS + pickle.dumps(obj, protocol=PROTOCOL)), [])
+        return Encoded(memoryview(plain_head(obj)), [])
     buffers: list[pickle.PickleBuffer] = []
     out = io.BytesIO()
     out.write(b"\0\0\0\0")  # room for the buffer count: no copy to prepend it later
@@ -123,6 +123,13 @@ def encode(obj: Any) -> Encoded:
     head = out.getbuffer()
     _COUNT.pack_into(head, 0, len(buffers))
     return Encoded(head, buffers)
+
+
+def plain_head(obj: Any) -> bytes:
+    """The whole message for plain data (see ``_is_plain``): a count of 0 out-of-band
+    buffers, then the pickle (one small copy, cheaper than a Pickler on a BytesIO). The
+    same object always gives the same bytes."""
+    return _NO_BUFFERS + pickle.dumps(obj, protocol=PROTOCOL)
 
 
 def decode(head: bytes | memoryview, buffers: Sequence[Any]) -> Any:
@@ -147,14 +154,21 @@ def recv(conn: Connection) -> Any:
     Raises EOFError/OSError when the other side is gone, or the unpickler's error
     (the frames are consumed either way, so the stream stays in step).
     """
+    return decode(*recv_frames(conn))
+
+
+def recv_frames(conn: Connection) -> tuple[bytes, list[Any]]:
+    """Read one message written by ``send`` without unpickling it: ``(head, buffers)``
+    for ``decode``. Runs no code of the message's objects, so a message read ahead of
+    its turn cannot crash the reader before then. Raises EOFError/OSError when the
+    other side is gone."""
     try:
         head = conn.recv_bytes()
     except EOFError:  # shared-memory transport (issue 6): sweep once the sender is gone
         _shared_memory.connection_closed(conn)
         raise
     (count,) = _COUNT.unpack_from(head, 0)
-    buffers = recv_out_of_band(conn, count) if count else []
-    return decode(head, buffers)
+    return head, (recv_out_of_band(conn, count) if count else [])
 
 
 # -- the out-of-band transport: replace these two to move buffers another way ---------

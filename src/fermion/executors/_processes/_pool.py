@@ -64,6 +64,7 @@ class ProcessPool:
         self._lock = threading.Lock()  # guards the front door only: the fields below
         self._inbox: deque[tuple[Any, ...]] = deque()
         self._accepting = True
+        self._refusal = _SHUTDOWN_MESSAGE  # what submit says once it does not accept
         self._thread: threading.Thread | None = None
         self._loop_finished = False
         self._wake_pending = False
@@ -85,7 +86,7 @@ class ProcessPool:
     def submit(self, task: Task) -> None:
         with self._lock:
             if not self._accepting:
-                raise RuntimeError(_SHUTDOWN_MESSAGE)
+                raise RuntimeError(self._refusal)
             self._inbox.append(("submit", task))
             if self._thread is None:
                 self._start_thread()
@@ -228,6 +229,12 @@ class ProcessPool:
                 state.on_deadlines(time.monotonic())
         except BaseException as exc:
             reason = f"internal error in the process pool: {type(exc).__name__}: {exc}"
+            with self._lock:
+                if self._accepting:  # not shut down: say why it stopped
+                    self._refusal = (
+                        f"cannot schedule new futures: the process pool's thread stopped "
+                        f"({reason}); create a new Executor"
+                    )
             raise
         finally:
             with self._lock:

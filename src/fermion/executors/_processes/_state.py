@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import enum
 import os
-import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -52,6 +51,12 @@ from fermion.errors import (
 from fermion.executors import _log_records
 from fermion.executors._base import BatchOutcomes, PositionalCalls, Task, describe_callable
 from fermion.executors._processes import _codec, _start, _worker
+from fermion.executors._processes._exits import (
+    StartFailures,
+    describe_exit,
+    exit_hint,
+    signal_name,
+)
 from fermion.executors._processes._functions import PickledFunctions
 
 __all__ = ["PoolState"]
@@ -60,8 +65,6 @@ __all__ = ["PoolState"]
 FUNCTIONS_PER_WORKER = 64
 #: How many distinct pickled functions the pool remembers ids for.
 FUNCTION_IDS = 1024
-#: Workers dying before they are ready this many times in a row break the pool.
-START_FAILURES_TO_BREAK = 3
 #: How long a worker told to stop may take before it is killed.
 STOP_GRACE_S = 5.0
 #: A busy worker is handed its next task in advance only while tasks take less than this
@@ -190,7 +193,7 @@ class PoolState:
         self._pickled_functions = PickledFunctions()
         self._log_levels = _log_records.LevelWatch()
         self._next_function_id = 0
-        self._start_failures = 0
+        self._start_failures = StartFailures(imports_main=context.get_start_method() != "fork")
         self._mean_duration: float | None = None  # of recent tasks, for sending ahead
         self._last_duration: float | None = None
         self.broken: BrokenExecutor | None = None
@@ -321,11 +324,13 @@ class PoolState:
         conn = worker.handle.result_conn
         while worker.result_open and worker.result_waiting():
             try:
-                message = _codec.recv(conn)
+                frames = _codec.recv_frames(conn)
             except (EOFError, OSError):
                 worker.result_open = False  # it exited or died; its sentinel tells which
                 self._wait_objects = None
                 return
+            try:  # an OSError here is the result's own, not the pipe's
+                message = _codec.decode(*frames)
             except BaseException as exc:
                 self._on_unreadable_result(worker, exc)
                 continue
@@ -348,18 +353,15 @@ class PoolState:
         task = worker.task
         if worker.state is WorkerState.KILLED or self.broken is not None:
             return
-        if worker.state is WorkerState.STARTING:
-            self._start_failures += 1
-            if self._start_failures >= START_FAILURES_TO_BREAK:
+        if worker.state is WorkerState.STARTING:  # replaced by step(), unless the pool breaks
+            message = self._start_failures.worker_died(exitcode)
+            if message is not None:
                 self._break(
                     WorkerCrashedError(
-                        f"worker processes die while starting ({_describe_exit(exitcode)}, "
-                        f"{self._start_failures} times in a row); the process pool cannot run "
-                        "tasks. Check that the main module can be imported in a new process "
-                        "(an `if __name__ == '__main__':` guard) and that the initializer works",
+                        message,
                         pid=worker.pid,
                         exitcode=exitcode,
-                        signal_name=_signal_name(exitcode),
+                        signal_name=signal_name(exitcode),
                         task=None,
                     )
                 )
@@ -371,12 +373,12 @@ class PoolState:
         self.counts["workers_crashed"] += 1
         task.fail(
             WorkerCrashedError(
-                f"worker process {worker.pid} died ({_describe_exit(exitcode)}) while running "
+                f"worker process {worker.pid} died ({describe_exit(exitcode)}) while running "
                 f"{task.describe()}; only this task failed: the pool replaced the worker and "
-                f"goes on.{_exit_hint(exitcode)}",
+                f"goes on.{exit_hint(exitcode)}",
                 pid=worker.pid,
                 exitcode=exitcode,
-                signal_name=_signal_name(exitcode),
+                signal_name=signal_name(exitcode),
                 task=task.describe(),
             )
         )
@@ -432,7 +434,7 @@ class PoolState:
         if kind == _worker.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
-            self._start_failures = 0
+            self._start_failures.worker_ready()
         elif kind == _worker.DONE:
             _, values, failures, retire = message
             self._function_loaded(worker)
@@ -496,7 +498,7 @@ class PoolState:
         task = self._take_task(worker)
         self._start_next_task(worker)
         if task is not None:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = _worker.exception_reason(exc)
             task.fail(
                 SerializationError(
                     f"{task.describe()}: the result could not be unpickled in the caller "
@@ -677,9 +679,11 @@ class PoolState:
         """The "run" message for ``task`` on ``worker``, with the function if the worker
         may not hold it. Raises ``SerializationError`` naming what cannot be pickled. It
         changes nothing the worker is known to hold: ``_deliver`` records that."""
+        # BaseException: a SystemExit or KeyboardInterrupt raised by the user's pickling
+        # code is that task's failure; it must not end the pool's thread.
         try:
             function = self._pickled_functions.dumps(task.fn)
-        except Exception as exc:
+        except BaseException as exc:
             raise _unpicklable(task, "function", task.fn, exc) from exc
         function_id = self._function_id(function)
         known = worker.known_functions
@@ -696,7 +700,7 @@ class PoolState:
             message = _codec.encode(
                 (_worker.RUN, function_id, payload, evict, *_wire_calls(task), new_levels)
             )
-        except Exception as exc:
+        except BaseException as exc:
             raise _find_unpicklable_argument(task, exc) from exc
         return _RunMessage(message, function_id, carries_function, evict, levels_version)
 
@@ -864,7 +868,7 @@ def _unpicklable(
     task: Task, what: str, culprit: object, exc: BaseException, subject: str | None = None
 ) -> SerializationError:
     type_name = type(culprit).__qualname__
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = _worker.exception_reason(exc)
     subject = task.describe() if subject is None else subject
     return SerializationError(
         f"{subject}: the {what} of type {type_name} cannot be pickled to send it to "
@@ -883,13 +887,13 @@ def _find_unpicklable_argument(task: Task, exc: BaseException) -> SerializationE
         for position, arg in enumerate(args, start=1):
             try:
                 _codec.dumps(arg)
-            except Exception as arg_exc:
+            except BaseException as arg_exc:
                 what = name_argument(position=position)
                 return _unpicklable(task, what, arg, arg_exc, subject)
         for name, arg in kwargs.items():
             try:
                 _codec.dumps(arg)
-            except Exception as arg_exc:
+            except BaseException as arg_exc:
                 what = name_argument(keyword=name)
                 return _unpicklable(task, what, arg, arg_exc, subject)
     return _unpicklable(task, "arguments", task.calls, exc)
@@ -912,33 +916,3 @@ def resident_bytes(pid: int) -> int | None:
         return int(psutil.Process(pid).memory_info().rss)
     except Exception:
         return None
-
-
-def _signal_name(exitcode: int | None) -> str | None:
-    if exitcode is None or exitcode >= 0:
-        return None
-    try:
-        return signal.Signals(-exitcode).name
-    except ValueError:
-        return f"signal {-exitcode}"
-
-
-def _describe_exit(exitcode: int | None) -> str:
-    name = _signal_name(exitcode)
-    if name is not None:
-        return f"killed by {name}"
-    if exitcode is None:
-        return "exit status unknown"
-    return f"exit code {exitcode}"
-
-
-def _exit_hint(exitcode: int | None) -> str:
-    name = _signal_name(exitcode)
-    if name == "SIGKILL":
-        return (
-            " SIGKILL often means the system ran out of memory and the OOM killer chose "
-            "this worker: lower the memory a task needs, or use fewer workers."
-        )
-    if name in ("SIGSEGV", "SIGBUS", "SIGABRT"):
-        return " This usually comes from native code (a C extension or ctypes)."
-    return ""

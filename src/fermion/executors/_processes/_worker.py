@@ -37,6 +37,7 @@ __all__ = [
     "RemoteErrorInfo",
     "UnpicklableResult",
     "WorkerSetup",
+    "exception_reason",
     "main",
     "readable_now",
     "run_calls",
@@ -128,23 +129,32 @@ def main(
     unloadable: dict[int, BaseException] = {}  # why a function could not be loaded
     tasks_done = 0
     more_waiting = readable_now(task_conn)
-    early: Any = None  # a message read while checking for "skip"
-    early_error: BaseException | None = None  # ... or why it could not be read
+    # A message read while checking for "skip", not unpickled yet (or why it could not
+    # be read): unpickling runs the code of its objects, which may raise or crash the
+    # process, and that must happen in its turn (after the answer to the task before
+    # it), so that a crash is blamed on the task that holds the culprit.
+    early: tuple[bytes, list[Any]] | BaseException | None = None
     while True:
-        if early_error is not None:  # answered in turn, after the task before it
-            _reject(sender, "arguments", early_error)
-            early_error = None
+        try:
+            if early is None:
+                frames = _codec.recv_frames(task_conn)
+            elif isinstance(early, BaseException):
+                raise early
+            else:
+                frames = early
+        except (EOFError, OSError):
+            return  # the pool closed the pipe: shut down quietly
+        except BaseException as exc:
+            early = None
+            _reject(sender, "arguments", exc)
             continue
-        if early is not None:
-            message, early = early, None
-        else:
-            try:
-                message = _codec.recv(task_conn)
-            except (EOFError, OSError):
-                return  # the pool closed the pipe: shut down quietly
-            except BaseException as exc:
-                _reject(sender, "arguments", exc)
-                continue
+        early = None
+        try:  # an OSError here is the objects' own, not the pipe's
+            message = _codec.decode(*frames)
+        except BaseException as exc:
+            _reject(sender, "arguments", exc)
+            continue
+        del frames
         if message[0] == STOP:
             return
         if message[0] == SKIP:  # came after its task had started: it ran already
@@ -171,12 +181,12 @@ def main(
             continue
         if more_waiting():  # sent ahead, then killed before it started?
             try:
-                early = _codec.recv(task_conn)
+                early = _codec.recv_frames(task_conn)
             except (EOFError, OSError):
                 return
             except BaseException as exc:
-                early_error = exc
-            if early is not None and early[0] == SKIP:
+                early = exc  # answered in its turn
+            if not isinstance(early, BaseException) and early[0] == _SKIP_HEAD:
                 early = None
                 sender.send(_codec.encode((SKIPPED,)))
                 continue
@@ -187,6 +197,11 @@ def main(
         sender.send(_encode_done(values, failures, retire))
         if retire is not None:
             return
+
+
+#: The "skip" message as the pool sends it (plain data: always these bytes), to spot it
+#: among messages read ahead without unpickling them.
+_SKIP_HEAD = _codec.plain_head((SKIP,))
 
 
 class _ResultSender:
@@ -357,7 +372,7 @@ def _encode_done(values: list[Any], failures: dict[int, Any], retire: str | None
             _codec.dumps(value)
         except BaseException as exc:
             values[index] = None
-            failures[index] = UnpicklableResult(type(value).__qualname__, _reason(exc))
+            failures[index] = UnpicklableResult(type(value).__qualname__, exception_reason(exc))
     return _codec.encode((DONE, values, failures, retire))
 
 
@@ -381,10 +396,11 @@ def _error_info(exc: BaseException, tb: str | None) -> RemoteErrorInfo:
 
 
 def _reject(sender: _ResultSender, what: str, exc: BaseException) -> None:
-    sender.send(_codec.encode((REJECTED, what, type(exc).__qualname__, _reason(exc))))
+    sender.send(_codec.encode((REJECTED, what, type(exc).__qualname__, exception_reason(exc))))
 
 
-def _reason(exc: BaseException) -> str:
+def exception_reason(exc: BaseException) -> str:
+    """``"Type: message"`` for error messages, even when the exception's ``str`` raises."""
     try:
         return f"{type(exc).__name__}: {exc}"
     except BaseException:
