@@ -59,6 +59,19 @@ PROJECTS = [
         "cachetools", "8.0.2", "cachetools",
         why="caches and memoizing decorators meant to be used with a lock from many threads",
     ),
+    Project(
+        "janus", "2.0.0", "janus", src=".", deps=("pytest-asyncio==0.24.0",),
+        args=("-o", "addopts=", "--ignore=tests/test_benchmarks.py"),
+        why="a queue shared by threads and asyncio tasks (its benchmarks need pytest-codspeed)",
+    ),
+    Project(
+        "tqdm", "4.70.1", "tqdm", src=".",
+        why="progress bars updated from many threads (thread_map), a shared lock, monitor thread",
+    ),
+    Project(
+        "pebble", "5.2.3", "pebble", tests="test", src=".",
+        why="thread and process pools, decorators that run calls concurrently",
+    ),
 ]  # fmt: skip
 
 MODES = {
