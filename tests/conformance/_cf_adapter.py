@@ -11,10 +11,12 @@ run in a fresh interpreter, construct fermion executors. ``backend`` is what
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import fermion
+from fermion.executors._threads import ThreadBackend
 
 __all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor", "install"]
 
@@ -44,6 +46,16 @@ class ThreadPoolExecutor(fermion.Executor):
     def _max_workers(self) -> int:
         """The suite reads the pool size here; fermion's is ``workers``."""
         return self.workers
+
+    @property
+    def _threads(self) -> set[threading.Thread]:
+        """The pool's threads, as the suite reads them (``threads`` backend only)."""
+        backend = self.backend
+        if not isinstance(backend, ThreadBackend):
+            raise AttributeError(f"{self.backend_name!r} has no pool of threads to list")
+        with backend._lock:
+            workers = backend._workers | backend._retired
+            return {w.thread for w in workers if w.thread is not None}
 
 
 class ProcessPoolExecutor(fermion.Executor):

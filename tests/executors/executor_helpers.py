@@ -55,3 +55,14 @@ def thread_name(_: object = None) -> str:
 
 def process_id(_: object = None) -> int:
     return os.getpid()
+
+
+class Box:
+    """A result that can be watched with a weak reference."""
+
+    def __init__(self, value: object = None) -> None:
+        self.value = value
+
+
+def make_box(value: object) -> Box:
+    return Box(value)

@@ -394,3 +394,21 @@ def test_map_frees_its_arguments_without_the_garbage_collector(
         assert alive() is None, gc.get_referrers(alive())
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("chunksize", [1, 4, "auto"])
+def test_map_frees_each_result_once_the_consumer_drops_it(
+    executor: Executor, chunksize: int | str
+) -> None:
+    # As the standard map: the iterator holds no result it has yielded (CPython's
+    # test_free_reference), even while the rest of that result's chunk is unread.
+    if not getattr(sys, "_is_gil_enabled", lambda: True)() and executor.backend_name != "serial":
+        pytest.skip("free-threaded builds defer frees of objects released by other threads")
+    gc.disable()
+    try:
+        for box in executor.map(h.make_box, range(10), chunksize=chunksize):
+            alive = weakref.ref(box)
+            del box
+            assert alive() is None, gc.get_referrers(alive())
+    finally:
+        gc.enable()
