@@ -93,7 +93,9 @@ def install(backend: str = "threads") -> None:
     ``ProcessPoolExecutor`` fermion's, in this interpreter."""
     global _thread_backend
     if backend not in ("threads", "auto", "serial"):
-        raise ValueError(f"ThreadPoolExecutor can stand for threads, auto or serial, not {backend!r}")
+        raise ValueError(
+            f"ThreadPoolExecutor can stand for threads, auto or serial, not {backend!r}"
+        )
     _thread_backend = backend
     concurrent.futures.ThreadPoolExecutor = ThreadPoolExecutor  # type: ignore[misc]
     concurrent.futures.ProcessPoolExecutor = ProcessPoolExecutor  # type: ignore[misc]

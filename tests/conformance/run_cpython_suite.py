@@ -143,14 +143,14 @@ class _Recorder(unittest.TextTestResult):
         self._log.write(json.dumps(record) + "\n")
         self._log.flush()
 
-    def startTest(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest's name)
+    def startTest(self, test: unittest.TestCase) -> None:
         self._outcome = {"id": _test_id(test), "outcome": "pass", "detail": ""}
         self._started = time.monotonic()
         self._write({"id": _test_id(test), "outcome": "start"})
         faulthandler.dump_traceback_later(self._timeout, exit=True)
         super().startTest(test)
 
-    def stopTest(self, test: unittest.TestCase) -> None:  # noqa: N802
+    def stopTest(self, test: unittest.TestCase) -> None:
         faulthandler.cancel_dump_traceback_later()
         super().stopTest(test)
         self._outcome["seconds"] = round(time.monotonic() - self._started, 2)
@@ -161,26 +161,26 @@ class _Recorder(unittest.TextTestResult):
             return  # the first failure of a test is the one to report
         self._outcome.update(outcome=outcome, detail=detail)
 
-    def addFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addFailure(self, test: Any, err: Any) -> None:
         super().addFailure(test, err)
         self._set("fail", self._exc_info_to_string(err, test))
 
-    def addError(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addError(self, test: Any, err: Any) -> None:
         super().addError(test, err)
         if isinstance(test, unittest.TestCase):
             self._set("error", self._exc_info_to_string(err, test))
 
-    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:  # noqa: N802
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
         super().addSubTest(test, subtest, err)
         if err is not None:
             failure = issubclass(err[0], test.failureException)
             self._set("fail" if failure else "error", self._exc_info_to_string(err, test))
 
-    def addSkip(self, test: Any, reason: str) -> None:  # noqa: N802
+    def addSkip(self, test: Any, reason: str) -> None:
         super().addSkip(test, reason)
         self._set("skip", reason)
 
-    def addExpectedFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
         super().addExpectedFailure(test, err)
         self._set("skip", "expected failure in CPython's suite")
 
@@ -193,7 +193,8 @@ def _load_suite_module(suite: Path, backend: str, workdir: Path) -> Any:
 
     from fermion.executors._future import Future as FermionFuture
 
-    _cf_adapter.install(backend)
+    thread_backend = "threads" if backend == "processes" else backend
+    _cf_adapter.install(thread_backend)
     import test_concurrent_futures as module  # type: ignore[import-not-found]
 
     module.ThreadPoolMixin.executor_type = _cf_adapter.ThreadPoolExecutor
@@ -205,7 +206,7 @@ def _load_suite_module(suite: Path, backend: str, workdir: Path) -> Any:
     # and let the script import the suite under the name it has in CPython's tree.
     preamble = (
         f"import sys; sys.path[:0] = [{str(workdir)!r}, {str(HERE)!r}]; "
-        f"import _cf_adapter; _cf_adapter.install({backend!r}); "
+        f"import _cf_adapter; _cf_adapter.install({thread_backend!r}); "
         "import test_concurrent_futures; "
         "sys.modules['test.test_concurrent_futures'] = test_concurrent_futures\n"
     )
@@ -238,7 +239,9 @@ def run_child(backend: str, suite: Path, log_path: Path, done: set[str], timeout
         for case in cases:
             reason = _match(_test_id(case), not_run)
             if reason is not None:
-                setattr(case, case._testMethodName, unittest.skip(f"not run: {reason}")(lambda: None))
+                setattr(
+                    case, case._testMethodName, unittest.skip(f"not run: {reason}")(lambda: None)
+                )
         with log_path.open("a") as log:
             runner = unittest.TextTestRunner(
                 stream=sys.stderr,
@@ -299,7 +302,9 @@ def run_backend(backend: str, suite: Path, timeout: float, verbose: bool) -> dic
             if hung is None:
                 if child.returncode != 0:
                     tail = (child.stderr or "")[-3000:]
-                    raise SystemExit(f"{backend}: the suite's interpreter exited {child.returncode}:\n{tail}")
+                    raise SystemExit(
+                        f"{backend}: the suite's interpreter exited {child.returncode}:\n{tail}"
+                    )
                 return results
             detail = (child.stderr or "")[-6000:]
             with log_path.open("a") as log:

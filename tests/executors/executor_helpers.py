@@ -66,3 +66,19 @@ class Box:
 
 def make_box(value: object) -> Box:
     return Box(value)
+
+
+_marks = threading.local()
+
+
+def init_mark(value: object) -> None:
+    """An initializer: marks the worker thread that runs it."""
+    _marks.value = value
+
+
+def read_mark(_: object = None) -> object:
+    return getattr(_marks, "value", None)
+
+
+def init_fail(message: str) -> None:
+    raise ValueError(message)

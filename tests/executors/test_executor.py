@@ -412,3 +412,40 @@ def test_map_frees_each_result_once_the_consumer_drops_it(
             assert alive() is None, gc.get_referrers(alive())
     finally:
         gc.enable()
+
+
+def test_initializer_runs_in_each_worker_before_its_tasks(
+    make_executor: Callable[..., Executor],
+) -> None:
+    executor = make_executor(initializer=h.init_mark, initargs=("ready",))
+    futures = [executor.submit(h.read_mark) for _ in range(6)]
+    assert [f.result(timeout=WAIT) for f in futures] == ["ready"] * 6
+    assert list(executor.map(h.read_mark, range(4))) == ["ready"] * 4
+
+
+def test_failing_initializer_breaks_the_executor(
+    make_executor: Callable[..., Executor], caplog: pytest.LogCaptureFixture
+) -> None:
+    # As the standard pools: the task fails with a BrokenExecutor naming the error, the
+    # failure is logged on concurrent.futures, and from then on submit raises.
+    executor = make_executor(initializer=h.init_fail, initargs=("no database",))
+    try:
+        future = executor.submit(h.square, 2)
+    except fermion.errors.InitializerError:
+        pass
+    else:
+        with pytest.raises(fermion.errors.InitializerError, match="raised ValueError: no database"):
+            future.result(timeout=WAIT)
+    deadline = time.monotonic() + WAIT
+    while executor.backend.broken is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(concurrent.futures.BrokenExecutor, match="ValueError: no database"):
+        executor.submit(h.square, 3)
+    if executor.backend_name != "processes":  # there, logged in the worker process
+        assert any("Exception in initializer" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend_name", ["threads", "serial", "auto", "processes"])
+def test_initializer_must_be_callable(backend_name: str) -> None:
+    with pytest.raises(TypeError, match="initializer must be callable or None, got 42"):
+        Executor(backend_name, initializer=42)

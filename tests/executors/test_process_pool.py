@@ -115,7 +115,7 @@ def test_unknown_options_are_named() -> None:
         ({"workers": 1.5}, TypeError, "workers must be a positive int, not float"),
         ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be a positive"),
         ({"max_memory_per_worker": True}, TypeError, "max_memory_per_worker must be a positive"),
-        ({"initializer": 3}, TypeError, "initializer must be callable or None, not int"),
+        ({"initializer": 3}, TypeError, "initializer must be callable or None, got 3 .int."),
     ],
 )
 def test_invalid_option_values(options: dict[str, Any], error: type, match: str) -> None:

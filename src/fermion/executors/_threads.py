@@ -21,12 +21,14 @@ import os
 import threading
 import weakref
 from collections import deque
-from typing import ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
-from fermion.errors import TaskKilledError, TaskTimeoutError
+from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
 from fermion.executors._base import Backend, Task
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
+from fermion.executors._initializer import check_initializer, run_initializer
 from fermion.executors._interrupt import (
     TaskInterrupt,
     clear_pending_interrupt,
@@ -93,13 +95,24 @@ class ThreadBackend(Backend):
 
     ``workers`` defaults to CPUs + 4 (at most 32), as in ThreadPoolExecutor.
     ``thread_name_prefix`` names the threads (``"<prefix>-<n>"``).
+    ``initializer(*initargs)`` runs in each thread before its first task; if it raises,
+    the pool is broken, as ThreadPoolExecutor's: queued tasks fail with
+    InitializerError and ``submit`` raises it.
     """
 
     name: ClassVar[str] = "threads"
 
     def __init__(
-        self, workers: int | None = None, *, thread_name_prefix: str = "fermion-threads"
+        self,
+        workers: int | None = None,
+        *,
+        thread_name_prefix: str = "fermion-threads",
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
     ) -> None:
+        self._initargs = check_initializer(initializer, initargs, self.name)
+        self._initializer = initializer
+        self._broken: InitializerError | None = None
         self._max_workers = default_thread_count() if workers is None else workers
         self._prefix = thread_name_prefix
         self._lock = threading.Lock()
@@ -117,8 +130,14 @@ class ThreadBackend(Backend):
     def workers(self) -> int:
         return self._max_workers
 
+    @property
+    def broken(self) -> InitializerError | None:
+        return self._broken
+
     def submit(self, task: Task) -> None:
         with self._lock:
+            if self._broken is not None:
+                raise self._broken.fresh()
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._queue.append(task)
@@ -214,6 +233,8 @@ class ThreadBackend(Backend):
         held, and on a free-threaded build the woken thread would spin on it."""
         worker.ident = threading.get_ident()
         try:
+            if self._initializer is not None and not self._initialized():
+                return
             while True:
                 with self._lock:
                     if self._queue:
@@ -237,6 +258,23 @@ class ThreadBackend(Backend):
                 last = self._closed and not self._workers
             if last:
                 self._timer.close(wait=False)
+
+    def _initialized(self) -> bool:
+        """Run the initializer in this thread; on failure break the pool (False)."""
+        assert self._initializer is not None
+        error = run_initializer(self._initializer, self._initargs)
+        if error is None:
+            return True
+        with self._lock:
+            if self._broken is None:
+                self._broken = InitializerError.from_exception(
+                    error, f"the initializer of a thread of the {self._prefix!r} pool"
+                )
+            dropped = list(self._queue)
+            self._queue.clear()
+        for task in dropped:
+            task.fail(self._broken.fresh())
+        return False
 
     def _run(self, worker: _Worker, task: Task) -> None:
         with self._lock:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Iterable
+from concurrent.futures import BrokenExecutor
 from typing import Any, ClassVar
 
-from fermion.errors import SerializationError
+from fermion.errors import FermionError, SerializationError
 from fermion.executors import _source_pickle
 from fermion.executors._base import Backend, Task
+from fermion.executors._initializer import check_initializer
 from fermion.executors._processes import _codec, _pool, _start, _worker
 
 __all__ = ["ProcessBackend"]
@@ -43,7 +45,8 @@ class ProcessBackend(Backend):
       above it after a task (memory kept in globals) retires and is replaced. None
       means no limit.
     - ``initializer``/``initargs``: called once in each worker before its first task.
-      If it raises, the pool is broken: tasks fail with InitializerError.
+      If it raises, the pool is broken: tasks fail with InitializerError, and
+      ``submit`` raises it.
     """
 
     name: ClassVar[str] = "processes"
@@ -71,11 +74,7 @@ class ProcessBackend(Backend):
             _positive_int("max_tasks_per_worker", max_tasks_per_worker)
         if max_memory_per_worker is not None:
             _positive_int("max_memory_per_worker", max_memory_per_worker)
-        if initializer is not None and not callable(initializer):
-            raise TypeError(
-                f"initializer must be callable or None, not {type(initializer).__name__}"
-            )
-        initargs = tuple(initargs)
+        initargs = check_initializer(initializer, initargs, self.name)
         init_bytes = None
         if initializer is not None:
             try:
@@ -110,7 +109,14 @@ class ProcessBackend(Backend):
     def workers(self) -> int:
         return self._pool.state.size
 
+    @property
+    def broken(self) -> BrokenExecutor | None:
+        return self._pool.state.broken
+
     def submit(self, task: Task) -> None:
+        broken = self._pool.state.broken
+        if broken is not None:
+            raise broken.fresh() if isinstance(broken, FermionError) else broken
         self._pool.submit(task)
 
     def kill(self, task: Task) -> bool:

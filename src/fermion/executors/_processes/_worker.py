@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
 from fermion.executors import _log_records
+from fermion.executors._initializer import run_initializer
 from fermion.executors._processes import _codec
 
 __all__ = [
@@ -116,11 +117,14 @@ def main(
     _forward_logs(sender, setup.log_levels)
 
     if setup.initializer is not None:
+        error: BaseException | None
         try:
             initializer, initargs = _codec.loads(setup.initializer)
-            initializer(*initargs)
+            error = run_initializer(initializer, tuple(initargs))  # logged, as the stdlib's
         except BaseException as exc:
-            sender.send(_codec.encode((INIT_FAILED, _error_info(exc, ""))))
+            error = exc
+        if error is not None:
+            sender.send(_codec.encode((INIT_FAILED, _error_info(error, ""))))
             return
     sender.send(_codec.encode((READY, os.getpid())))
 
