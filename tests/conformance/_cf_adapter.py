@@ -48,6 +48,11 @@ class ThreadPoolExecutor(fermion.Executor):
         return self.workers
 
     @property
+    def _broken(self) -> object:
+        """The suite polls this until the pool is broken; fermion's is ``backend.broken``."""
+        return self.backend.broken
+
+    @property
     def _threads(self) -> set[threading.Thread]:
         """The pool's threads, as the suite reads them (``threads`` backend only)."""
         backend = self.backend
@@ -81,6 +86,11 @@ class ProcessPoolExecutor(fermion.Executor):
             initargs=tuple(initargs),
             max_tasks_per_worker=max_tasks_per_child,
         )
+
+    @property
+    def _broken(self) -> object:
+        """The suite polls this until the pool is broken; fermion's is ``backend.broken``."""
+        return self.backend.broken
 
     @property
     def _max_workers(self) -> int:

@@ -7,6 +7,7 @@ task writes when it has started; every wait has a timeout.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import re
 import signal
@@ -133,7 +134,7 @@ def test_defaults() -> None:
 
 def test_unpicklable_initializer_is_refused() -> None:
     lock = threading.Lock()
-    with pytest.raises(SerializationError, match="the initializer or its initargs cannot be"):
+    with pytest.raises(SerializationError, match=r"initargs\[0\] \(lock\) cannot be pickled"):
         ProcessBackend(initializer=helpers.initialise, initargs=(lock,))
 
 
@@ -393,6 +394,17 @@ def test_initializer_runs_in_each_worker(make_backend: Callable[..., ProcessBack
     backend = make_backend(initializer=helpers.initialise, initargs=({"ready": True},))
     assert run(backend, helpers.initialised) == {"ready": True}
     assert run(backend, helpers.sigint_ignored) is True
+
+
+def test_initargs_travel_with_the_worker_start(
+    make_backend: Callable[..., ProcessBackend], start_method: str
+) -> None:
+    # As the standard pool: a multiprocessing queue, which refuses to be pickled except
+    # while a process starts, reaches the initializer.
+    queue = multiprocessing.get_context(start_method).Queue()
+    backend = make_backend(workers=1, initializer=helpers.put_pid, initargs=(queue,))
+    worker = run(backend, helpers.pid)  # workers start with the first task
+    assert queue.get(timeout=WAIT) == worker
 
 
 def test_failing_initializer_breaks_the_pool(make_backend: Callable[..., ProcessBackend]) -> None:

@@ -8,6 +8,7 @@ and at interpreter exit every pool still running is terminated, so neither can h
 from __future__ import annotations
 
 import os
+import pickle
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor
@@ -77,24 +78,15 @@ class ProcessBackend(Backend):
         initargs = check_initializer(initializer, initargs, self.name)
         init_bytes = None
         if initializer is not None:
-            try:
-                init_bytes = _source_pickle.dumps((initializer, initargs))
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                raise SerializationError(
-                    f"the initializer or its initargs cannot be pickled to send them to worker "
-                    f"processes ({reason})",
-                    task=None,
-                    what="initializer",
-                    type_name=type(initializer).__qualname__,
-                    reason=reason,
-                ) from exc
+            init_bytes = _pickle_initializer(initializer)
+            _check_initargs(initargs)
         self.start_method: str = context.get_start_method()
         self._pool = _pool.ProcessPool(
             size=size,
             context=context,
             setup=_worker.WorkerSetup(
                 initializer=init_bytes,
+                initargs=initargs,
                 max_tasks=max_tasks_per_worker,
                 max_memory=max_memory_per_worker,
                 owner_pid=os.getpid(),
@@ -140,6 +132,45 @@ class ProcessBackend(Backend):
 
     def __repr__(self) -> str:
         return f"<ProcessBackend workers={self.workers} start_method={self.start_method!r}>"
+
+
+def _pickle_initializer(initializer: Callable[..., Any]) -> bytes:
+    try:
+        return _source_pickle.dumps(initializer)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise SerializationError(
+            f"the initializer {initializer!r} cannot be pickled to send it to worker "
+            f"processes ({reason}); pass a function defined at module level",
+            task=None,
+            what="initializer",
+            type_name=type(initializer).__qualname__,
+            reason=reason,
+        ) from exc
+
+
+def _check_initargs(initargs: tuple[Any, ...]) -> None:
+    """SerializationError if ``initargs`` cannot travel to a worker.
+
+    They travel with the worker's start, as the standard pool sends them, so that
+    multiprocessing's queues, locks and shared values can be passed: those refuse to be
+    pickled at any other time (RuntimeError from multiprocessing's assert_spawning),
+    which is therefore no error here."""
+    for index, value in enumerate(initargs):
+        try:
+            pickle.dumps(value)
+        except RuntimeError:
+            continue  # multiprocessing's own objects: pickled when the worker starts
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            raise SerializationError(
+                f"initargs[{index}] ({type(value).__qualname__}) cannot be pickled to send "
+                f"it to worker processes ({reason})",
+                task=None,
+                what=f"initargs[{index}]",
+                type_name=type(value).__qualname__,
+                reason=reason,
+            ) from exc
 
 
 def _positive_int(name: str, value: object) -> int:

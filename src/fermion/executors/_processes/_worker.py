@@ -72,11 +72,13 @@ OWNER_EXIT_GRACE_S = 2.0
 class WorkerSetup:
     """Everything a worker needs besides its pipes; picklable by plain pickle."""
 
-    initializer: bytes | None  # cloudpickled (initializer, initargs)
+    initializer: bytes | None  # the initializer, cloudpickled
     max_tasks: int | None
     max_memory: int | None
     owner_pid: int  # the pool's process
     log_levels: _log_records.Levels | None = None  # the caller's, when the worker starts
+    #: Pickled with the worker's start (multiprocessing's queues and locks may be passed).
+    initargs: tuple[Any, ...] = ()
 
 
 class RemoteErrorInfo(NamedTuple):
@@ -119,8 +121,8 @@ def main(
     if setup.initializer is not None:
         error: BaseException | None
         try:
-            initializer, initargs = _codec.loads(setup.initializer)
-            error = run_initializer(initializer, tuple(initargs))  # logged, as the stdlib's
+            initializer = _codec.loads(setup.initializer)
+            error = run_initializer(initializer, setup.initargs)  # logged, as the stdlib's
         except BaseException as exc:
             error = exc
         if error is not None:
