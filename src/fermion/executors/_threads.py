@@ -50,9 +50,13 @@ def default_thread_count() -> int:
 class _Worker:
     """One pool thread and what it is running; guarded by the backend's lock."""
 
-    __slots__ = ("current", "ident", "interrupted", "retired", "thread", "wake")
+    __slots__ = ("current", "first", "ident", "interrupted", "retired", "thread", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, first: Task | None) -> None:
+        # The task the thread was started for: taken off the queue at once, so that a
+        # shutdown(cancel_futures=True) right after submit does not cancel it before the
+        # new thread could reach the queue (ThreadPoolExecutor's thread wins that race).
+        self.first = first
         self.thread: threading.Thread | None = None
         self.ident: int | None = None
         self.current: Task | None = None
@@ -191,6 +195,9 @@ class ThreadBackend(Backend):
         self.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             running = [w.current for w in self._workers if w.current is not None]
+            unstarted = [w.first for w in self._workers if w.first is not None]
+        # A task a thread was started for: cancelled, unless it started meanwhile.
+        running += [task for task in unstarted if not task.future.cancel()]
         for task in running:
             self._stop(
                 task,
@@ -218,7 +225,7 @@ class ThreadBackend(Backend):
         """Start a thread if tasks wait that no sleeping thread will take."""
         if len(self._workers) >= self._max_workers or len(self._queue) <= len(self._idle):
             return
-        worker = _Worker()
+        worker = _Worker(self._queue.popleft() if self._queue else None)
         self._started += 1
         worker.thread = threading.Thread(
             target=self._work, args=(worker,), name=f"{self._prefix}-{self._started}", daemon=True
@@ -233,9 +240,15 @@ class ThreadBackend(Backend):
         held, and on a free-threaded build the woken thread would spin on it."""
         worker.ident = threading.get_ident()
         try:
-            if self._initializer is not None and not self._initialized():
+            if self._initializer is not None and not self._initialized(worker):
                 return
+            task = worker.first  # ``_run`` clears it once the task runs
             while True:
+                if task is not None:
+                    self._run(worker, task)
+                    del task  # an idle thread must not keep its last task's arguments alive
+                    if worker.retired:
+                        return
                 with self._lock:
                     if self._queue:
                         task = self._queue.popleft()
@@ -246,11 +259,6 @@ class ThreadBackend(Backend):
                         task = None
                 if task is None:
                     worker.wake.acquire()
-                    continue
-                self._run(worker, task)
-                del task  # an idle thread must not keep its last task's arguments alive
-                if worker.retired:
-                    return
         finally:
             with self._lock:
                 self._workers.discard(worker)
@@ -259,7 +267,7 @@ class ThreadBackend(Backend):
             if last:
                 self._timer.close(wait=False)
 
-    def _initialized(self) -> bool:
+    def _initialized(self, worker: _Worker) -> bool:
         """Run the initializer in this thread; on failure break the pool (False)."""
         assert self._initializer is not None
         error = run_initializer(self._initializer, self._initargs)
@@ -270,7 +278,9 @@ class ThreadBackend(Backend):
                 self._broken = InitializerError.from_exception(
                     error, f"the initializer of a thread of the {self._prefix!r} pool"
                 )
-            dropped = list(self._queue)
+            dropped = [worker.first] if worker.first is not None else []
+            worker.first = None
+            dropped += self._queue
             self._queue.clear()
         for task in dropped:
             task.fail(self._broken.fresh())
@@ -280,6 +290,7 @@ class ThreadBackend(Backend):
         with self._lock:
             # Under the lock, so that kill() sees a running task as this thread's.
             # (Future.set_running_or_notify_cancel calls no user callback.)
+            worker.first = None
             if not task.start():
                 return
             worker.current = task
