@@ -559,7 +559,9 @@ def test_workers_exit_when_their_parent_is_killed(start_method: str, tmp_path: P
     _assert_all_gone(marker, workers)
 
 
-def test_interpreter_exit_does_not_wait_for_a_pool(start_method: str, tmp_path: Path) -> None:
+def test_interpreter_exit_finishes_a_pools_work_then_ends_its_workers(
+    start_method: str, tmp_path: Path
+) -> None:
     proc, _, marker, workers = _start_script("leave", start_method, tmp_path)
     try:
         _, err = proc.communicate(timeout=30)
@@ -569,6 +571,27 @@ def test_interpreter_exit_does_not_wait_for_a_pool(start_method: str, tmp_path: 
             proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err.decode()
     _assert_all_gone(marker, workers)
+
+
+def test_a_task_submitted_last_runs_before_the_interpreter_exits(start_method: str) -> None:
+    # As the standard library (CPython's test_interpreter_shutdown): exit waits for the
+    # work submitted, it does not terminate the pool.
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from fermion import Executor\n"
+        "if __name__ == '__main__':\n"
+        f"    ex = Executor('processes', 1, start_method={start_method!r})\n"
+        "    ex.submit(time.sleep, 0.5)\n"
+        "    ex.submit(print, 'task ran', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "task ran", done.stderr
 
 
 def test_what_fails_to_unpickle_in_the_worker_fails_that_task_only(

@@ -2,7 +2,8 @@
 
 Validates the options, then hands everything to ``ProcessPool``. The backend object is
 only the owner's handle: when it is garbage-collected the pool shuts down gracefully,
-and at interpreter exit every pool still running is terminated, so neither can hang.
+and at interpreter exit every pool still running finishes its work, as the standard
+library's does (unless the exit is Ctrl-C's: then it is terminated).
 """
 
 from __future__ import annotations
