@@ -82,3 +82,7 @@ def read_mark(_: object = None) -> object:
 
 def init_fail(message: str) -> None:
     raise ValueError(message)
+
+
+def keywords(_: object, **kwargs: object) -> dict[str, object]:
+    return kwargs

@@ -449,3 +449,48 @@ def test_failing_initializer_breaks_the_executor(
 def test_initializer_must_be_callable(backend_name: str) -> None:
     with pytest.raises(TypeError, match="initializer must be callable or None, got 42"):
         Executor(backend_name, initializer=42)
+
+
+@pytest.mark.parametrize("backend_name", ["threads", "processes", "auto"])
+def test_map_timeout_yields_every_result_ready_before_the_deadline(backend_name: str) -> None:
+    # As the standard map: with automatic chunking, the five quick results are yielded
+    # before the TimeoutError; none waits for the slow item of its chunk.
+    with Executor(backend_name, 2) as executor:
+        results = []
+        with pytest.raises(TimeoutError):
+            for value in executor.map(h.sleep_then, [0.0] * 5 + [3.0], range(6), timeout=1.5):
+                results.append(value)
+        assert results == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("backend_name", ["serial", "threads", "auto"])
+def test_submit_passes_self_and_fn_as_keywords(backend_name: str) -> None:
+    with Executor(backend_name, 2) as executor:
+        future = executor.submit(h.keywords, 1, self=2, fn=3)
+        assert future.result(timeout=WAIT) == {"self": 2, "fn": 3}
+
+
+@pytest.mark.parametrize("backend_name", ["serial", "threads", "processes", "auto"])
+def test_submit_from_an_atexit_handler_is_refused(backend_name: str) -> None:
+    # As the standard executors: once the interpreter exits, submit raises RuntimeError
+    # naming the executor, whichever the backend.
+    import subprocess
+
+    script = (
+        "import atexit\n"
+        "from fermion import Executor\n"
+        "@atexit.register\n"
+        "def last():\n"
+        "    try:\n"
+        "        ex.submit(id, None)\n"
+        "    except RuntimeError as exc:\n"
+        "        print(exc)\n"
+        "if __name__ == '__main__':\n"
+        f"    ex = Executor({backend_name!r}, 2)\n"
+        "    ex.submit(id, 42).result()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, text=True, check=False
+    )
+    assert "cannot schedule new futures after interpreter shutdown" in done.stdout, done.stderr
+    assert f"backend={backend_name!r}" in done.stdout

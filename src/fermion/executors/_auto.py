@@ -76,6 +76,7 @@ from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
+from fermion.errors import FermionError
 from fermion.executors._base import Backend, Task
 from fermion.executors._initializer import check_initializer
 from fermion.executors._registry import check_options, load_backend
@@ -319,7 +320,7 @@ class _TimedFunction:
         self.backend = backend
         self.inline = inline
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # the call may pass self=
         backend = self.backend
         if backend._decision_due:  # measured enough: run as the chosen backend will
             return self.fn(*args, **kwargs)
@@ -490,6 +491,9 @@ class AutoBackend(Backend):
     # -- the Backend contract ---------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        broken = self.broken
+        if broken is not None:
+            raise broken.fresh() if isinstance(broken, FermionError) else broken
         with self._changed:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")

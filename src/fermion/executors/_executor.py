@@ -17,6 +17,7 @@ from fermion.executors._arguments import (
 )
 from fermion.executors._base import Backend, Task, describe_callable
 from fermion.executors._chunked_run import ChunkedRun
+from fermion.executors._exit import interpreter_exiting, watch_exit
 from fermion.executors._progress import ProgressArg, check_progress, make_progress
 from fermion.executors._registry import check_options, load_backend
 
@@ -70,6 +71,7 @@ class Executor(concurrent.futures.Executor):
         self._shutdown = False
         self._runs: set[ChunkedRun] = set()
         self._submitted: dict[Future[Any], Task] = {}
+        watch_exit()
 
     # -- what it is -------------------------------------------------------------------
 
@@ -144,8 +146,7 @@ class Executor(concurrent.futures.Executor):
             )
         task = Task(fn, [(args, kwargs)], batch=False, timeout=timeout)
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_open_locked()
             self._submitted[task.future] = task
         task.future.add_done_callback(self._forget)
         try:
@@ -154,6 +155,15 @@ class Executor(concurrent.futures.Executor):
             self._forget(task.future)
             raise
         return task.future
+
+    def _check_open_locked(self) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if interpreter_exiting():
+            raise RuntimeError(
+                f"cannot schedule new futures after interpreter shutdown ({self!r}: the "
+                "interpreter is exiting, so work submitted now might never run)"
+            )
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
@@ -177,11 +187,17 @@ class Executor(concurrent.futures.Executor):
         iteration, raising TimeoutError; an exception raised by a call is raised when
         the iteration reaches it. Different: ``chunksize="auto"`` groups items into
         chunks sized from measured task times (1 item per chunk when a task timeout
-        applies, so that the timeout is per item). ``buffersize`` (as in Python 3.14)
-        reads the inputs lazily instead, at most that many ahead of the consumer.
+        or ``timeout`` applies, so that each result counts on its own).
+        ``buffersize`` (as in Python 3.14) reads the inputs lazily instead, at most
+        that many ahead of the consumer.
         """
         deadline = None if timeout is None else time.monotonic() + _positive(timeout, "timeout")
         chunks = check_chunksize(chunksize)
+        if chunks is None and deadline is not None:
+            # With a deadline each result counts on its own, as in the standard map: a
+            # result that is ready before the deadline is yielded before TimeoutError,
+            # not held back with the rest of its chunk.
+            chunks = 1
         buffer = check_buffersize(buffersize)
         seconds = self._resolve_task_timeout(task_timeout)
         unpack = len(iterables) != 1  # one iterable: each item is the argument
@@ -309,8 +325,7 @@ class Executor(concurrent.futures.Executor):
         if chunksize is None and task_timeout is not None:
             chunksize = 1  # so that the timeout is per item, not per chunk
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_open_locked()
         run = ChunkedRun(
             fn,
             inputs,
@@ -327,8 +342,7 @@ class Executor(concurrent.futures.Executor):
             inline=self._runs_inline,
         )
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_open_locked()
             self._runs.add(run)
         run.start()
         return run
