@@ -191,3 +191,18 @@ def test_terminate_cancels_the_task_a_thread_was_started_for() -> None:
     backend.terminate("test")
     gate.set()
     assert running.future.cancelled() or running.future.exception(timeout=WAIT) is not None
+
+
+def test_a_dropped_executor_lets_its_threads_end_after_its_work() -> None:
+    # As ThreadPoolExecutor (CPython's test_del_shutdown): an executor dropped without
+    # shutdown, its map still being read, shuts down; its threads finish and end.
+    for _ in range(5):
+        executor = Executor("threads", 5, thread_name_prefix="dropped")
+        results = executor.map(abs, range(-5, 5), chunksize=1)
+        threads = [t for t in threading.enumerate() if t.name.startswith("dropped-")]
+        assert threads
+        del executor
+        for thread in threads:
+            thread.join(timeout=WAIT)
+            assert not thread.is_alive(), thread
+        assert list(results) == [abs(v) for v in range(-5, 5)]

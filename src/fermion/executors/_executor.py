@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
@@ -72,6 +74,16 @@ class Executor(concurrent.futures.Executor):
         self._runs: set[ChunkedRun] = set()
         self._submitted: dict[Future[Any], Task] = {}
         watch_exit()
+        # What futures and runs call back: nothing of them refers to the Executor, so
+        # that an Executor dropped without shutdown is freed (below) while its futures
+        # and map iterators live on, as the standard executors are.
+        self._forget = functools.partial(_forget, self._lock, self._submitted)
+        self._run_settled = functools.partial(_discard_run, self._lock, self._runs)
+        # Dropped without shutdown: shut the backend down without waiting (as
+        # ThreadPoolExecutor does), so that its threads or processes end once the work
+        # submitted is done.
+        self._finalizer = weakref.finalize(self, _release, self._lock, self._runs, self._backend)
+        self._finalizer.atexit = False  # at exit the backends' own handlers decide
 
     # -- what it is -------------------------------------------------------------------
 
@@ -164,10 +176,6 @@ class Executor(concurrent.futures.Executor):
                 f"cannot schedule new futures after interpreter shutdown ({self!r}: the "
                 "interpreter is exiting, so work submitted now might never run)"
             )
-
-    def _forget(self, future: Future[Any]) -> None:
-        with self._lock:
-            self._submitted.pop(future, None)
 
     # -- many tasks -------------------------------------------------------------------
 
@@ -331,7 +339,7 @@ class Executor(concurrent.futures.Executor):
             inputs,
             unpack=unpack,
             submit=self._backend.submit,
-            workers=self._read_workers,
+            workers=functools.partial(_read_workers, self._backend),
             eager=eager,
             ordered=ordered,
             chunksize=chunksize,
@@ -339,26 +347,13 @@ class Executor(concurrent.futures.Executor):
             task_timeout=task_timeout,
             progress=make_progress(progress, total, describe_callable(fn)),
             on_settled=self._run_settled,
-            inline=self._runs_inline,
+            inline=functools.partial(_runs_inline, self._backend),
         )
         with self._lock:
             self._check_open_locked()
             self._runs.add(run)
         run.start()
         return run
-
-    def _read_workers(self) -> int:
-        """The backend's workers now (``auto``'s change once it has chosen)."""
-        return self._backend.workers
-
-    def _runs_inline(self) -> bool:
-        """Whether the backend now runs tasks inside ``submit`` from another thread's
-        completions (``auto`` once it chose serial)."""
-        return bool(getattr(self._backend, "runs_inline", False))
-
-    def _run_settled(self, run: ChunkedRun) -> None:
-        with self._lock:
-            self._runs.discard(run)
 
     # -- the end ----------------------------------------------------------------------
 
@@ -400,6 +395,37 @@ class Executor(concurrent.futures.Executor):
             else:
                 run.flush()
         self._backend.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _forget(lock: threading.Lock, submitted: dict[Future[Any], Task], future: Future[Any]) -> None:
+    with lock:
+        submitted.pop(future, None)
+
+
+def _discard_run(lock: threading.Lock, runs: set[ChunkedRun], run: ChunkedRun) -> None:
+    with lock:
+        runs.discard(run)
+
+
+def _read_workers(backend: Backend) -> int:
+    """The backend's workers now (``auto``'s change once it has chosen)."""
+    return backend.workers
+
+
+def _runs_inline(backend: Backend) -> bool:
+    """Whether the backend now runs tasks inside ``submit`` from another thread's
+    completions (``auto`` once it chose serial)."""
+    return bool(getattr(backend, "runs_inline", False))
+
+
+def _release(lock: threading.Lock, runs: set[ChunkedRun], backend: Backend) -> None:
+    """An Executor was dropped without shutdown: its maps send what they hold, and the
+    backend shuts down without waiting (the work submitted still runs)."""
+    with lock:
+        held = list(runs)
+    for run in held:
+        run.flush()
+    backend.shutdown(wait=False)
 
 
 def _positive(value: float, name: str) -> float:
