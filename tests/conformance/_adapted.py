@@ -52,6 +52,22 @@ def _traceback(self: Any) -> None:
     self.assertIn("raise RuntimeError(123)  # some comment", str(cause))
 
 
+def _thread_names(prefix: str | None, pattern: str) -> Callable[[Any], None]:
+    def test(self: Any) -> None:
+        # fermion names its threads "<prefix>-<n>" (default prefix "fermion-threads"),
+        # counting from 1 and on through the threads that replace stuck ones.
+        options = {} if prefix is None else {"thread_name_prefix": prefix}
+        executor = self.executor_type(max_workers=5, **options)
+        executor.map(abs, range(-5, 5))
+        threads = executor._threads
+        del executor
+        for thread in threads:
+            self.assertRegex(thread.name, pattern)
+            thread.join()
+
+    return test
+
+
 ADAPTED: dict[str, tuple[str, Callable[[unittest.TestCase], None]]] = {
     "*.test_max_workers_negative": (
         "the ValueError names fermion's parameter, workers, not max_workers",
@@ -61,6 +77,14 @@ ADAPTED: dict[str, tuple[str, Callable[[unittest.TestCase], None]]] = {
         "a worker takes a task only once it is up: all 50 may be cancelled (the standard "
         "pool queues max_workers + 1 calls ahead, so some always run)",
         _cancel_futures,
+    ),
+    "ThreadPoolShutdownTest.test_thread_names_assigned": (
+        "threads are named <prefix>-<n>, not <prefix>_<n>",
+        _thread_names("SpecialPool", r"^SpecialPool-\d+$"),
+    ),
+    "ThreadPoolShutdownTest.test_thread_names_default": (
+        "threads are named fermion-threads-<n> by default",
+        _thread_names(None, r"^fermion-threads-\d+$"),
     ),
     "ProcessPool*ProcessPoolExecutorTest.test_traceback": (
         "the worker's traceback is attached as fermion.errors.RemoteTraceback",
