@@ -35,7 +35,8 @@ def _entries() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("pattern", "reason"), _entries(), ids=lambda value: str(value)[:60])
 def test_each_entry_is_documented_with_its_reason(pattern: str, reason: str) -> None:
-    docs = DOCS.read_text()
-    row = next((line for line in docs.splitlines() if f"`{pattern}`" in line), None)
-    assert row is not None, f"{pattern} is not in {DOCS.name}'s conformance tables"
-    assert reason in row, f"{DOCS.name} gives {pattern} another reason than {reason!r}"
+    rows = [line for line in DOCS.read_text().splitlines() if f"`{pattern}`" in line]
+    assert rows, f"{pattern} is not in {DOCS.name}'s conformance tables"
+    assert any(reason in row for row in rows), (
+        f"{DOCS.name} gives {pattern} another reason than {reason!r}"
+    )
