@@ -6,8 +6,9 @@ never run)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
-__all__ = ["interpreter_exiting", "watch_exit"]
+__all__ = ["interpreter_exiting", "register_at_exit", "watch_exit"]
 
 _exiting = False
 _watching = False
@@ -19,20 +20,29 @@ def _mark_exiting() -> None:
     _exiting = True
 
 
+def register_at_exit(fn: Callable[[], None]) -> bool:
+    """Call ``fn`` when the interpreter begins to exit, with threading's exit hooks (as
+    concurrent.futures does: before ``atexit`` handlers and before non-daemon threads are
+    joined). False if it cannot be: the interpreter is exiting already, or this Python
+    has no such hook."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return False
+    try:
+        register(fn)
+    except RuntimeError:  # already exiting
+        return False
+    return True
+
+
 def watch_exit() -> None:
-    """Once per interpreter: note when it begins to exit (threading's exit hooks run
-    before ``atexit`` handlers, as the standard executors' do)."""
+    """Once per interpreter: note when it begins to exit."""
     global _watching
     with _lock:
         if _watching:
             return
-        register = getattr(threading, "_register_atexit", None)
-        if register is None:
-            return
-        try:
-            register(_mark_exiting)
-        except RuntimeError:  # already exiting
-            _mark_exiting()
+        if not register_at_exit(_mark_exiting) and hasattr(threading, "_register_atexit"):
+            _mark_exiting()  # refused: exiting already
         _watching = True
 
 

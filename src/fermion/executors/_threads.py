@@ -28,6 +28,7 @@ from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
 from fermion.executors._base import Backend, Task
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
+from fermion.executors._exit import register_at_exit
 from fermion.executors._initializer import check_initializer, run_initializer
 from fermion.executors._interrupt import (
     TaskInterrupt,
@@ -82,16 +83,8 @@ def _shutdown_all_at_exit() -> None:
 def _register_atexit() -> None:
     global _atexit_registered
     with _atexit_lock:
-        if _atexit_registered:
-            return
-        register = getattr(threading, "_register_atexit", None)
-        if register is None:
-            return
-        try:
-            register(_shutdown_all_at_exit)
-        except RuntimeError:  # already shutting down
-            return
-        _atexit_registered = True
+        if not _atexit_registered:
+            _atexit_registered = register_at_exit(_shutdown_all_at_exit)
 
 
 class ThreadBackend(Backend):
