@@ -89,13 +89,16 @@ def find_suite() -> Path:
 
 
 def load_exclusions(backend: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(not run, known failures) for ``backend``: pattern -> reason."""
+    """(not run, known failures) for ``backend`` on this build: pattern -> reason.
+    A table's scope is a backend or ``all``, alone or with ``@gil``/``@free-threaded``."""
     with EXCLUSIONS.open("rb") as f:
         data = tomllib.load(f)
     not_run: dict[str, str] = {}
     known: dict[str, str] = {}
+    build = "gil" if getattr(sys, "_is_gil_enabled", lambda: True)() else "free-threaded"
+    scopes = ("all", backend, f"all@{build}", f"{backend}@{build}")
     for table, into in (("not_run", not_run), ("known", known)):
-        for scope in ("all", backend):
+        for scope in scopes:
             into.update(data.get(table, {}).get(scope, {}))
     return not_run, known
 
