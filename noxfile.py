@@ -54,6 +54,18 @@ for _version in VERSIONS:
     nox.session(name=f"tests-{_version}", python=find_interpreter(_version))(_tests)
 
 
+def _conformance(session: nox.Session) -> None:
+    """CPython 3.11's test_concurrent_futures on fermion's executors (not in the default
+    list: about 10 minutes). The suite is obtained when the session runs, see
+    tests/conformance/run_cpython_suite.py; posargs go to it (e.g. --backend threads)."""
+    session.install("--prefer-binary", "-e", ".[test]")
+    session.run("python", "tests/conformance/run_cpython_suite.py", *session.posargs)
+
+
+for _version in VERSIONS:
+    nox.session(name=f"conformance-{_version}", python=find_interpreter(_version))(_conformance)
+
+
 @nox.session(python=find_interpreter("3.11"))
 def lint(session: nox.Session) -> None:
     """ruff and mypy over the package, tests, benchmarks and examples."""

@@ -8,9 +8,10 @@ already catch; and survives pickling, so it can cross from a worker to the calle
 from __future__ import annotations
 
 import pickle
+import traceback
 from concurrent.futures import BrokenExecutor, CancelledError
 from concurrent.futures.process import BrokenProcessPool  # see WorkerCrashedError
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "DaskClusterError",
@@ -85,6 +86,13 @@ class FermionError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, self._fields))
+
+    def fresh(self) -> Self:
+        """The same error as a new object, with the same cause: to raise it again (each
+        ``submit`` to a broken pool) without piling tracebacks onto one object."""
+        error = type(self)(self.message, **self._fields)
+        error.__cause__ = self.__cause__
+        return error
 
 
 def _rebuild(cls: type[FermionError], message: str, fields: dict[str, Any]) -> FermionError:
@@ -199,6 +207,20 @@ class InitializerError(FermionError, BrokenExecutor):
     Pending and later tasks fail with this error. Fields: ``type_name``,
     ``remote_message``, ``remote_traceback`` (of the initializer's exception).
     """
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, where: str) -> InitializerError:
+        """The error for ``exc`` raised by the initializer ``where`` names (a pool in
+        this process: the exception itself is the ``__cause__``)."""
+        error = cls(
+            f"{where} raised {type(exc).__name__}: {exc}; the pool cannot run tasks "
+            "(fix the initializer, or build the executor without it)",
+            type_name=type(exc).__qualname__,
+            remote_message=str(exc),
+            remote_traceback="".join(traceback.format_exception(exc)),
+        )
+        error.__cause__ = exc
+        return error
 
 
 class TaskTimeoutError(FermionError, TimeoutError):

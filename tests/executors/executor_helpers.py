@@ -55,3 +55,34 @@ def thread_name(_: object = None) -> str:
 
 def process_id(_: object = None) -> int:
     return os.getpid()
+
+
+class Box:
+    """A result that can be watched with a weak reference."""
+
+    def __init__(self, value: object = None) -> None:
+        self.value = value
+
+
+def make_box(value: object) -> Box:
+    return Box(value)
+
+
+_marks = threading.local()
+
+
+def init_mark(value: object) -> None:
+    """An initializer: marks the worker thread that runs it."""
+    _marks.value = value
+
+
+def read_mark(_: object = None) -> object:
+    return getattr(_marks, "value", None)
+
+
+def init_fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def keywords(_: object, **kwargs: object) -> dict[str, object]:
+    return kwargs

@@ -158,3 +158,8 @@ def nap(seconds: float) -> int:
 def echo_list(values: list[int]) -> list[int]:
     """A big result for a big argument: both bigger than a pipe holds."""
     return values + values
+
+
+def put_pid(queue: Any) -> None:
+    """An initializer: sends its worker's pid back through a multiprocessing queue."""
+    queue.put(os.getpid())

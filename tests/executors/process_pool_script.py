@@ -10,7 +10,8 @@ the worker pids to READY_FILE, and then, by MODE:
 - ``atexit``: waits for the results and handles nothing: the interrupt reaches the top
   and only the exit handler can stop the workers;
 - ``wait``: waits for the results (the test kills this process: workers must notice);
-- ``leave``: returns at once without shutting the pool down (exit must not hang);
+- ``leave``: returns at once without shutting the pool down, its tasks sleeping 2 s
+  (exit finishes them, then ends every worker);
 - ``executor``: the same work through ``with fermion.Executor("processes") as ex:``
   and ``ex.map``, as a user writes it; Ctrl-C must end it all the same.
 """
@@ -35,7 +36,8 @@ def main(mode: str, start_method: str, ready_file: str) -> None:
     tasks = []
     for i in range(2):
         flag = f"{ready_file}.started{i}"
-        task = Task(helpers.touch_then_sleep, [((flag, 60), {})], batch=False)
+        seconds = 2 if mode == "leave" else 60
+        task = Task(helpers.touch_then_sleep, [((flag, seconds), {})], batch=False)
         backend.submit(task)
         tasks.append((task, flag))
     pending = [Task(helpers.square, [((i,), {})], batch=False) for i in range(10)]

@@ -394,3 +394,110 @@ def test_map_frees_its_arguments_without_the_garbage_collector(
         assert alive() is None, gc.get_referrers(alive())
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("chunksize", [1, 4, "auto"])
+def test_map_frees_each_result_once_the_consumer_drops_it(
+    executor: Executor, chunksize: int | str
+) -> None:
+    # As the standard map: the iterator holds no result it has yielded (CPython's
+    # test_free_reference), even while the rest of that result's chunk is unread.
+    if not getattr(sys, "_is_gil_enabled", lambda: True)() and executor.backend_name != "serial":
+        pytest.skip("free-threaded builds defer frees of objects released by other threads")
+    gc.disable()
+    try:
+        for box in executor.map(h.make_box, range(10), chunksize=chunksize):
+            alive = weakref.ref(box)
+            del box
+            assert alive() is None, gc.get_referrers(alive())
+    finally:
+        gc.enable()
+
+
+def _skip_without_initializer(backend: str) -> None:
+    if backend == "dask":
+        pytest.skip("the dask backend takes no initializer (Dask's worker plugins do that)")
+
+
+def test_initializer_runs_in_each_worker_before_its_tasks(
+    backend: str, make_executor: Callable[..., Executor]
+) -> None:
+    _skip_without_initializer(backend)
+    executor = make_executor(initializer=h.init_mark, initargs=("ready",))
+    futures = [executor.submit(h.read_mark) for _ in range(6)]
+    assert [f.result(timeout=WAIT) for f in futures] == ["ready"] * 6
+    assert list(executor.map(h.read_mark, range(4))) == ["ready"] * 4
+
+
+def test_failing_initializer_breaks_the_executor(
+    backend: str, make_executor: Callable[..., Executor], caplog: pytest.LogCaptureFixture
+) -> None:
+    _skip_without_initializer(backend)
+    # As the standard pools: the task fails with a BrokenExecutor naming the error, the
+    # failure is logged on concurrent.futures, and from then on submit raises.
+    executor = make_executor(initializer=h.init_fail, initargs=("no database",))
+    try:
+        future = executor.submit(h.square, 2)
+    except fermion.errors.InitializerError:
+        pass
+    else:
+        with pytest.raises(fermion.errors.InitializerError, match="raised ValueError: no database"):
+            future.result(timeout=WAIT)
+    deadline = time.monotonic() + WAIT
+    while executor.backend.broken is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(concurrent.futures.BrokenExecutor, match="ValueError: no database"):
+        executor.submit(h.square, 3)
+    if executor.backend_name != "processes":  # there, logged in the worker process
+        assert any("Exception in initializer" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend_name", ["threads", "serial", "auto", "processes"])
+def test_initializer_must_be_callable(backend_name: str) -> None:
+    with pytest.raises(TypeError, match="initializer must be callable or None, got 42"):
+        Executor(backend_name, initializer=42)
+
+
+@pytest.mark.parametrize("backend_name", ["threads", "processes", "auto"])
+def test_map_timeout_yields_every_result_ready_before_the_deadline(backend_name: str) -> None:
+    # As the standard map: with automatic chunking, the five quick results are yielded
+    # before the TimeoutError; none waits for the slow item of its chunk.
+    with Executor(backend_name, 2) as executor:
+        results = []
+        with pytest.raises(TimeoutError):
+            for value in executor.map(h.sleep_then, [0.0] * 5 + [3.0], range(6), timeout=1.5):
+                results.append(value)
+        assert results == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("backend_name", ["serial", "threads", "auto"])
+def test_submit_passes_self_and_fn_as_keywords(backend_name: str) -> None:
+    with Executor(backend_name, 2) as executor:
+        future = executor.submit(h.keywords, 1, self=2, fn=3)
+        assert future.result(timeout=WAIT) == {"self": 2, "fn": 3}
+
+
+@pytest.mark.parametrize("backend_name", ["serial", "threads", "processes", "auto"])
+def test_submit_from_an_atexit_handler_is_refused(backend_name: str) -> None:
+    # As the standard executors: once the interpreter exits, submit raises RuntimeError
+    # naming the executor, whichever the backend.
+    import subprocess
+
+    script = (
+        "import atexit\n"
+        "from fermion import Executor\n"
+        "@atexit.register\n"
+        "def last():\n"
+        "    try:\n"
+        "        ex.submit(id, None)\n"
+        "    except RuntimeError as exc:\n"
+        "        print(exc)\n"
+        "if __name__ == '__main__':\n"
+        f"    ex = Executor({backend_name!r}, 2)\n"
+        "    ex.submit(id, 42).result()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, text=True, check=False
+    )
+    assert "cannot schedule new futures after interpreter shutdown" in done.stdout, done.stderr
+    assert f"backend={backend_name!r}" in done.stdout

@@ -7,6 +7,7 @@ task writes when it has started; every wait has a timeout.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import re
 import signal
@@ -116,7 +117,7 @@ def test_unknown_options_are_named() -> None:
         ({"workers": 1.5}, TypeError, "workers must be a positive int, not float"),
         ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be a positive"),
         ({"max_memory_per_worker": True}, TypeError, "max_memory_per_worker must be a positive"),
-        ({"initializer": 3}, TypeError, "initializer must be callable or None, not int"),
+        ({"initializer": 3}, TypeError, "initializer must be callable or None, got 3 .int."),
     ],
 )
 def test_invalid_option_values(options: dict[str, Any], error: type, match: str) -> None:
@@ -134,7 +135,7 @@ def test_defaults() -> None:
 
 def test_unpicklable_initializer_is_refused() -> None:
     lock = threading.Lock()
-    with pytest.raises(SerializationError, match="the initializer or its initargs cannot be"):
+    with pytest.raises(SerializationError, match=r"initargs\[0\] \(lock\) cannot be pickled"):
         ProcessBackend(initializer=helpers.initialise, initargs=(lock,))
 
 
@@ -396,6 +397,17 @@ def test_initializer_runs_in_each_worker(make_backend: Callable[..., ProcessBack
     assert run(backend, helpers.sigint_ignored) is True
 
 
+def test_initargs_travel_with_the_worker_start(
+    make_backend: Callable[..., ProcessBackend], start_method: str
+) -> None:
+    # As the standard pool: a multiprocessing queue, which refuses to be pickled except
+    # while a process starts, reaches the initializer.
+    queue = multiprocessing.get_context(start_method).Queue()
+    backend = make_backend(workers=1, initializer=helpers.put_pid, initargs=(queue,))
+    worker = run(backend, helpers.pid)  # workers start with the first task
+    assert queue.get(timeout=WAIT) == worker
+
+
 def test_failing_initializer_breaks_the_pool(make_backend: Callable[..., ProcessBackend]) -> None:
     backend = make_backend(workers=1, initializer=helpers.failing_initializer)
     with pytest.raises(InitializerError, match="RuntimeError: initializer exploded") as info:
@@ -574,7 +586,9 @@ def test_workers_exit_when_their_parent_is_killed(start_method: str, tmp_path: P
     _assert_all_gone(marker, workers)
 
 
-def test_interpreter_exit_does_not_wait_for_a_pool(start_method: str, tmp_path: Path) -> None:
+def test_interpreter_exit_finishes_a_pools_work_then_ends_its_workers(
+    start_method: str, tmp_path: Path
+) -> None:
     proc, _, marker, workers = _start_script("leave", start_method, tmp_path)
     try:
         _, err = proc.communicate(timeout=30)
@@ -584,6 +598,27 @@ def test_interpreter_exit_does_not_wait_for_a_pool(start_method: str, tmp_path: 
             proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err.decode()
     _assert_all_gone(marker, workers)
+
+
+def test_a_task_submitted_last_runs_before_the_interpreter_exits(start_method: str) -> None:
+    # As the standard library (CPython's test_interpreter_shutdown): exit waits for the
+    # work submitted, it does not terminate the pool.
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from fermion import Executor\n"
+        "if __name__ == '__main__':\n"
+        f"    ex = Executor('processes', 1, start_method={start_method!r})\n"
+        "    ex.submit(time.sleep, 0.5)\n"
+        "    ex.submit(print, 'task ran', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "task ran", done.stderr
 
 
 def test_what_fails_to_unpickle_in_the_worker_fails_that_task_only(

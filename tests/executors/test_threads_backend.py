@@ -169,3 +169,40 @@ def test_shutdown_wakes_and_joins_sleeping_threads() -> None:
     backend.shutdown(wait=True)
     assert not [t for t in threading.enumerate() if t.name.startswith("sleeping-pool")]
     assert backend.statistics()["threads"] == 0
+
+
+def test_the_task_a_thread_is_started_for_is_not_cancelled_by_shutdown() -> None:
+    # As ThreadPoolExecutor: submit, then shutdown(wait=False, cancel_futures=True) at
+    # once; the task already has its thread and runs (it was left queued for the new
+    # thread to find, and was cancelled first).
+    for _ in range(50):
+        executor = Executor("threads", 2)
+        first = executor.submit(pow, 2, 5)
+        executor.shutdown(wait=False, cancel_futures=True)
+        assert first.result(timeout=WAIT) == 32
+        executor.shutdown(wait=True)
+
+
+def test_terminate_cancels_the_task_a_thread_was_started_for() -> None:
+    backend = ThreadBackend(workers=1)
+    gate = threading.Event()
+    running = Task(gate.wait, [((WAIT,), {})], batch=False)
+    backend.submit(running)
+    backend.terminate("test")
+    gate.set()
+    assert running.future.cancelled() or running.future.exception(timeout=WAIT) is not None
+
+
+def test_a_dropped_executor_lets_its_threads_end_after_its_work() -> None:
+    # As ThreadPoolExecutor (CPython's test_del_shutdown): an executor dropped without
+    # shutdown, its map still being read, shuts down; its threads finish and end.
+    for _ in range(5):
+        executor = Executor("threads", 5, thread_name_prefix="dropped")
+        results = executor.map(abs, range(-5, 5), chunksize=1)
+        threads = [t for t in threading.enumerate() if t.name.startswith("dropped-")]
+        assert threads
+        del executor
+        for thread in threads:
+            thread.join(timeout=WAIT)
+            assert not thread.is_alive(), thread
+        assert list(results) == [abs(v) for v in range(-5, 5)]

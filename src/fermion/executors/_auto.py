@@ -71,11 +71,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
+from fermion.errors import FermionError
 from fermion.executors._base import Backend, Task
+from fermion.executors._initializer import check_initializer
 from fermion.executors._registry import check_options, load_backend
 from fermion.executors._serial import SerialBackend
 from fermion.executors._threads import ThreadBackend
@@ -317,7 +320,7 @@ class _TimedFunction:
         self.backend = backend
         self.inline = inline
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # the call may pass self=
         backend = self.backend
         if backend._decision_due:  # measured enough: run as the chosen backend will
             return self.fn(*args, **kwargs)
@@ -365,6 +368,8 @@ class AutoBackend(Backend):
         process_startup: float | None = None,
         threads_options: dict[str, Any] | None = None,
         processes_options: dict[str, Any] | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
     ) -> None:
         if workers is not None and not (isinstance(workers, int) and workers >= 1):
             raise ValueError(
@@ -383,9 +388,15 @@ class AutoBackend(Backend):
         self._options = {
             "threads": dict(threads_options or {}),
             "processes": dict(processes_options or {}),
+            "serial": {},
         }
+        if initializer is not None:
+            initargs = check_initializer(initializer, initargs, self.name)
+            for options in self._options.values():  # every worker runs it, whichever
+                options.setdefault("initializer", initializer)
+                options.setdefault("initargs", initargs)
         for backend_name, options in self._options.items():
-            if options:  # loading the processes backend costs an import: only to check
+            if options and backend_name != "serial":  # the processes import: only to check
                 check_options(load_backend(backend_name), backend_name, options)
         self._requested_workers = workers
         self._measure_seconds = float(measure_seconds)
@@ -420,7 +431,7 @@ class AutoBackend(Backend):
             **{"thread_name_prefix": "fermion-auto-measure", **self._options["threads"]},
         )
         self._clocks = _ThreadClocks()
-        self._inline = SerialBackend()
+        self._inline = SerialBackend(**self._options["serial"])
         self._watchdog: threading.Thread | None = None
         self._drainer: int | None = None  # the thread handing the queue to the choice
         self._early_checked = False
@@ -463,6 +474,14 @@ class AutoBackend(Backend):
         the next only once the reader has taken the last one's results."""
         return isinstance(self._chosen, SerialBackend)
 
+    @property
+    def broken(self) -> BrokenExecutor | None:
+        """The chosen backend's, or while measuring, the measuring pools'."""
+        chosen = self._chosen
+        if chosen is not None:
+            return chosen.broken
+        return self._measuring.broken or self._inline.broken
+
     def wait_for_choice(self, timeout: float | None = None) -> AutoChoice | None:
         """Block until a choice is made (or ``timeout`` passes); returns ``choice``."""
         with self._changed:
@@ -472,6 +491,9 @@ class AutoBackend(Backend):
     # -- the Backend contract ---------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        broken = self.broken
+        if broken is not None:
+            raise broken.fresh() if isinstance(broken, FermionError) else broken
         with self._changed:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -959,7 +981,7 @@ class AutoBackend(Backend):
                 chosen = cast(Any, backend_cls)(workers=workers, **options)
             except Exception as exc:
                 # The queued tasks must run somewhere: serially, and the choice says why.
-                chosen = SerialBackend()
+                chosen = SerialBackend(**self._options["serial"])
                 with self._changed:
                     self._choice = replace(
                         self._choice,

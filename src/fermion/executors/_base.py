@@ -13,7 +13,7 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import BrokenExecutor, Future
 from typing import Any, ClassVar, overload
 
 from fermion.errors import name_call, name_items
@@ -246,6 +246,12 @@ class Backend(ABC):
     @abstractmethod
     def submit(self, task: Task) -> None:
         """Queue a task. The backend calls ``task.start()`` before running it."""
+
+    @property
+    def broken(self) -> BrokenExecutor | None:
+        """Why the backend cannot run tasks any more (its initializer raised, say),
+        or None. Once set, ``submit`` raises it."""
+        return None
 
     def kill(self, task: Task) -> bool:
         """Stop a running task so that it fails with TaskKilledError.

@@ -96,6 +96,15 @@ class ResultIterator(itertools.chain[Any]):
         self._source.close()
 
 
+def _handed_over(values: list[Any]) -> Iterator[Any]:
+    """The values in order, each taken out of the list as it is yielded: a result the
+    consumer has dropped is freed at once, as the standard ``map`` frees each future it
+    yields (CPython's test_free_reference), not when its whole chunk is consumed.
+    Still at C speed: about 25 ns per item more than iterating the list."""
+    values.reverse()
+    return map(list.pop, itertools.repeat(values, len(values)))
+
+
 class ChunkedRun:
     """The state of one map/imap call; thread-safe, one lock."""
 
@@ -196,7 +205,7 @@ class ChunkedRun:
                 outcomes = chunk.outcomes
                 assert outcomes is not None
                 if type(outcomes) is BatchOutcomes and not outcomes.errors:
-                    yield outcomes.values  # the common case: the list itself
+                    yield _handed_over(outcomes.values)  # the common case
                 else:
                     yield self._outcome_values(outcomes, return_exceptions)
         finally:

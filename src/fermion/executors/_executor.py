@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
@@ -17,6 +19,7 @@ from fermion.executors._arguments import (
 )
 from fermion.executors._base import Backend, Task, describe_callable
 from fermion.executors._chunked_run import ChunkedRun
+from fermion.executors._exit import interpreter_exiting, watch_exit
 from fermion.executors._progress import ProgressArg, check_progress, make_progress
 from fermion.executors._registry import check_options, load_backend
 
@@ -70,6 +73,17 @@ class Executor(concurrent.futures.Executor):
         self._shutdown = False
         self._runs: set[ChunkedRun] = set()
         self._submitted: dict[Future[Any], Task] = {}
+        watch_exit()
+        # What futures and runs call back: nothing of them refers to the Executor, so
+        # that an Executor dropped without shutdown is freed (below) while its futures
+        # and map iterators live on, as the standard executors are.
+        self._forget = functools.partial(_forget, self._lock, self._submitted)
+        self._run_settled = functools.partial(_discard_run, self._lock, self._runs)
+        # Dropped without shutdown: shut the backend down without waiting (as
+        # ThreadPoolExecutor does), so that its threads or processes end once the work
+        # submitted is done.
+        self._finalizer = weakref.finalize(self, _release, self._lock, self._runs, self._backend)
+        self._finalizer.atexit = False  # at exit the backends' own handlers decide
 
     # -- what it is -------------------------------------------------------------------
 
@@ -144,8 +158,7 @@ class Executor(concurrent.futures.Executor):
             )
         task = Task(fn, [(args, kwargs)], batch=False, timeout=timeout)
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_open_locked()
             self._submitted[task.future] = task
         task.future.add_done_callback(self._forget)
         try:
@@ -155,9 +168,14 @@ class Executor(concurrent.futures.Executor):
             raise
         return task.future
 
-    def _forget(self, future: Future[Any]) -> None:
-        with self._lock:
-            self._submitted.pop(future, None)
+    def _check_open_locked(self) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if interpreter_exiting():
+            raise RuntimeError(
+                f"cannot schedule new futures after interpreter shutdown ({self!r}: the "
+                "interpreter is exiting, so work submitted now might never run)"
+            )
 
     # -- many tasks -------------------------------------------------------------------
 
@@ -177,11 +195,17 @@ class Executor(concurrent.futures.Executor):
         iteration, raising TimeoutError; an exception raised by a call is raised when
         the iteration reaches it. Different: ``chunksize="auto"`` groups items into
         chunks sized from measured task times (1 item per chunk when a task timeout
-        applies, so that the timeout is per item). ``buffersize`` (as in Python 3.14)
-        reads the inputs lazily instead, at most that many ahead of the consumer.
+        or ``timeout`` applies, so that each result counts on its own).
+        ``buffersize`` (as in Python 3.14) reads the inputs lazily instead, at most
+        that many ahead of the consumer.
         """
         deadline = None if timeout is None else time.monotonic() + _positive(timeout, "timeout")
         chunks = check_chunksize(chunksize)
+        if chunks is None and deadline is not None:
+            # With a deadline each result counts on its own, as in the standard map: a
+            # result that is ready before the deadline is yielded before TimeoutError,
+            # not held back with the rest of its chunk.
+            chunks = 1
         buffer = check_buffersize(buffersize)
         seconds = self._resolve_task_timeout(task_timeout)
         unpack = len(iterables) != 1  # one iterable: each item is the argument
@@ -309,14 +333,13 @@ class Executor(concurrent.futures.Executor):
         if chunksize is None and task_timeout is not None:
             chunksize = 1  # so that the timeout is per item, not per chunk
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_open_locked()
         run = ChunkedRun(
             fn,
             inputs,
             unpack=unpack,
             submit=self._backend.submit,
-            workers=self._read_workers,
+            workers=functools.partial(_read_workers, self._backend),
             eager=eager,
             ordered=ordered,
             chunksize=chunksize,
@@ -324,27 +347,13 @@ class Executor(concurrent.futures.Executor):
             task_timeout=task_timeout,
             progress=make_progress(progress, total, describe_callable(fn)),
             on_settled=self._run_settled,
-            inline=self._runs_inline,
+            inline=functools.partial(_runs_inline, self._backend),
         )
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_open_locked()
             self._runs.add(run)
         run.start()
         return run
-
-    def _read_workers(self) -> int:
-        """The backend's workers now (``auto``'s change once it has chosen)."""
-        return self._backend.workers
-
-    def _runs_inline(self) -> bool:
-        """Whether the backend now runs tasks inside ``submit`` from another thread's
-        completions (``auto`` once it chose serial)."""
-        return bool(getattr(self._backend, "runs_inline", False))
-
-    def _run_settled(self, run: ChunkedRun) -> None:
-        with self._lock:
-            self._runs.discard(run)
 
     # -- the end ----------------------------------------------------------------------
 
@@ -386,6 +395,37 @@ class Executor(concurrent.futures.Executor):
             else:
                 run.flush()
         self._backend.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _forget(lock: threading.Lock, submitted: dict[Future[Any], Task], future: Future[Any]) -> None:
+    with lock:
+        submitted.pop(future, None)
+
+
+def _discard_run(lock: threading.Lock, runs: set[ChunkedRun], run: ChunkedRun) -> None:
+    with lock:
+        runs.discard(run)
+
+
+def _read_workers(backend: Backend) -> int:
+    """The backend's workers now (``auto``'s change once it has chosen)."""
+    return backend.workers
+
+
+def _runs_inline(backend: Backend) -> bool:
+    """Whether the backend now runs tasks inside ``submit`` from another thread's
+    completions (``auto`` once it chose serial)."""
+    return bool(getattr(backend, "runs_inline", False))
+
+
+def _release(lock: threading.Lock, runs: set[ChunkedRun], backend: Backend) -> None:
+    """An Executor was dropped without shutdown: its maps send what they hold, and the
+    backend shuts down without waiting (the work submitted still runs)."""
+    with lock:
+        held = list(runs)
+    for run in held:
+        run.flush()
+    backend.shutdown(wait=False)
 
 
 def _positive(value: float, name: str) -> float:

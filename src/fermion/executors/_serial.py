@@ -14,23 +14,40 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
-from fermion.errors import TaskTimeoutError
+from fermion.errors import InitializerError, TaskTimeoutError
 from fermion.executors._base import Backend, Task
 from fermion.executors._calls import run_calls
+from fermion.executors._initializer import check_initializer, run_initializer
 
 __all__ = ["SerialBackend"]
 
 
 class SerialBackend(Backend):
-    """Runs each task at once, in the thread that submits it. ``workers`` is always 1."""
+    """Runs each task at once, in the thread that submits it. ``workers`` is always 1.
+
+    ``initializer(*initargs)`` runs in each thread that submits, before its first task
+    there (that thread is the worker); if it raises, the task fails with
+    InitializerError and the backend is broken: ``submit`` raises it from then on.
+    """
 
     name: ClassVar[str] = "serial"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
         # Any worker count is accepted so that code can switch backends by name alone.
         del workers
+        self._initargs = check_initializer(initializer, initargs, self.name)
+        self._initializer = initializer
+        self._initialized = threading.local()
+        self._broken: InitializerError | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -38,10 +55,28 @@ class SerialBackend(Backend):
     def workers(self) -> int:
         return 1
 
+    @property
+    def broken(self) -> InitializerError | None:
+        return self._broken
+
     def submit(self, task: Task) -> None:
         with self._lock:
+            if self._broken is not None:
+                raise self._broken.fresh()
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+        if self._initializer is not None and not getattr(self._initialized, "done", False):
+            error = run_initializer(self._initializer, self._initargs)
+            if error is not None:
+                with self._lock:
+                    if self._broken is None:
+                        self._broken = InitializerError.from_exception(
+                            error, "the initializer of the serial backend"
+                        )
+                    broken = self._broken
+                task.fail(broken.fresh())
+                return
+            self._initialized.done = True
         if not task.start():
             return
         started = time.monotonic()

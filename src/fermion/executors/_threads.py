@@ -21,12 +21,15 @@ import os
 import threading
 import weakref
 from collections import deque
-from typing import ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
-from fermion.errors import TaskKilledError, TaskTimeoutError
+from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
 from fermion.executors._base import Backend, Task
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
+from fermion.executors._exit import register_at_exit
+from fermion.executors._initializer import check_initializer, run_initializer
 from fermion.executors._interrupt import (
     TaskInterrupt,
     clear_pending_interrupt,
@@ -48,9 +51,13 @@ def default_thread_count() -> int:
 class _Worker:
     """One pool thread and what it is running; guarded by the backend's lock."""
 
-    __slots__ = ("current", "ident", "interrupted", "retired", "thread", "wake")
+    __slots__ = ("current", "first", "ident", "interrupted", "retired", "thread", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, first: Task | None) -> None:
+        # The task the thread was started for: taken off the queue at once, so that a
+        # shutdown(cancel_futures=True) right after submit does not cancel it before the
+        # new thread could reach the queue (ThreadPoolExecutor's thread wins that race).
+        self.first = first
         self.thread: threading.Thread | None = None
         self.ident: int | None = None
         self.current: Task | None = None
@@ -76,16 +83,8 @@ def _shutdown_all_at_exit() -> None:
 def _register_atexit() -> None:
     global _atexit_registered
     with _atexit_lock:
-        if _atexit_registered:
-            return
-        register = getattr(threading, "_register_atexit", None)
-        if register is None:
-            return
-        try:
-            register(_shutdown_all_at_exit)
-        except RuntimeError:  # already shutting down
-            return
-        _atexit_registered = True
+        if not _atexit_registered:
+            _atexit_registered = register_at_exit(_shutdown_all_at_exit)
 
 
 class ThreadBackend(Backend):
@@ -93,13 +92,24 @@ class ThreadBackend(Backend):
 
     ``workers`` defaults to CPUs + 4 (at most 32), as in ThreadPoolExecutor.
     ``thread_name_prefix`` names the threads (``"<prefix>-<n>"``).
+    ``initializer(*initargs)`` runs in each thread before its first task; if it raises,
+    the pool is broken, as ThreadPoolExecutor's: queued tasks fail with
+    InitializerError and ``submit`` raises it.
     """
 
     name: ClassVar[str] = "threads"
 
     def __init__(
-        self, workers: int | None = None, *, thread_name_prefix: str = "fermion-threads"
+        self,
+        workers: int | None = None,
+        *,
+        thread_name_prefix: str = "fermion-threads",
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
     ) -> None:
+        self._initargs = check_initializer(initializer, initargs, self.name)
+        self._initializer = initializer
+        self._broken: InitializerError | None = None
         self._max_workers = default_thread_count() if workers is None else workers
         self._prefix = thread_name_prefix
         self._lock = threading.Lock()
@@ -117,8 +127,14 @@ class ThreadBackend(Backend):
     def workers(self) -> int:
         return self._max_workers
 
+    @property
+    def broken(self) -> InitializerError | None:
+        return self._broken
+
     def submit(self, task: Task) -> None:
         with self._lock:
+            if self._broken is not None:
+                raise self._broken.fresh()
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._queue.append(task)
@@ -172,6 +188,9 @@ class ThreadBackend(Backend):
         self.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             running = [w.current for w in self._workers if w.current is not None]
+            unstarted = [w.first for w in self._workers if w.first is not None]
+        # A task a thread was started for: cancelled, unless it started meanwhile.
+        running += [task for task in unstarted if not task.future.cancel()]
         for task in running:
             self._stop(
                 task,
@@ -199,7 +218,7 @@ class ThreadBackend(Backend):
         """Start a thread if tasks wait that no sleeping thread will take."""
         if len(self._workers) >= self._max_workers or len(self._queue) <= len(self._idle):
             return
-        worker = _Worker()
+        worker = _Worker(self._queue.popleft() if self._queue else None)
         self._started += 1
         worker.thread = threading.Thread(
             target=self._work, args=(worker,), name=f"{self._prefix}-{self._started}", daemon=True
@@ -214,7 +233,15 @@ class ThreadBackend(Backend):
         held, and on a free-threaded build the woken thread would spin on it."""
         worker.ident = threading.get_ident()
         try:
+            if self._initializer is not None and not self._initialized(worker):
+                return
+            task = worker.first  # ``_run`` clears it once the task runs
             while True:
+                if task is not None:
+                    self._run(worker, task)
+                    del task  # an idle thread must not keep its last task's arguments alive
+                    if worker.retired:
+                        return
                 with self._lock:
                     if self._queue:
                         task = self._queue.popleft()
@@ -225,11 +252,6 @@ class ThreadBackend(Backend):
                         task = None
                 if task is None:
                     worker.wake.acquire()
-                    continue
-                self._run(worker, task)
-                del task  # an idle thread must not keep its last task's arguments alive
-                if worker.retired:
-                    return
         finally:
             with self._lock:
                 self._workers.discard(worker)
@@ -238,10 +260,30 @@ class ThreadBackend(Backend):
             if last:
                 self._timer.close(wait=False)
 
+    def _initialized(self, worker: _Worker) -> bool:
+        """Run the initializer in this thread; on failure break the pool (False)."""
+        assert self._initializer is not None
+        error = run_initializer(self._initializer, self._initargs)
+        if error is None:
+            return True
+        with self._lock:
+            if self._broken is None:
+                self._broken = InitializerError.from_exception(
+                    error, f"the initializer of a thread of the {self._prefix!r} pool"
+                )
+            dropped = [worker.first] if worker.first is not None else []
+            worker.first = None
+            dropped += self._queue
+            self._queue.clear()
+        for task in dropped:
+            task.fail(self._broken.fresh())
+        return False
+
     def _run(self, worker: _Worker, task: Task) -> None:
         with self._lock:
             # Under the lock, so that kill() sees a running task as this thread's.
             # (Future.set_running_or_notify_cancel calls no user callback.)
+            worker.first = None
             if not task.start():
                 return
             worker.current = task

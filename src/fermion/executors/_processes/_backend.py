@@ -2,19 +2,23 @@
 
 Validates the options, then hands everything to ``ProcessPool``. The backend object is
 only the owner's handle: when it is garbage-collected the pool shuts down gracefully,
-and at interpreter exit every pool still running is terminated, so neither can hang.
+and at interpreter exit every pool still running finishes its work, as the standard
+library's does (unless the exit is Ctrl-C's: then it is terminated).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import weakref
 from collections.abc import Callable, Iterable
+from concurrent.futures import BrokenExecutor
 from typing import Any, ClassVar
 
-from fermion.errors import SerializationError
+from fermion.errors import FermionError, SerializationError
 from fermion.executors import _source_pickle
 from fermion.executors._base import Backend, Task
+from fermion.executors._initializer import check_initializer
 from fermion.executors._processes import _codec, _pool, _start, _worker
 
 __all__ = ["ProcessBackend"]
@@ -43,7 +47,8 @@ class ProcessBackend(Backend):
       above it after a task (memory kept in globals) retires and is replaced. None
       means no limit.
     - ``initializer``/``initargs``: called once in each worker before its first task.
-      If it raises, the pool is broken: tasks fail with InitializerError.
+      If it raises, the pool is broken: tasks fail with InitializerError, and
+      ``submit`` raises it.
     """
 
     name: ClassVar[str] = "processes"
@@ -71,31 +76,18 @@ class ProcessBackend(Backend):
             _positive_int("max_tasks_per_worker", max_tasks_per_worker)
         if max_memory_per_worker is not None:
             _positive_int("max_memory_per_worker", max_memory_per_worker)
-        if initializer is not None and not callable(initializer):
-            raise TypeError(
-                f"initializer must be callable or None, not {type(initializer).__name__}"
-            )
-        initargs = tuple(initargs)
+        initargs = check_initializer(initializer, initargs, self.name)
         init_bytes = None
         if initializer is not None:
-            try:
-                init_bytes = _source_pickle.dumps((initializer, initargs))
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                raise SerializationError(
-                    f"the initializer or its initargs cannot be pickled to send them to worker "
-                    f"processes ({reason})",
-                    task=None,
-                    what="initializer",
-                    type_name=type(initializer).__qualname__,
-                    reason=reason,
-                ) from exc
+            init_bytes = _pickle_initializer(initializer)
+            _check_initargs(initargs)
         self.start_method: str = context.get_start_method()
         self._pool = _pool.ProcessPool(
             size=size,
             context=context,
             setup=_worker.WorkerSetup(
                 initializer=init_bytes,
+                initargs=initargs,
                 max_tasks=max_tasks_per_worker,
                 max_memory=max_memory_per_worker,
                 owner_pid=os.getpid(),
@@ -110,7 +102,14 @@ class ProcessBackend(Backend):
     def workers(self) -> int:
         return self._pool.state.size
 
+    @property
+    def broken(self) -> BrokenExecutor | None:
+        return self._pool.state.broken
+
     def submit(self, task: Task) -> None:
+        broken = self._pool.state.broken
+        if broken is not None:
+            raise broken.fresh() if isinstance(broken, FermionError) else broken
         self._pool.submit(task)
 
     def kill(self, task: Task) -> bool:
@@ -134,6 +133,45 @@ class ProcessBackend(Backend):
 
     def __repr__(self) -> str:
         return f"<ProcessBackend workers={self.workers} start_method={self.start_method!r}>"
+
+
+def _pickle_initializer(initializer: Callable[..., Any]) -> bytes:
+    try:
+        return _source_pickle.dumps(initializer)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise SerializationError(
+            f"the initializer {initializer!r} cannot be pickled to send it to worker "
+            f"processes ({reason}); pass a function defined at module level",
+            task=None,
+            what="initializer",
+            type_name=type(initializer).__qualname__,
+            reason=reason,
+        ) from exc
+
+
+def _check_initargs(initargs: tuple[Any, ...]) -> None:
+    """SerializationError if ``initargs`` cannot travel to a worker.
+
+    They travel with the worker's start, as the standard pool sends them, so that
+    multiprocessing's queues, locks and shared values can be passed: those refuse to be
+    pickled at any other time (RuntimeError from multiprocessing's assert_spawning),
+    which is therefore no error here."""
+    for index, value in enumerate(initargs):
+        try:
+            pickle.dumps(value)
+        except RuntimeError:
+            continue  # multiprocessing's own objects: pickled when the worker starts
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            raise SerializationError(
+                f"initargs[{index}] ({type(value).__qualname__}) cannot be pickled to send "
+                f"it to worker processes ({reason})",
+                task=None,
+                what=f"initargs[{index}]",
+                type_name=type(value).__qualname__,
+                reason=reason,
+            ) from exc
 
 
 def _positive_int(name: str, value: object) -> int:

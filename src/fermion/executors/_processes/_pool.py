@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import select
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -301,18 +302,31 @@ _atexit_lock = threading.Lock()
 
 
 def register_exit_handler() -> None:
-    """Once per interpreter: at exit, terminate the pools still running (their pending
-    tasks are cancelled and their workers killed) so that exit never waits on them."""
+    """Once per interpreter: at exit, let the pools still running finish their work."""
     global _atexit_registered
     with _atexit_lock:
         if not _atexit_registered:
-            atexit.register(_terminate_live_pools)
+            atexit.register(_finish_live_pools)
             _atexit_registered = True
 
 
-def _terminate_live_pools() -> None:
-    for pool in list(_live_pools):
-        pool.terminate("the interpreter is exiting")
+def _finish_live_pools() -> None:
+    """As the standard library: at exit, the tasks submitted run to their end (a script
+    whose last line is ``ex.submit(print, "done")`` prints it). An exit caused by Ctrl-C,
+    or a Ctrl-C during this wait, terminates the pools instead: pending tasks are
+    cancelled and workers killed, so Ctrl-C still ends the program at once."""
+    pools = list(_live_pools)
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
+        for pool in pools:
+            pool.terminate("the interpreter is exiting after Ctrl-C")
+        return
+    try:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=False)
+    except KeyboardInterrupt:
+        for pool in pools:
+            pool.terminate("Ctrl-C while the interpreter was exiting")
+        raise
 
 
 def finalizer(pool: ProcessPool) -> Callable[[], None]:

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
 from fermion.executors import _log_records
+from fermion.executors._initializer import run_initializer
 from fermion.executors._processes import _codec
 
 __all__ = [
@@ -72,11 +73,13 @@ OWNER_EXIT_GRACE_S = 2.0
 class WorkerSetup:
     """Everything a worker needs besides its pipes; picklable by plain pickle."""
 
-    initializer: bytes | None  # cloudpickled (initializer, initargs)
+    initializer: bytes | None  # the initializer, cloudpickled
     max_tasks: int | None
     max_memory: int | None
     owner_pid: int  # the pool's process
     log_levels: _log_records.Levels | None = None  # the caller's, when the worker starts
+    #: Pickled with the worker's start (multiprocessing's queues and locks may be passed).
+    initargs: tuple[Any, ...] = ()
 
 
 class RemoteErrorInfo(NamedTuple):
@@ -117,11 +120,14 @@ def main(
     _forward_logs(sender, setup.log_levels)
 
     if setup.initializer is not None:
+        error: BaseException | None
         try:
-            initializer, initargs = _codec.loads(setup.initializer)
-            initializer(*initargs)
+            initializer = _codec.loads(setup.initializer)
+            error = run_initializer(initializer, setup.initargs)  # logged, as the stdlib's
         except BaseException as exc:
-            sender.send(_codec.encode((INIT_FAILED, _error_info(exc, ""))))
+            error = exc
+        if error is not None:
+            sender.send(_codec.encode((INIT_FAILED, _error_info(error, ""))))
             return
     sender.send(_codec.encode((READY, os.getpid())))
 
