@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import _thread
 import collections
+import itertools
 import threading
 import types
 import weakref
@@ -137,15 +138,20 @@ class ThreadState:
     (``st.node.seen``) costs less than keeping copies of the node's fields up to date
     on every lock taken and released.
     ``lock_counts`` holds the levels of locks entered more than once (2 and up).
+    ``inside`` and ``pending`` are the re-entry guard of :func:`_guarded`.
     """
 
-    __slots__ = ("epoch", "ident", "lock_counts", "name", "node", "nodes", "tid")
+    __slots__ = (
+        "epoch", "ident", "inside", "lock_counts", "name", "node", "nodes", "pending", "tid",
+    )  # fmt: skip
 
     def __init__(self, tid: int, name: str, ident: int) -> None:
         self.tid = tid
         self.name = name
         self.ident = ident
         self.epoch = 0
+        self.inside = _OUTSIDE
+        self.pending: list[tuple[Any, tuple[Any, ...]]] = []
         root = _Lockset(_NO_LOCKS, 0)
         self.nodes: dict[frozenset[Hashable], _Lockset] = {_NO_LOCKS: root}
         self.node = root
@@ -198,7 +204,47 @@ _NO_LOCKS: frozenset[Hashable] = frozenset()
 _MAX_LOCKSETS = 64
 
 
-_names: dict[int, str] = {}
+# -- the re-entry guard ----------------------------------------------------------------
+#
+# The analysis holds raw locks (a stripe, the detector's thread table, _lock) while it
+# runs Python code, and Python code can start running anywhere inside it, in the same
+# thread: the garbage collector calls a __del__ or a weakref callback on any
+# allocation, a signal handler runs in the main thread between any two bytecodes. When
+# that code is instrumented, or takes a checked lock or sets a checked Event, it comes
+# back into the runtime; taking the same raw lock again would hang the program. So each
+# thread's state carries a flag: code that would take a runtime lock goes through
+# _guarded, which runs it at once when the thread is outside the runtime and, when it
+# is inside, queues it to run, in order, when the outer call leaves. The hooks' hot path
+# (a cache hit) takes no lock and does not look at the flag. User code the detector
+# itself would call (a key's __eq__ or __hash__) never runs under a lock: items are
+# located by keys whose comparison is the interpreter's own (_item_field).
+_OUTSIDE = 0
+_INSIDE = 1
+# The thread ended (its id may already belong to another thread): nothing it does
+# afterwards is recorded.
+_RETIRED = 2
+
+
+def _guarded(st: ThreadState, work: Any, *args: Any) -> None:
+    """Run ``work(st, *args)``, the queued work after it, with *st* marked inside."""
+    if st.inside:
+        if st.inside == _INSIDE:
+            st.pending.append((work, args))
+        return
+    st.inside = _INSIDE
+    try:
+        work(st, *args)
+        pending = st.pending
+        while pending:
+            queued, queued_args = pending.pop(0)
+            queued(st, *queued_args)
+    finally:
+        if st.inside == _INSIDE:
+            st.inside = _OUTSIDE
+
+
+# Per thread id, (the tick it started at, its name), one pair per thread that had it.
+_names: dict[int, list[tuple[int, str]]] = {}
 
 
 def _new_state() -> ThreadState:
@@ -206,19 +252,33 @@ def _new_state() -> ThreadState:
     # Event) for a thread still bootstrapping; look it up without side effects.
     ident = _thread.get_ident()
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    tid = _detector.new_thread()
-    st = ThreadState(tid, thread.name if thread is not None else f"thread-{ident}", ident)
+    st = ThreadState(0, thread.name if thread is not None else f"thread-{ident}", ident)
+    # Installed (and inside) before the detector's thread table is locked: a finaliser
+    # run meanwhile finds this state and queues its work.
+    st.inside = _INSIDE
     _tls.s = st
-    if thread is not None:
-        _adopt(st, thread)
+    try:
+        st.tid = _detector.new_thread()
+        if thread is not None:
+            _adopt(st, thread)
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
     return st
+
+
+def _nothing(st: ThreadState) -> None:
+    """No work of its own: lets _guarded run what was queued."""
 
 
 def _adopt(st: ThreadState, thread: threading.Thread) -> None:
     """Tie *st* to its Thread object: the name its findings show. (The start and join
     edges come through the registry: patch_threading's thread hand-offs.)"""
     st.name = thread.name
-    _names[st.tid] = thread.name
+    names = _names.setdefault(st.tid, [])
+    if not names or names[-1][1] != thread.name:
+        names.append((_detector.epoch_of(st.tid), thread.name))
 
 
 def state() -> ThreadState:
@@ -247,13 +307,29 @@ def _record(
     """Run the analysis for one access; with *obj* (then *owner* is None), the owner is
     that object's identity. *kind* overrides the site's (a store's shape access).
 
-    Only the location's stripe lock is held (never two stripes at once: dead objects
-    and surplus pinned containers are forgotten before and after, each under its own).
+    Runs under the re-entry guard (:func:`_guarded`). Only the location's stripe lock is
+    held (never two stripes at once: dead objects and surplus pinned containers are
+    forgotten before and after, each under its own).
     """
     if kind is None:
         kind = SITES[site].kind
+    _guarded(st, _analyse, site, owner, field, label, detail, group, obj, kind, st.node.locks)
+
+
+def _analyse(
+    st: ThreadState,
+    site: int,
+    owner: Hashable,
+    field: Hashable,
+    label: str,
+    detail: str,
+    group: Hashable,
+    obj: object,
+    kind: str,
+    locks: frozenset[Hashable],
+) -> None:
     detector = _detector
-    if _dead:
+    if _dead or _dead_tokens:
         _forget_dead(detector)
     if obj is not None:
         # The runtime's object owners are bare identities (never wrapped in a tuple):
@@ -274,7 +350,7 @@ def _record(
             site,
             read=kind in _READS,
             write=kind in _WRITES,
-            locks=st.node.locks,
+            locks=locks,
             location=label,
             detail=detail,
             group=group,
@@ -288,6 +364,16 @@ _WRITES = frozenset({WRITE, UPDATE, DELETE, RESIZE})
 
 
 def _forget_dead(detector: RaceDetector) -> None:
+    while _dead_tokens:
+        try:
+            ident, key = _dead_tokens.pop()
+        except IndexError:
+            break
+        with _lock:
+            if ident in _exit_keys and _exit_keys[ident][1] is key:
+                del _exit_keys[ident]
+        with detector.lock_for(key):
+            detector.discard_token(key)
     while _dead:
         try:
             ident = _dead.pop()
@@ -399,7 +485,7 @@ def _item_access(
     label = f"{info.name}[<key>]"
     if hashable:
         detail = "key " + _short_repr(key)
-        field: Hashable = ("item", key)
+        field = _item_field(key)
     else:
         detail = "(unhashable key: the whole container)"
         field = ("item", "<unhashable>")
@@ -412,6 +498,27 @@ def _item_access(
     _record(st, site, None, field, label, detail, (label, type(container).__name__), container)
     if resizes and isinstance(container, _SHAPED):
         _shape_access(st, site, container, RESIZE)
+
+
+_PLAIN_KEYS: frozenset[type] = frozenset({int, str, bytes, float, bool, complex, type(None)})
+
+
+def _item_field(key: Hashable) -> Hashable:
+    """The detector's field for ``container[key]``, *key* being hashable.
+
+    The key itself when comparing it runs no Python code (an int, a str... or a tuple of
+    those); any other key by its type and hash. Equal keys have equal hashes, so they
+    still name one location, and the detector's tables then compare only the
+    interpreter's own objects: a key's ``__eq__`` or ``__hash__`` never runs while a
+    stripe lock is held (where it could come back into the detector). The price: two
+    unequal keys of one type with the same hash share a location.
+    """
+    tp = type(key)
+    if tp in _PLAIN_KEYS:
+        return ("item", key)
+    if tp is tuple and all(type(part) in _PLAIN_KEYS for part in key):  # type: ignore[attr-defined]
+        return ("item", key)
+    return ("item", tp, hash(key))
 
 
 # The containers whose iteration fails or skips items when another thread changes
@@ -671,15 +778,19 @@ _foreign_released: dict[int, list[Hashable]] = {}
 
 def _released_for(holder: int, lock: Hashable) -> None:
     """Another thread released *lock* for *holder*: *holder* drops it at its next lock event."""
+    _guarded(state(), _add_foreign_release, holder, lock)
+
+
+def _add_foreign_release(st: ThreadState, holder: int, lock: Hashable) -> None:
     with _lock:
         _foreign_released.setdefault(holder, []).append(lock)
 
 
-def _drop_foreign_releases() -> None:
+def _take_foreign_releases(st: ThreadState) -> None:
     with _lock:
-        pending = _foreign_released.pop(_thread.get_ident(), None)
+        pending = _foreign_released.pop(st.ident, None)
     if pending:
-        counts = state().lock_counts
+        counts = st.lock_counts
         for lock in pending:
             counts.pop(lock, None)
             lock_released(lock)
@@ -692,12 +803,12 @@ def _drop_foreign_releases() -> None:
 def on_acquired(primitive: Hashable, thread: int) -> None:
     """Registry event: a checked lock was acquired by the calling thread."""
     if _enabled:
-        if _foreign_released:
-            _drop_foreign_releases()
         try:
             st: ThreadState = _tls.s
         except AttributeError:
             st = _new_state()
+        if _foreign_released:
+            _guarded(st, _take_foreign_releases)
         node = st.node
         try:
             new = node.plus[primitive]
@@ -727,7 +838,7 @@ def on_released(primitive: Hashable, thread: int) -> None:
             _released_for(thread, primitive)
             return
         if _foreign_released:
-            _drop_foreign_releases()
+            _guarded(st, _take_foreign_releases)
         counts = st.lock_counts
         if counts and primitive in counts:
             n = counts[primitive] - 1
@@ -762,31 +873,101 @@ def on_handoff_acquire(token: Hashable, thread: int) -> None:
 
 def handoff_release(token: Hashable) -> None:
     """What the calling thread did so far happens-before later acquires of *token*."""
-    st = state()
-    detector = _detector
-    with detector.lock_for(token):
-        moved = detector.release(st.tid, token)
-    if moved:  # not when it published nothing new (RaceDetector.release)
-        st.new_epoch()
+    _guarded(state(), _release, token)
 
 
 def handoff_acquire(token: Hashable) -> None:
     """Every earlier release of *token* happens-before what the calling thread does next."""
-    st = state()
-    if type(token) is tuple and len(token) == 2 and token[0] == "thread-start":
-        _adopt(st, token[1])
-    detector = _detector
-    with detector.lock_for(token):
-        moved = detector.acquire(st.tid, token)
-    if moved:  # not when the thread already knew everything the token holds
-        st.new_epoch()
+    _guarded(state(), _acquire, token)
 
 
 def discard_token(token: Hashable) -> None:
     """Forget a hand-off token that will not be acquired again."""
+    _guarded(state(), _discard, token)
+
+
+def _release(st: ThreadState, token: Hashable) -> None:
+    detector = _detector
+    exiting = _is_thread_token(token, "thread-exit")
+    if exiting:
+        token = _exit_key(token[1])  # type: ignore[index]
+    with detector.lock_for(token):
+        moved = detector.release(st.tid, token)
+    if moved:  # not when it published nothing new (RaceDetector.release)
+        st.new_epoch()
+    if exiting:
+        # Its last event: everything it did is in its exit token now. Its id goes back
+        # to the detector, and whatever it runs from here on is not recorded.
+        st.inside = _RETIRED
+        st.pending.clear()
+        detector.retire(st.tid)
+        if _dead_tokens:
+            _forget_dead(detector)
+
+
+def _acquire(st: ThreadState, token: Hashable) -> None:
+    starting = _is_thread_token(token, "thread-start")
+    if starting:
+        _adopt(st, token[1])  # type: ignore[index]
+    elif _is_thread_token(token, "thread-exit"):
+        key = _joined_key(token[1])  # type: ignore[index]
+        if key is None:
+            return  # it has not published its exit (yet): nothing to learn
+        token = key
+    detector = _detector
+    with detector.lock_for(token):
+        moved = detector.acquire(st.tid, token)
+        if starting:  # only the thread itself acquires its start
+            detector.discard_token(token)
+    if moved:  # not when the thread already knew everything the token holds
+        st.new_epoch()
+
+
+def _discard(st: ThreadState, token: Hashable) -> None:
     detector = _detector
     with detector.lock_for(token):
         detector.discard_token(token)
+
+
+def _is_thread_token(token: Hashable, kind: str) -> bool:
+    return type(token) is tuple and len(token) == 2 and token[0] == kind
+
+
+# A thread's exit hand-off is kept under a key of its own rather than under the token
+# (which holds the Thread object): id(thread) -> (a weak reference to the thread, the
+# key), changed under _lock. When the Thread object dies, its id and key go to
+# _dead_tokens (the weak reference's callback, which only appends) and the next
+# analysis or thread exit discards them (_forget_dead).
+_exit_keys: dict[int, tuple[Any, Hashable]] = {}
+_dead_tokens: list[tuple[int, Hashable]] = []
+_exit_serials = itertools.count()
+
+
+def _exit_key(thread: threading.Thread) -> Hashable:
+    """The detector's token for *thread*'s exit, made on its first use (called guarded)."""
+    ident = id(thread)
+    with _lock:
+        if ident in _exit_keys:
+            ref, key = _exit_keys[ident]
+            if ref() is thread:
+                return key
+        key = ("thread-exit", next(_exit_serials))
+
+        def died(_ref: object) -> None:
+            _dead_tokens.append((ident, key))
+
+        _exit_keys[ident] = (weakref.ref(thread, died), key)
+    return key
+
+
+def _joined_key(thread: threading.Thread) -> Hashable | None:
+    """The detector's token for *thread*'s exit, if it published one."""
+    ident = id(thread)
+    if ident in _exit_keys:
+        ref, key = _exit_keys[ident]
+        if ref() is thread:
+            return key
+    return None
 
 
 # -- session control ------------------------------------------------------------------------
@@ -805,6 +986,8 @@ def activate() -> None:
         _dead.clear()
         _names.clear()
         _foreign_released.clear()
+        _exit_keys.clear()
+        _dead_tokens.clear()
     _enabled = True
 
 
@@ -835,9 +1018,15 @@ def is_active() -> bool:
     return _enabled
 
 
-def thread_name(tid: int) -> str:
-    """The name the thread with detector id *tid* had when it first recorded something."""
-    return _names.get(tid, f"thread-{tid}")
+def thread_name(tid: int, tick: int = 0) -> str:
+    """The name of the thread that had detector id *tid* at clock tick *tick* (an id
+    is handed out again once its thread ended: RaceDetector.retire)."""
+    name = f"thread-{tid}"
+    for start, candidate in _names.get(tid, ()):  # not the hot path
+        if start > tick:
+            break
+        name = candidate
+    return name
 
 
 __all__ += [
