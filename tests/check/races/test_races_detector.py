@@ -329,6 +329,7 @@ def test_a_retired_id_is_reused_and_clocks_stay_small() -> None:
         det.release(child, "exit")
         det.retire(child)
         det.acquire(main, "exit")
+        det.recycle(child)
     stats = det.statistics()
     assert stats["threads"] == 501 and stats["thread_ids"] == 2
     assert stats["clock_entries"] <= 4
@@ -336,9 +337,10 @@ def test_a_retired_id_is_reused_and_clocks_stay_small() -> None:
 
 
 def test_a_reused_id_still_races_with_a_live_thread() -> None:
-    det, main, a, b = two_threads()
+    det, _, a, b = two_threads()
     update(det, a)
     det.retire(a)
+    det.recycle(a)
     c = det.new_thread()
     assert c == a  # the retired id came back
     update(det, b)  # b races with the retired thread's access...
@@ -351,6 +353,7 @@ def test_a_reused_id_is_ordered_after_its_retired_occupant() -> None:
     det, _, a, _ = two_threads()
     update(det, a)
     det.retire(a)
+    det.recycle(a)
     c = det.new_thread()
     update(det, c, site=4)  # the price of reuse: as if c joined a
     assert det.races == []

@@ -238,18 +238,25 @@ class RaceDetector:
         return tid
 
     def retire(self, thread: int) -> None:
-        """*thread* ended and records nothing more: its id may be handed out again.
+        """*thread* ended and records nothing more: its clock shrinks to its last tick.
 
         What it published went through hand-off tokens (its exit's among them), which
-        keep their own clocks; its own clock shrinks to its last tick. So a vector
-        clock has one entry per thread id in use at once, not per thread ever started,
-        and memory follows the live threads. The price: a later thread reusing the id
-        counts as ordered after everything the retired one did (as after a join), so
-        a race between a thread that had ended and one started afterwards is missed.
+        keep their own clocks.
         """
         clock = self._clocks[thread]
         self._clocks[thread] = {thread: clock[thread]}
         self._released[thread] = None
+
+    def recycle(self, thread: int) -> None:
+        """The retired *thread* was joined: :meth:`new_thread` may hand its id out again.
+
+        So a vector clock has one entry per thread id in use at once, not one per
+        thread ever started, and memory follows the live threads. The price: the next
+        thread with that id counts as ordered after everything the joined one did.
+        When the joiner starts it (the usual start-join-start) that is true anyway; a
+        thread started by another, which never learnt of the joined one, has its races
+        with it missed.
+        """
         with self._threads_lock:
             self._free.append(thread)
 

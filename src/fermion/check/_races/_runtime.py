@@ -888,19 +888,21 @@ def discard_token(token: Hashable) -> None:
 
 def _release(st: ThreadState, token: Hashable) -> None:
     detector = _detector
-    exiting = _is_thread_token(token, "thread-exit")
-    if exiting:
-        token = _exit_key(token[1])  # type: ignore[index]
+    thread = token[1] if _is_thread_token(token, "thread-exit") else None  # type: ignore[index]
+    if thread is not None:
+        token = _exit_key(thread)
     with detector.lock_for(token):
         moved = detector.release(st.tid, token)
     if moved:  # not when it published nothing new (RaceDetector.release)
         st.new_epoch()
-    if exiting:
-        # Its last event: everything it did is in its exit token now. Its id goes back
-        # to the detector, and whatever it runs from here on is not recorded.
+    if thread is not None:
+        # Its last event: everything it did is in its exit token now. Whatever it runs
+        # from here on is not recorded; its id goes back once it is joined (_acquire).
         st.inside = _RETIRED
         st.pending.clear()
         detector.retire(st.tid)
+        with _lock:
+            _exit_keys[id(thread)][2] = st.tid
         if _dead_tokens:
             _forget_dead(detector)
 
@@ -910,10 +912,10 @@ def _acquire(st: ThreadState, token: Hashable) -> None:
     if starting:
         _adopt(st, token[1])  # type: ignore[index]
     elif _is_thread_token(token, "thread-exit"):
-        key = _joined_key(token[1])  # type: ignore[index]
-        if key is None:
+        entry = _exit_entry(token[1])  # type: ignore[index]
+        if entry is None:
             return  # it has not published its exit (yet): nothing to learn
-        token = key
+        token = entry[1]
     detector = _detector
     with detector.lock_for(token):
         moved = detector.acquire(st.tid, token)
@@ -921,6 +923,11 @@ def _acquire(st: ThreadState, token: Hashable) -> None:
             detector.discard_token(token)
     if moved:  # not when the thread already knew everything the token holds
         st.new_epoch()
+    if not starting and type(token) is tuple and token[0] == "thread-exit":
+        with _lock:  # the first join hands the joined thread's id back, once
+            retired, entry[2] = entry[2], None  # type: ignore[index]
+        if retired is not None:
+            detector.recycle(retired)
 
 
 def _discard(st: ThreadState, token: Hashable) -> None:
@@ -934,39 +941,39 @@ def _is_thread_token(token: Hashable, kind: str) -> bool:
 
 
 # A thread's exit hand-off is kept under a key of its own rather than under the token
-# (which holds the Thread object): id(thread) -> (a weak reference to the thread, the
-# key), changed under _lock. When the Thread object dies, its id and key go to
-# _dead_tokens (the weak reference's callback, which only appends) and the next
-# analysis or thread exit discards them (_forget_dead).
-_exit_keys: dict[int, tuple[Any, Hashable]] = {}
+# (which holds the Thread object): id(thread) -> [a weak reference to the thread, the
+# key, its retired detector id until the first join hands it back], changed under
+# _lock. When the Thread object dies, its id and key go to _dead_tokens (the weak
+# reference's callback, which only appends) and the next analysis or thread exit
+# discards them (_forget_dead).
+_exit_keys: dict[int, list[Any]] = {}
 _dead_tokens: list[tuple[int, Hashable]] = []
 _exit_serials = itertools.count()
 
 
 def _exit_key(thread: threading.Thread) -> Hashable:
     """The detector's token for *thread*'s exit, made on its first use (called guarded)."""
+    entry = _exit_entry(thread)
+    if entry is not None:
+        return entry[1]
     ident = id(thread)
     with _lock:
-        if ident in _exit_keys:
-            ref, key = _exit_keys[ident]
-            if ref() is thread:
-                return key
         key = ("thread-exit", next(_exit_serials))
 
         def died(_ref: object) -> None:
             _dead_tokens.append((ident, key))
 
-        _exit_keys[ident] = (weakref.ref(thread, died), key)
+        _exit_keys[ident] = [weakref.ref(thread, died), key, None]
     return key
 
 
-def _joined_key(thread: threading.Thread) -> Hashable | None:
-    """The detector's token for *thread*'s exit, if it published one."""
+def _exit_entry(thread: threading.Thread) -> list[Any] | None:
+    """*thread*'s entry in _exit_keys, if it published its exit."""
     ident = id(thread)
     if ident in _exit_keys:
-        ref, key = _exit_keys[ident]
-        if ref() is thread:
-            return key
+        entry = _exit_keys[ident]
+        if entry[0]() is thread:
+            return entry
     return None
 
 
