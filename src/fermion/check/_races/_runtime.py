@@ -633,14 +633,19 @@ def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
 
 def _item_hook(container: Any, key: Any, site: int) -> None:
     """Record an access to ``container[key]`` unless already seen (an unhashable key
-    stands for the whole container)."""
+    stands for the whole container).
+
+    The cache holds the key's hash, not the key: looking a key up would call its
+    ``__eq__`` against the keys of other accesses, which the program never compares
+    (one that calls back into the cached code would recurse without end).
+    """
     try:
         st = _tls.s
     except AttributeError:
         st = _new_state()
     seen = st.node.seen
     try:
-        seen_key: Hashable = (site, id(container), key)
+        seen_key: Hashable = (site, id(container), hash(key))
         hit = seen_key in seen
         hashable = True
     except TypeError:
@@ -664,7 +669,7 @@ def _fermion_i(container: Any, key: Any, site: int) -> Any:
         except AttributeError:
             st = _new_state()
         try:
-            hit = (site, id(container), key) in st.node.seen
+            hit = (site, id(container), hash(key)) in st.node.seen
         except TypeError:
             hit = False
         if not hit:
@@ -680,7 +685,7 @@ def _fermion_k(container: Any, key: Any, site: int) -> Any:
         except AttributeError:
             st = _new_state()
         try:
-            hit = (site, id(container), key) in st.node.seen
+            hit = (site, id(container), hash(key)) in st.node.seen
         except TypeError:
             hit = False
         if not hit:
