@@ -4,7 +4,8 @@ Loaded in every pytest run (entry point ``fermion_races``) and does nothing unle
 ``--fermion-races`` is given: no import of the race machinery, no hook installed.
 
 With the option, the modules under the rootdir (not the test files themselves, which
-keep pytest's assertion rewriting, and never site-packages) plus any
+keep pytest's assertion rewriting: whatever the project's ``python_files`` globs
+match, and ``conftest.py``; never site-packages) plus any
 ``--fermion-races-include PATTERN`` modules are instrumented when imported; each
 test's call phase is one recording window, and a test whose window saw a race fails
 with the report.
@@ -16,7 +17,10 @@ from typing import Any
 
 import pytest
 
-_TEST_FILES = ("test_*.py", "*_test.py", "conftest.py")
+def _test_files(config: pytest.Config) -> list[str]:
+    """The basename globs of the files pytest collects and rewrites: never instrumented."""
+    globs = config.getini("python_files")
+    return [*(globs if isinstance(globs, list) else str(globs).split()), "conftest.py"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,10 +41,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class _RacePlugin:
-    def __init__(self, rootdir: str, include: list[str]) -> None:
+    def __init__(self, rootdir: str, include: list[str], skip_files: list[str]) -> None:
         from fermion.check._races.session import RaceSession
 
-        self.session = RaceSession([rootdir], include, skip_files=_TEST_FILES)
+        self.session = RaceSession([rootdir], include, skip_files=skip_files)
         self.session.install()
 
     @pytest.hookimpl(wrapper=True)
@@ -69,7 +73,8 @@ _PLUGIN_NAME = "fermion-races-session"
 
 def _install(config: pytest.Config, rootdir: str, include: list[str]) -> None:
     if config.pluginmanager.get_plugin(_PLUGIN_NAME) is None:
-        config.pluginmanager.register(_RacePlugin(rootdir, include), _PLUGIN_NAME)
+        plugin = _RacePlugin(rootdir, include, _test_files(config))
+        config.pluginmanager.register(plugin, _PLUGIN_NAME)
 
 
 @pytest.hookimpl(tryfirst=True)
