@@ -224,7 +224,12 @@ def test_statistics_counts() -> None:
     update(det, a)
     update(det, b)
     stats = det.statistics()
-    assert stats["threads"] == 3 and stats["thread_ids"] == 3 and stats["locations"] == 1 and stats["races"] == 1
+    assert (
+        stats["threads"] == 3
+        and stats["thread_ids"] == 3
+        and stats["locations"] == 1
+        and stats["races"] == 1
+    )
 
 
 # -- a container's shape: iteration reads it, a change of size writes it -----------------

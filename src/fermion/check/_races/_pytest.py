@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+
 def _test_files(config: pytest.Config) -> list[str]:
     """The basename globs of the files pytest collects and rewrites: never instrumented."""
     globs = config.getini("python_files")
