@@ -469,8 +469,9 @@ class CheckedRLock:
                 self._count += 1
                 return True
             if self._block.acquire(False):
+                self._own(state)
                 frame = _getframe(1)
-                self._took(state, frame.f_code, frame.f_lasti)
+                self._placed(state, frame.f_code, frame.f_lasti)
                 return True
         return self._acquire_from(_getframe(1), blocking, timeout)
 
@@ -483,9 +484,13 @@ class CheckedRLock:
             self._count += 1
             return True
         if self._block.acquire(False):
-            frame = _getframe(1)
+            # _own and _placed written out (the hottest path there is).
             self._holder = state
             self._count = 1
+            if _lock_acquired:
+                for callback in _lock_acquired:
+                    callback(self, state.ident)
+            frame = _getframe(1)
             self._code = frame.f_code
             self._lasti = frame.f_lasti
             self._fermion_acquisitions += 1
@@ -493,9 +498,6 @@ class CheckedRLock:
             if top is not None:
                 top = self._nested(state, top)
             state.top = (self, top)
-            if _lock_acquired:
-                for callback in _lock_acquired:
-                    callback(self, state.ident)
             return True
         return self._acquire_from(_getframe(1))
 
@@ -532,8 +534,24 @@ class CheckedRLock:
         return got
 
     def _took(self, state: ThreadState, code: CodeType, lasti: int) -> None:
+        self._own(state)
+        self._placed(state, code, lasti)
+
+    def _own(self, state: ThreadState) -> None:
+        """Just acquired: the lock is *state*'s, and the listeners know it.
+
+        First, before anything that allocates: the collector may run a finaliser from
+        here on, and one that takes this lock must re-enter it (not wait for itself)
+        and be seen holding it.
+        """
         self._holder = state
         self._count = 1
+        if _lock_acquired:
+            for callback in _lock_acquired:
+                callback(self, state.ident)
+
+    def _placed(self, state: ThreadState, code: CodeType, lasti: int) -> None:
+        """The rest of an acquisition: where it was taken, and the thread's chain of holds."""
         self._code = code
         self._lasti = lasti
         self._fermion_acquisitions += 1
@@ -541,9 +559,6 @@ class CheckedRLock:
         if top is not None:
             top = self._nested(state, top)
         state.top = (self, top)
-        if _lock_acquired:
-            for callback in _lock_acquired:
-                callback(self, state.ident)
 
     def _owners(self) -> tuple[int, ...]:
         holder = self._holder
@@ -553,6 +568,9 @@ class CheckedRLock:
         try:
             return push_nested(self, state, top)
         except BaseException:
+            if _lock_released:  # they were told of the acquisition (_own)
+                for callback in _lock_released:
+                    callback(self, state.ident)
             self._holder = None
             self._count = 0
             self._block.release()

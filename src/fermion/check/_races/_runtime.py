@@ -225,22 +225,67 @@ _INSIDE = 1
 _RETIRED = 2
 
 
+# How many times work was queued because its thread was inside (tests read it: their
+# hooks really came back into the runtime).
+reentries = 0
+
+
 def _guarded(st: ThreadState, work: Any, *args: Any) -> None:
     """Run ``work(st, *args)``, the queued work after it, with *st* marked inside."""
+    global reentries, dropped
     if st.inside:
         if st.inside == _INSIDE:
             st.pending.append((work, args))
+            reentries += 1
         return
     st.inside = _INSIDE
+    pending = st.pending
     try:
         work(st, *args)
-        pending = st.pending
         while pending:
             queued, queued_args = pending.pop(0)
             queued(st, *queued_args)
+    except _Stuck:
+        dropped += 1 + len(pending)
+        pending.clear()
     finally:
         if st.inside == _INSIDE:
             st.inside = _OUTSIDE
+
+
+class _Stuck(Exception):
+    """A runtime lock stayed taken for _STUCK_AFTER seconds (see _Held)."""
+
+
+# Longer than any analysis holds a lock, even on a loaded machine.
+_STUCK_AFTER = 0.5
+# How many accesses and hand-offs were given up on (_Held); tests and reports read it.
+dropped = 0
+
+
+class _Held:
+    """``with _Held(lock):`` takes a runtime lock, waiting at most _STUCK_AFTER seconds.
+
+    The guard above covers Python code that comes back into the runtime in the same
+    thread. Across threads there is one more cycle: thread A, holding a stripe, runs a
+    finaliser (or a signal handler) that waits for a lock of the program's that thread B
+    holds, while B, inside the runtime, waits for A's stripe. Neither lets go, so B
+    gives up instead: what it was recording is dropped (counted in ``dropped``; a race
+    may be missed), B goes back to the program, which lets A's finaliser go on.
+    """
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> _Held:
+        if not self.lock.acquire(True, _STUCK_AFTER):
+            raise _Stuck
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.lock.release()
 
 
 # Per thread id, (the tick it started at, its name), one pair per thread that had it.
@@ -340,7 +385,7 @@ def _analyse(
         lock = detector.locks[stripe]
     else:
         lock = detector.lock_for(owner, field)
-    with lock:
+    with _Held(lock):
         if obj is not None:
             _owner_of(detector, obj, ident, _watched[stripe])
         detector.access(
@@ -369,27 +414,39 @@ def _forget_dead(detector: RaceDetector) -> None:
             ident, key = _dead_tokens.pop()
         except IndexError:
             break
-        with _lock:
-            if ident in _exit_keys and _exit_keys[ident][1] is key:
-                del _exit_keys[ident]
-        with detector.lock_for(key):
-            detector.discard_token(key)
+        try:
+            with _Held(_lock):
+                if ident in _exit_keys and _exit_keys[ident][1] is key:
+                    del _exit_keys[ident]
+            with _Held(detector.lock_for(key)):
+                detector.discard_token(key)
+        except _Stuck:
+            _dead_tokens.append((ident, key))  # for a later analysis
+            raise
     while _dead:
         try:
             ident = _dead.pop()
         except IndexError:  # another thread took the last one
             return
         stripe = detector.stripe_of(ident)
-        with detector.locks[stripe]:
-            if ident in _pinned:  # a pinned object never dies: its id was not reused
-                continue
-            watched = _watched[stripe]
-            if ident in watched and _alive(watched[ident]):
-                # A new object took the id after the old one died, and its first access
-                # already forgot the old history (_owner_of): keep the new one's.
-                continue
-            watched.pop(ident, None)
-            detector.forget(ident)
+        try:
+            _forget_one(detector, ident, stripe)
+        except _Stuck:
+            _dead.append(ident)  # for a later analysis
+            raise
+
+
+def _forget_one(detector: RaceDetector, ident: int, stripe: int) -> None:
+    with _Held(detector.locks[stripe]):
+        if ident in _pinned:  # a pinned object never dies: its id was not reused
+            return
+        watched = _watched[stripe]
+        if ident in watched and _alive(watched[ident]):
+            # A new object took the id after the old one died, and its first access
+            # already forgot the old history (_owner_of): keep the new one's.
+            return
+        watched.pop(ident, None)
+        detector.forget(ident)
 
 
 def _alive(entry: Any) -> bool:
@@ -433,13 +490,13 @@ def _unpin_oldest(detector: RaceDetector) -> None:
     Their history goes (a race involving them may be missed), never a stale history
     that a new object at a reused id would inherit. Called holding no stripe lock.
     """
-    with _pin_lock:
+    with _Held(_pin_lock):
         if len(_pinned) < _PIN_LIMIT:
             return  # another thread made room meanwhile
         oldest = list(_pinned)[: max(1, _PIN_LIMIT // 10)]
         for ident in oldest:
             stripe = detector.stripe_of(ident)
-            with detector.locks[stripe]:
+            with _Held(detector.locks[stripe]):
                 if _pinned.pop(ident, None) is not None:
                     _watched[stripe].pop(ident, None)
                     detector.forget(ident)
@@ -787,12 +844,12 @@ def _released_for(holder: int, lock: Hashable) -> None:
 
 
 def _add_foreign_release(st: ThreadState, holder: int, lock: Hashable) -> None:
-    with _lock:
+    with _Held(_lock):
         _foreign_released.setdefault(holder, []).append(lock)
 
 
 def _take_foreign_releases(st: ThreadState) -> None:
-    with _lock:
+    with _Held(_lock):
         pending = _foreign_released.pop(st.ident, None)
     if pending:
         counts = st.lock_counts
@@ -896,7 +953,7 @@ def _release(st: ThreadState, token: Hashable) -> None:
     thread = token[1] if _is_thread_token(token, "thread-exit") else None  # type: ignore[index]
     if thread is not None:
         token = _exit_key(thread)
-    with detector.lock_for(token):
+    with _Held(detector.lock_for(token)):
         moved = detector.release(st.tid, token)
     if moved:  # not when it published nothing new (RaceDetector.release)
         st.new_epoch()
@@ -906,7 +963,7 @@ def _release(st: ThreadState, token: Hashable) -> None:
         st.inside = _RETIRED
         st.pending.clear()
         detector.retire(st.tid)
-        with _lock:
+        with _Held(_lock):
             _exit_keys[id(thread)][2] = st.tid
         if _dead_tokens:
             _forget_dead(detector)
@@ -922,14 +979,14 @@ def _acquire(st: ThreadState, token: Hashable) -> None:
             return  # it has not published its exit (yet): nothing to learn
         token = entry[1]
     detector = _detector
-    with detector.lock_for(token):
+    with _Held(detector.lock_for(token)):
         moved = detector.acquire(st.tid, token)
         if starting:  # only the thread itself acquires its start
             detector.discard_token(token)
     if moved:  # not when the thread already knew everything the token holds
         st.new_epoch()
     if not starting and type(token) is tuple and token[0] == "thread-exit":
-        with _lock:  # the first join hands the joined thread's id back, once
+        with _Held(_lock):  # the first join hands the joined thread's id back, once
             retired, entry[2] = entry[2], None  # type: ignore[index]
         if retired is not None:
             detector.recycle(retired)
@@ -937,7 +994,7 @@ def _acquire(st: ThreadState, token: Hashable) -> None:
 
 def _discard(st: ThreadState, token: Hashable) -> None:
     detector = _detector
-    with detector.lock_for(token):
+    with _Held(detector.lock_for(token)):
         detector.discard_token(token)
 
 
@@ -962,7 +1019,7 @@ def _exit_key(thread: threading.Thread) -> Hashable:
     if entry is not None:
         return entry[1]
     ident = id(thread)
-    with _lock:
+    with _Held(_lock):
         key = ("thread-exit", next(_exit_serials))
 
         def died(_ref: object) -> None:
