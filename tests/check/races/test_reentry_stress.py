@@ -297,3 +297,69 @@ def test_finalisers_nesting_locks_never_hang_the_deadlock_checker(tmp_path: Path
     data, _ = run_checked(tmp_path, "nested", NESTED_IN_FINALISERS)
     kinds = [f["kind"] for f in data["findings"]]
     assert kinds == ["race"], data["findings"]  # no lock-order inversion: none was made
+
+
+MANY_THREADS = """
+import resource, sys, threading
+import fermion.check  # the same library loaded in the plain run and the checked one
+
+lock = threading.Lock()
+total = 0
+racy = 0
+
+
+def locked_bump():
+    global total
+    with lock:
+        total += 1
+
+
+def racy_bump():
+    global racy
+    racy += 1
+
+
+# Two threads that race, then 4000 short ones, four at a time, each joined.
+pair = [threading.Thread(target=racy_bump) for _ in range(2)]
+for t in pair:
+    t.start()
+for t in pair:
+    t.join()
+for _ in range(1000):
+    batch = [threading.Thread(target=locked_bump) for _ in range(4)]
+    for t in batch:
+        t.start()
+    for t in batch:
+        t.join()
+assert total == 4000
+print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def peak_kib(stderr: str) -> int:
+    line = next(line for line in stderr.splitlines() if line.startswith("peak_kib "))
+    return int(line.split()[1])
+
+
+@pytest.mark.slow
+def test_memory_follows_the_live_threads_and_the_race_is_still_found(tmp_path: Path) -> None:
+    script = tmp_path / "many.py"
+    script.write_text(MANY_THREADS)
+    plain = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=90, check=True
+    )
+    report = tmp_path / "many.json"
+    checked = subprocess.run(
+        [sys.executable, "-m", "fermion", "check", "--races", "--format", "json"]
+        + ["--output", str(report), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    data = json.loads(report.read_text())
+    assert data["program"]["exit_code"] == 0, checked.stderr
+    messages = race_messages(data)
+    assert len(messages) == 1 and "data race on racy" in messages[0], messages
+    # Quadratic before: every vector clock had an entry per thread ever started.
+    assert peak_kib(checked.stderr) <= 2 * peak_kib(plain.stderr), (plain.stderr, checked.stderr)
