@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -199,16 +200,13 @@ assert hits["n"] > 0
 """
 
 
-def run_checked(tmp_path: Path, name: str, body: str, *flags: str) -> tuple[dict[str, Any], str]:
-    """Run *body* (with the planted race) under ``fermion check``; the JSON report and stderr."""
-    script = tmp_path / f"{name}.py"
-    source = "import sys, threading\n" + PLANTED + textwrap.dedent(body) + REPORT_REENTRIES
-    script.write_text(source)
-    report = tmp_path / f"{name}.json"
+def check_json(script: Path, *flags: str) -> tuple[dict[str, Any], str]:
+    """Run *script* under ``fermion check *flags``; the JSON report and stderr."""
+    report = script.with_suffix(".json")
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    command = [sys.executable, "-m", "fermion", "check", *flags, "--format", "json"]
     result = subprocess.run(
-        [sys.executable, "-m", "fermion", "check", *flags, "--format", "json"]
-        + ["--output", str(report), str(script)],
+        [*command, "--output", str(report), str(script)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -219,6 +217,15 @@ def run_checked(tmp_path: Path, name: str, body: str, *flags: str) -> tuple[dict
     data = json.loads(report.read_text())
     assert data["program"]["exit_code"] == 0, result.stdout + result.stderr
     return data, result.stderr
+
+
+def run_checked(tmp_path: Path, name: str, body: str, *flags: str) -> tuple[dict[str, Any], str]:
+    """Run *body* (with the planted race) under ``fermion check``; the JSON report and stderr."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(
+        "import sys, threading\n" + PLANTED + textwrap.dedent(body) + REPORT_REENTRIES
+    )
+    return check_json(script, *flags)
 
 
 def reentries(stderr: str) -> int:
@@ -241,7 +248,7 @@ def race_messages(data: dict[str, Any]) -> list[str]:
             SIGNALS,
             True,
             marks=pytest.mark.skipif(
-                not hasattr(signal_module := __import__("signal"), "setitimer"),
+                not hasattr(signal, "setitimer"),
                 reason="no setitimer",
             ),
         ),
@@ -348,18 +355,8 @@ def test_memory_follows_the_live_threads_and_the_race_is_still_found(tmp_path: P
     plain = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=90, check=True
     )
-    report = tmp_path / "many.json"
-    checked = subprocess.run(
-        [sys.executable, "-m", "fermion", "check", "--races", "--format", "json"]
-        + ["--output", str(report), str(script)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    data = json.loads(report.read_text())
-    assert data["program"]["exit_code"] == 0, checked.stderr
+    data, checked_stderr = check_json(script, "--races")
     messages = race_messages(data)
     assert len(messages) == 1 and "data race on racy" in messages[0], messages
     # Quadratic before: every vector clock had an entry per thread ever started.
-    assert peak_kib(checked.stderr) <= 2 * peak_kib(plain.stderr), (plain.stderr, checked.stderr)
+    assert peak_kib(checked_stderr) <= 2 * peak_kib(plain.stderr), (plain.stderr, checked_stderr)
