@@ -517,20 +517,28 @@ class CheckedRLock:
             self._took(state, frame.f_code, frame.f_lasti)
             return True
         code, lasti = frame.f_code, frame.f_lasti
+
+        def take(seconds: float) -> bool:
+            # Owned as soon as taken, before the wait's bookkeeping allocates (_own).
+            if block.acquire(True, seconds):
+                self._own(state)
+                return True
+            return False
+
         self._waiters += 1
         try:
             got = blocking_wait(
                 self,
                 Site(code.co_filename, frame.f_lineno, code.co_name),
                 wait_timeout,
-                lambda seconds: block.acquire(True, seconds),
+                take,
                 lambda: not block.locked(),
                 self._owners,
             )
         finally:
             self._waiters -= 1
         if got:
-            self._took(state, code, lasti)
+            self._placed(state, code, lasti)
         return got
 
     def _took(self, state: ThreadState, code: CodeType, lasti: int) -> None:
@@ -588,9 +596,10 @@ class CheckedRLock:
                 f"{thread_name(holder.ident)!r} (taken at {self._fermion_site()}), not by the "
                 f"calling thread {thread_name(threading.get_ident())!r}"
             )
-        self._count -= 1
-        if self._count == 0:
+        if self._count == 1:
             self._free(holder)
+        else:
+            self._count -= 1
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         try:
@@ -605,28 +614,33 @@ class CheckedRLock:
         if count:
             self._count = count
             return
-        self._count = 0
-        if _lock_released:
-            for callback in _lock_released:
-                callback(self, state.ident)
-        self._holder = None
+        # _free written out.
         top = state.top
         if top is not None and top[0] is self:
             state.top = top[1]
         else:
             state.top = unlink(state, self)
+        if _lock_released:
+            for callback in _lock_released:
+                callback(self, state.ident)
+        self._count = 0
+        self._holder = None
         self._block.release()
 
     def _free(self, state: ThreadState) -> None:
-        if _lock_released:
-            for callback in _lock_released:
-                callback(self, state.ident)
-        self._holder = None
+        """The last level goes. Still *state*'s (at level 1) while anything allocates:
+        a finaliser run meanwhile re-enters it and leaves it at level 1; the last steps
+        allocate nothing."""
         top = state.top
         if top is not None and top[0] is self:
             state.top = top[1]
         else:
             state.top = unlink(state, self)
+        if _lock_released:
+            for callback in _lock_released:
+                callback(self, state.ident)
+        self._count = 0
+        self._holder = None
         self._block.release()
 
     # threading.Condition's protocol

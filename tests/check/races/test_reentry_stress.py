@@ -85,10 +85,16 @@ FINALISERS = """
 import gc, sys, threading, weakref
 
 gc.set_threshold(3, 1, 1)  # a collection every few allocations: inside the runtime too
-freed = {"del": 0, "finalize": 0, "callback": 0}
-# Re-entrant: a finaliser can run while its own thread holds the lock (in plain
-# Python too), and a checked lock's acquire, being Python code, makes that likelier.
-freed_lock = threading.RLock()
+# What the collector runs (__del__ of cycles, weakref.finalize) counts under a lock of
+# its own: collections do not nest, so it is never taken by a finaliser run inside its
+# own acquisition (the detector would see that one without it: docs/races.md).
+freed_lock = threading.Lock()
+freed = {"del": 0, "finalize": 0}
+# Weakref callbacks also run when a reference count drops (not only in a collection)
+# and count per thread: no lock, no race.
+per_thread = threading.local()
+work_lock = threading.Lock()
+shared = {}
 done = threading.Event()
 
 class Node:
@@ -107,20 +113,23 @@ class Target:
     pass
 
 def on_death(_ref):
-    with freed_lock:
-        freed["callback"] += 1
+    per_thread.n = getattr(per_thread, "n", 0) + 1
 
 def work():
     refs = []
     for i in range(2000):
         Node()
-        weakref.finalize(Target(), finalised)
+        f = Target()
+        f.me = f  # in a cycle too: finalised runs only in a collection
+        weakref.finalize(f, finalised)
+        del f
         t = Target()
         t.me = t
         refs.append(weakref.ref(t, on_death))
-        with freed_lock:
-            freed[i % 7] = i
+        with work_lock:
+            shared[i % 7] = i
     refs.clear()
+    assert per_thread.n > 0
 
 threads = [threading.Thread(target=work) for _ in range(3)]
 for t in threads:
@@ -172,7 +181,6 @@ SIGNALS = """
 import signal, sys, threading
 
 hits = {"n": 0}
-woken = threading.Event()
 
 class Box:
     pass
@@ -182,7 +190,10 @@ box = Box()
 def handler(signum, frame):
     hits["n"] += 1
     box.last = hits["n"]  # instrumented writes, in the middle of whatever main does
-    woken.set()           # a hand-off, too
+    fresh = Box()  # a new object: its access misses the cache and is recorded
+    fresh.n = hits["n"]
+    # (No Event.set() here: handlers nest, and a nested one would wait for the
+    # Event's lock its outer one holds, in plain Python too.)
 
 signal.signal(signal.SIGALRM, handler)
 signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)

@@ -880,9 +880,11 @@ def on_acquired(primitive: Hashable, thread: int) -> None:
                 counts[primitive] = counts[primitive] + 1 if primitive in counts else 2
                 return
             new = st.neighbour(node, primitive, True)
+        # The lock is held: in the new lockset before its caches are made (a finaliser
+        # the allocation runs is then seen holding it).
+        st.node = new
         if new.epoch != st.epoch:
             new.reset(st.epoch)
-        st.node = new
 
 
 def on_released(primitive: Hashable, thread: int) -> None:
