@@ -358,7 +358,20 @@ def _record(
     """
     if kind is None:
         kind = SITES[site].kind
-    _guarded(st, _analyse, site, owner, field, label, detail, group, obj, kind, st.node.locks)
+    if st.inside or st.pending:
+        _guarded(st, _analyse, site, owner, field, label, detail, group, obj, kind, st.node.locks)
+        return
+    # _guarded written out for the common case (nothing queued, not inside).
+    global dropped
+    st.inside = _INSIDE
+    try:
+        _analyse(st, site, owner, field, label, detail, group, obj, kind, st.node.locks)
+    except _Stuck:
+        dropped += 1
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
 
 
 def _analyse(
@@ -385,7 +398,9 @@ def _analyse(
         lock = detector.locks[stripe]
     else:
         lock = detector.lock_for(owner, field)
-    with _Held(lock):
+    if not lock.acquire(True, _STUCK_AFTER):  # _Held, written out
+        raise _Stuck
+    try:
         if obj is not None:
             _owner_of(detector, obj, ident, _watched[stripe])
         detector.access(
@@ -400,6 +415,8 @@ def _analyse(
             detail=detail,
             group=group,
         )
+    finally:
+        lock.release()
     if obj is not None and len(_pinned) >= _PIN_LIMIT:
         _unpin_oldest(detector)
 
@@ -937,12 +954,54 @@ def on_handoff_acquire(token: Hashable, thread: int) -> None:
 
 def handoff_release(token: Hashable) -> None:
     """What the calling thread did so far happens-before later acquires of *token*."""
-    _guarded(state(), _release, token)
+    st = state()
+    if st.inside or st.pending or type(token) is tuple:
+        _guarded(st, _release, token)
+        return
+    # _guarded(st, _release, token) written out for a primitive's token (every queue
+    # put and get, every event): no queued work, not a thread's start or exit.
+    global dropped
+    lock = _detector.lock_for(token)
+    st.inside = _INSIDE
+    try:
+        if not lock.acquire(True, _STUCK_AFTER):
+            dropped += 1
+            return
+        try:
+            moved = _detector.release(st.tid, token)
+        finally:
+            lock.release()
+        if moved:  # not when it published nothing new (RaceDetector.release)
+            st.new_epoch()
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
 
 
 def handoff_acquire(token: Hashable) -> None:
     """Every earlier release of *token* happens-before what the calling thread does next."""
-    _guarded(state(), _acquire, token)
+    st = state()
+    if st.inside or st.pending or type(token) is tuple:
+        _guarded(st, _acquire, token)
+        return
+    global dropped  # as handoff_release
+    lock = _detector.lock_for(token)
+    st.inside = _INSIDE
+    try:
+        if not lock.acquire(True, _STUCK_AFTER):
+            dropped += 1
+            return
+        try:
+            moved = _detector.acquire(st.tid, token)
+        finally:
+            lock.release()
+        if moved:  # not when the thread already knew everything the token holds
+            st.new_epoch()
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
 
 
 def discard_token(token: Hashable) -> None:
