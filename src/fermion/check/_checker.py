@@ -59,21 +59,21 @@ _allocate_lock = threading._allocate_lock  # type: ignore[attr-defined]
 _THREADING_FILE = threading.__file__
 LOCK_ORDER_MODES = ("record", "warn", "raise")
 
+# Only appended to, copied and cleared, each one atomic operation: no lock, so that a
+# finding recorded by a signal handler or a finaliser that runs while this thread is
+# recording another cannot hang it.
 _findings: list[Finding] = []
-_findings_lock = _allocate_lock()
 _finding_listeners: list[Callable[[Finding], None]] = []
 
 
 def findings() -> list[Finding]:
     """Every finding recorded in this process so far (a copy)."""
-    with _findings_lock:
-        return list(_findings)
+    return list(_findings)
 
 
 def clear_findings() -> None:
     """Forget the recorded findings."""
-    with _findings_lock:
-        _findings.clear()
+    _findings.clear()
 
 
 def add_finding_listener(listener: Callable[[Finding], None]) -> Callable[[], None]:
@@ -89,8 +89,7 @@ def add_finding_listener(listener: Callable[[Finding], None]) -> Callable[[], No
 
 def record(finding: Finding) -> None:
     """Add *finding* to the list and tell the listeners."""
-    with _findings_lock:
-        _findings.append(finding)
+    _findings.append(finding)
     for listener in list(_finding_listeners):
         try:
             listener(finding)
@@ -224,6 +223,12 @@ class Checker:
         # inside it (see fork_hazards)
         self._inside_fork: dict[int, frozenset[int]] = {}
         self._restart_on_wait = False
+        # The threads inside a check that holds _graph_lock or _order_lock. Python code
+        # can start running there in the same thread (a __del__ or weakref callback on
+        # any allocation, a signal handler between any two bytecodes); when it waits or
+        # nests locks itself, its own check is skipped rather than taking the lock again
+        # (which would hang the thread). The watchdog still sees a stall it causes.
+        self._inside: set[int] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -315,10 +320,9 @@ class Checker:
 
     def after_fork_in_child(self) -> None:
         """In the child: forget the vanished threads' waits and watch the child's."""
-        global _findings_lock
         self._inside_fork = {}
+        self._inside = set()
         # Another thread may have held the checker's own locks at the fork.
-        _findings_lock = _allocate_lock()
         self._graph_lock = _allocate_lock()
         self._order_lock = _allocate_lock()
         me = threading.get_ident()
@@ -343,12 +347,20 @@ class Checker:
                 self.start()
         if not self.config.deadlocks or wait.timeout is not None:
             return
-        with self._graph_lock:
-            cycle = find_cycle(wait.thread, waiting())
-            if cycle is None:
-                return
-            withdraw_wait(wait)  # this thread raises: the cycle is broken for the others
-            message, entries, locations = describe_waits(cycle, "cycle")
+        me = wait.thread
+        inside = self._inside
+        if me in inside:
+            return
+        inside.add(me)
+        try:
+            with self._graph_lock:
+                cycle = find_cycle(me, waiting())
+                if cycle is None:
+                    return
+                withdraw_wait(wait)  # this thread raises: the cycle is broken for the others
+                message, entries, locations = describe_waits(cycle, "cycle")
+        finally:
+            inside.discard(me)
         record(Finding("deadlock", message, locations))
         raise DeadlockError(message, cycle=entries, kind="cycle")
 
@@ -374,7 +386,14 @@ class Checker:
         for other in holds:
             if other is primitive or self._by_lock.has_edge(other._serial, serial):
                 continue
-            self._new_order_edge(other, primitive, thread)
+            inside = self._inside
+            if thread in inside:
+                return
+            inside.add(thread)
+            try:
+                self._new_order_edge(other, primitive, thread)
+            finally:
+                inside.discard(thread)
 
     def _new_order_edge(self, first: Any, second: Any, thread: int) -> None:
         name = thread_name(thread)

@@ -469,8 +469,9 @@ class CheckedRLock:
                 self._count += 1
                 return True
             if self._block.acquire(False):
+                self._own(state)
                 frame = _getframe(1)
-                self._took(state, frame.f_code, frame.f_lasti)
+                self._placed(state, frame.f_code, frame.f_lasti)
                 return True
         return self._acquire_from(_getframe(1), blocking, timeout)
 
@@ -483,9 +484,13 @@ class CheckedRLock:
             self._count += 1
             return True
         if self._block.acquire(False):
-            frame = _getframe(1)
+            # _own and _placed written out (the hottest path there is).
             self._holder = state
             self._count = 1
+            if _lock_acquired:
+                for callback in _lock_acquired:
+                    callback(self, state.ident)
+            frame = _getframe(1)
             self._code = frame.f_code
             self._lasti = frame.f_lasti
             self._fermion_acquisitions += 1
@@ -493,9 +498,6 @@ class CheckedRLock:
             if top is not None:
                 top = self._nested(state, top)
             state.top = (self, top)
-            if _lock_acquired:
-                for callback in _lock_acquired:
-                    callback(self, state.ident)
             return True
         return self._acquire_from(_getframe(1))
 
@@ -515,25 +517,49 @@ class CheckedRLock:
             self._took(state, frame.f_code, frame.f_lasti)
             return True
         code, lasti = frame.f_code, frame.f_lasti
+
+        def take(seconds: float) -> bool:
+            # Owned as soon as taken, before the wait's bookkeeping allocates (_own).
+            if block.acquire(True, seconds):
+                self._own(state)
+                return True
+            return False
+
         self._waiters += 1
         try:
             got = blocking_wait(
                 self,
                 Site(code.co_filename, frame.f_lineno, code.co_name),
                 wait_timeout,
-                lambda seconds: block.acquire(True, seconds),
+                take,
                 lambda: not block.locked(),
                 self._owners,
             )
         finally:
             self._waiters -= 1
         if got:
-            self._took(state, code, lasti)
+            self._placed(state, code, lasti)
         return got
 
     def _took(self, state: ThreadState, code: CodeType, lasti: int) -> None:
+        self._own(state)
+        self._placed(state, code, lasti)
+
+    def _own(self, state: ThreadState) -> None:
+        """Just acquired: the lock is *state*'s, and the listeners know it.
+
+        First, before anything that allocates: the collector may run a finaliser from
+        here on, and one that takes this lock must re-enter it (not wait for itself)
+        and be seen holding it.
+        """
         self._holder = state
         self._count = 1
+        if _lock_acquired:
+            for callback in _lock_acquired:
+                callback(self, state.ident)
+
+    def _placed(self, state: ThreadState, code: CodeType, lasti: int) -> None:
+        """The rest of an acquisition: where it was taken, and the thread's chain of holds."""
         self._code = code
         self._lasti = lasti
         self._fermion_acquisitions += 1
@@ -541,9 +567,6 @@ class CheckedRLock:
         if top is not None:
             top = self._nested(state, top)
         state.top = (self, top)
-        if _lock_acquired:
-            for callback in _lock_acquired:
-                callback(self, state.ident)
 
     def _owners(self) -> tuple[int, ...]:
         holder = self._holder
@@ -553,6 +576,9 @@ class CheckedRLock:
         try:
             return push_nested(self, state, top)
         except BaseException:
+            if _lock_released:  # they were told of the acquisition (_own)
+                for callback in _lock_released:
+                    callback(self, state.ident)
             self._holder = None
             self._count = 0
             self._block.release()
@@ -570,9 +596,10 @@ class CheckedRLock:
                 f"{thread_name(holder.ident)!r} (taken at {self._fermion_site()}), not by the "
                 f"calling thread {thread_name(threading.get_ident())!r}"
             )
-        self._count -= 1
-        if self._count == 0:
+        if self._count == 1:
             self._free(holder)
+        else:
+            self._count -= 1
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         try:
@@ -587,28 +614,33 @@ class CheckedRLock:
         if count:
             self._count = count
             return
-        self._count = 0
-        if _lock_released:
-            for callback in _lock_released:
-                callback(self, state.ident)
-        self._holder = None
+        # _free written out.
         top = state.top
         if top is not None and top[0] is self:
             state.top = top[1]
         else:
             state.top = unlink(state, self)
+        if _lock_released:
+            for callback in _lock_released:
+                callback(self, state.ident)
+        self._count = 0
+        self._holder = None
         self._block.release()
 
     def _free(self, state: ThreadState) -> None:
-        if _lock_released:
-            for callback in _lock_released:
-                callback(self, state.ident)
-        self._holder = None
+        """The last level goes. Still *state*'s (at level 1) while anything allocates:
+        a finaliser run meanwhile re-enters it and leaves it at level 1; the last steps
+        allocate nothing."""
         top = state.top
         if top is not None and top[0] is self:
             state.top = top[1]
         else:
             state.top = unlink(state, self)
+        if _lock_released:
+            for callback in _lock_released:
+                callback(self, state.ident)
+        self._count = 0
+        self._holder = None
         self._block.release()
 
     # threading.Condition's protocol

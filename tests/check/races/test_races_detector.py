@@ -224,7 +224,12 @@ def test_statistics_counts() -> None:
     update(det, a)
     update(det, b)
     stats = det.statistics()
-    assert stats["threads"] == 3 and stats["locations"] == 1 and stats["races"] == 1
+    assert (
+        stats["threads"] == 3
+        and stats["thread_ids"] == 3
+        and stats["locations"] == 1
+        and stats["races"] == 1
+    )
 
 
 # -- a container's shape: iteration reads it, a change of size writes it -----------------
@@ -313,3 +318,48 @@ def test_the_shape_is_its_own_location_beside_the_items() -> None:
     assert det.state_of("d", ("item", "k")) == EXCLUSIVE
     det.forget("d")
     assert det.state_of("d", SHAPE) == VIRGIN
+
+
+# -- retired thread ids: clocks as large as the threads in use at once ------------------
+
+
+def test_a_retired_id_is_reused_and_clocks_stay_small() -> None:
+    det = RaceDetector()
+    main = det.new_thread()
+    for _ in range(500):
+        child = det.new_thread()
+        det.release(main, "start")
+        det.acquire(child, "start")
+        update(det, child)
+        det.release(child, "exit")
+        det.retire(child)
+        det.acquire(main, "exit")
+        det.recycle(child)
+    stats = det.statistics()
+    assert stats["threads"] == 501 and stats["thread_ids"] == 2
+    assert stats["clock_entries"] <= 4
+    assert det.races == []
+
+
+def test_a_reused_id_still_races_with_a_live_thread() -> None:
+    det, _, a, b = two_threads()
+    update(det, a)
+    det.retire(a)
+    det.recycle(a)
+    c = det.new_thread()
+    assert c == a  # the retired id came back
+    update(det, b)  # b races with the retired thread's access...
+    assert len(det.races) == 1
+    update(det, c, site=4)  # ...and the new occupant with b
+    assert len(det.races) == 2
+
+
+def test_a_reused_id_is_ordered_after_its_retired_occupant() -> None:
+    det, _, a, _ = two_threads()
+    update(det, a)
+    det.retire(a)
+    det.recycle(a)
+    c = det.new_thread()
+    update(det, c, site=4)  # the price of reuse: as if c joined a
+    assert det.races == []
+    assert det.epoch_of(c) > 1

@@ -90,3 +90,35 @@ def test_plugin_is_inert_without_its_flag(tmp_path: Path) -> None:
     result = run_pytest(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+CHECKS = """\
+import sys
+
+import mylib
+
+
+def check_value():
+    assert mylib.hits == 1
+
+
+def check_not_instrumented():
+    finders = [f for f in sys.meta_path if type(f).__name__ == "InstrumentingFinder"]
+    assert finders and "mylib" in finders[0].instrumented
+    assert "check_lib" not in finders[0].instrumented, finders[0].instrumented
+"""
+
+
+def test_plugin_leaves_the_projects_own_test_files_to_pytest(tmp_path: Path) -> None:
+    # python_files other than test_*.py: those files keep pytest's assertion rewriting
+    # (the failing assert shows its values) and are never instrumented.
+    (tmp_path / "mylib.py").write_text(MYLIB)
+    (tmp_path / "check_lib.py").write_text(CHECKS)
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\npython_files = check_*.py\npython_functions = check_*\n"
+    )
+    result = run_pytest(tmp_path, "--fermion-races")
+    out = result.stdout + result.stderr
+    assert "1 failed, 1 passed" in out, out
+    assert "FAILED check_lib.py::check_value" in out
+    assert "assert 0 == 1" in out, out  # pytest's rewriting of the assert

@@ -163,8 +163,8 @@ class RaceDetector:
     when it dies (:meth:`forget`).
 
     Thread-safety contract (see the module docstring): :meth:`new_thread` may be called
-    from any thread; :meth:`access`, :meth:`release`, :meth:`acquire` and :meth:`join`
-    for thread *t* only from *t* itself (they use its clock unlocked), ``new_thread``
+    from any thread; :meth:`access`, :meth:`release`, :meth:`acquire`, :meth:`join` and
+    :meth:`retire` for thread *t* only from *t* itself (they use its clock unlocked), ``new_thread``
     with a *parent* only from that parent; and the caller holds
     ``lock_for(owner, field)`` around :meth:`access` (``lock_for(owner)`` around
     :meth:`forget`) and ``lock_for(token)`` around the token methods. A tuple owner (a
@@ -180,6 +180,9 @@ class RaceDetector:
         # its clock has taken nothing in since (else None): releasing that token again
         # would publish nothing new (see release).
         self._released: list[Hashable] = [None]
+        # Retired thread ids (retire), handed out again by new_thread; threads started.
+        self._free: list[int] = []
+        self._started = 0
         # Per stripe: token -> clock, (owner, field) -> shadow, and owner -> its fields
         # (for forget).
         self._tokens: list[dict[Hashable, dict[int, int]]] = [{} for _ in range(STRIPES)]
@@ -208,7 +211,12 @@ class RaceDetector:
     # -- threads and happens-before ---------------------------------------------------
 
     def new_thread(self, parent: int | None = None) -> int:
-        """A new thread id; with *parent*, everything the parent did so far happens-before it."""
+        """A new thread id; with *parent*, everything the parent did so far happens-before it.
+
+        The id may be a retired thread's (:meth:`retire`): its clock entry then goes on
+        from that thread's last tick, so the accesses the retired thread recorded keep
+        their meaning, and the new thread is ordered after them.
+        """
         clock: dict[int, int] = {}
         if parent is not None:
             parent_clock = self._clocks[parent]
@@ -216,11 +224,45 @@ class RaceDetector:
             parent_clock[parent] += 1
             self._released[parent] = None
         with self._threads_lock:
-            tid = len(self._clocks)
-            clock[tid] = 1
-            self._clocks.append(clock)
-            self._released.append(None)
+            if self._free:
+                tid = self._free.pop()
+                clock[tid] = self._clocks[tid][tid] + 1
+                self._clocks[tid] = clock
+                self._released[tid] = None
+            else:
+                tid = len(self._clocks)
+                clock[tid] = 1
+                self._clocks.append(clock)
+                self._released.append(None)
+            self._started += 1
         return tid
+
+    def retire(self, thread: int) -> None:
+        """*thread* ended and records nothing more: its clock shrinks to its last tick.
+
+        What it published went through hand-off tokens (its exit's among them), which
+        keep their own clocks.
+        """
+        clock = self._clocks[thread]
+        self._clocks[thread] = {thread: clock[thread]}
+        self._released[thread] = None
+
+    def recycle(self, thread: int) -> None:
+        """The retired *thread* was joined: :meth:`new_thread` may hand its id out again.
+
+        So a vector clock has one entry per thread id in use at once, not one per
+        thread ever started, and memory follows the live threads. The price: the next
+        thread with that id counts as ordered after everything the joined one did.
+        When the joiner starts it (the usual start-join-start) that is true anyway; a
+        thread started by another, which never learnt of the joined one, has its races
+        with it missed.
+        """
+        with self._threads_lock:
+            self._free.append(thread)
+
+    def epoch_of(self, thread: int) -> int:
+        """The current tick of *thread*'s own clock entry (where its accesses start)."""
+        return self._clocks[thread][thread]
 
     def release(self, thread: int, token: Hashable) -> bool:
         """Release side of a hand-off: what *thread* did so far happens-before acquires of *token*.
@@ -399,9 +441,12 @@ class RaceDetector:
                 shadows.pop((owner, field), None)
 
     def statistics(self) -> dict[str, Any]:
-        """Counts for tests and benchmarks: threads, tokens, owners, locations, races."""
+        """Counts for tests and benchmarks: threads started, thread ids (at most as many as
+        were in use at once), clock entries, tokens, owners, locations, races."""
         return {
-            "threads": len(self._clocks) - 1,
+            "threads": self._started,
+            "thread_ids": len(self._clocks) - 1,
+            "clock_entries": sum(len(clock) for clock in self._clocks),
             "tokens": sum(len(tokens) for tokens in self._tokens),
             "owners": len({owner for shard in self._fields for owner in list(shard)}),
             "locations": sum(len(shadows) for shadows in self._shadow),

@@ -4,7 +4,8 @@ Loaded in every pytest run (entry point ``fermion_races``) and does nothing unle
 ``--fermion-races`` is given: no import of the race machinery, no hook installed.
 
 With the option, the modules under the rootdir (not the test files themselves, which
-keep pytest's assertion rewriting, and never site-packages) plus any
+keep pytest's assertion rewriting: whatever the project's ``python_files`` globs
+match, and ``conftest.py``; never site-packages) plus any
 ``--fermion-races-include PATTERN`` modules are instrumented when imported; each
 test's call phase is one recording window, and a test whose window saw a new race fails
 with the report.
@@ -24,7 +25,11 @@ from typing import Any
 
 import pytest
 
-_TEST_FILES = ("test_*.py", "*_test.py", "conftest.py")
+
+def _test_files(config: pytest.Config) -> list[str]:
+    """The basename globs of the files pytest collects and rewrites: never instrumented."""
+    globs = config.getini("python_files")
+    return [*(globs if isinstance(globs, list) else str(globs).split()), "conftest.py"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,7 +103,9 @@ class _Options:
 
 
 class _RacePlugin:
-    def __init__(self, options: _Options, *, threads_elsewhere: bool) -> None:
+    def __init__(
+        self, options: _Options, *, threads_elsewhere: bool, skip_files: list[str]
+    ) -> None:
         from fermion.check._races._parallel import RaceLedger
         from fermion.check._races.session import RaceSession
 
@@ -111,7 +118,7 @@ class _RacePlugin:
         self.own_threads = options.threads > 1 and not threads_elsewhere
         self.single: dict[str, str] = {}  # tests run in one thread, and why
         self.threaded = 0
-        self.session = RaceSession([options.rootdir], options.include, skip_files=_TEST_FILES)
+        self.session = RaceSession([options.rootdir], options.include, skip_files=skip_files)
         self.session.install()
 
     @pytest.hookimpl(wrapper=True)
@@ -190,7 +197,8 @@ def _install(config: pytest.Config, options: _Options) -> None:
     if config.pluginmanager.get_plugin(_PLUGIN_NAME) is None:
         elsewhere = config.pluginmanager.has_plugin(_RUN_PARALLEL)
         config.pluginmanager.register(
-            _RacePlugin(options, threads_elsewhere=elsewhere), _PLUGIN_NAME
+            _RacePlugin(options, threads_elsewhere=elsewhere, skip_files=_test_files(config)),
+            _PLUGIN_NAME,
         )
 
 

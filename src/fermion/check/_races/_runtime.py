@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import _thread
 import collections
+import itertools
 import threading
 import types
 import weakref
@@ -137,15 +138,20 @@ class ThreadState:
     (``st.node.seen``) costs less than keeping copies of the node's fields up to date
     on every lock taken and released.
     ``lock_counts`` holds the levels of locks entered more than once (2 and up).
+    ``inside`` and ``pending`` are the re-entry guard of :func:`_guarded`.
     """
 
-    __slots__ = ("epoch", "ident", "lock_counts", "name", "node", "nodes", "tid")
+    __slots__ = (
+        "epoch", "ident", "inside", "lock_counts", "name", "node", "nodes", "pending", "tid",
+    )  # fmt: skip
 
     def __init__(self, tid: int, name: str, ident: int) -> None:
         self.tid = tid
         self.name = name
         self.ident = ident
         self.epoch = 0
+        self.inside = _OUTSIDE
+        self.pending: list[tuple[Any, tuple[Any, ...]]] = []
         root = _Lockset(_NO_LOCKS, 0)
         self.nodes: dict[frozenset[Hashable], _Lockset] = {_NO_LOCKS: root}
         self.node = root
@@ -198,7 +204,92 @@ _NO_LOCKS: frozenset[Hashable] = frozenset()
 _MAX_LOCKSETS = 64
 
 
-_names: dict[int, str] = {}
+# -- the re-entry guard ----------------------------------------------------------------
+#
+# The analysis holds raw locks (a stripe, the detector's thread table, _lock) while it
+# runs Python code, and Python code can start running anywhere inside it, in the same
+# thread: the garbage collector calls a __del__ or a weakref callback on any
+# allocation, a signal handler runs in the main thread between any two bytecodes. When
+# that code is instrumented, or takes a checked lock or sets a checked Event, it comes
+# back into the runtime; taking the same raw lock again would hang the program. So each
+# thread's state carries a flag: code that would take a runtime lock goes through
+# _guarded, which runs it at once when the thread is outside the runtime and, when it
+# is inside, queues it to run, in order, when the outer call leaves. The hooks' hot path
+# (a cache hit) takes no lock and does not look at the flag. User code the detector
+# itself would call (a key's __eq__ or __hash__) never runs under a lock: items are
+# located by keys whose comparison is the interpreter's own (_item_field).
+_OUTSIDE = 0
+_INSIDE = 1
+# The thread ended (its id may already belong to another thread): nothing it does
+# afterwards is recorded.
+_RETIRED = 2
+
+
+# How many times work was queued because its thread was inside (tests read it: their
+# hooks really came back into the runtime).
+reentries = 0
+
+
+def _guarded(st: ThreadState, work: Any, *args: Any) -> None:
+    """Run ``work(st, *args)``, the queued work after it, with *st* marked inside."""
+    global reentries, dropped
+    if st.inside:
+        if st.inside == _INSIDE:
+            st.pending.append((work, args))
+            reentries += 1
+        return
+    st.inside = _INSIDE
+    pending = st.pending
+    try:
+        work(st, *args)
+        while pending:
+            queued, queued_args = pending.pop(0)
+            queued(st, *queued_args)
+    except _Stuck:
+        dropped += 1 + len(pending)
+        pending.clear()
+    finally:
+        if st.inside == _INSIDE:
+            st.inside = _OUTSIDE
+
+
+class _Stuck(Exception):
+    """A runtime lock stayed taken for _STUCK_AFTER seconds (see _Held)."""
+
+
+# Longer than any analysis holds a lock, even on a loaded machine.
+_STUCK_AFTER = 0.5
+# How many accesses and hand-offs were given up on (_Held); tests and reports read it.
+dropped = 0
+
+
+class _Held:
+    """``with _Held(lock):`` takes a runtime lock, waiting at most _STUCK_AFTER seconds.
+
+    The guard above covers Python code that comes back into the runtime in the same
+    thread. Across threads there is one more cycle: thread A, holding a stripe, runs a
+    finaliser (or a signal handler) that waits for a lock of the program's that thread B
+    holds, while B, inside the runtime, waits for A's stripe. Neither lets go, so B
+    gives up instead: what it was recording is dropped (counted in ``dropped``; a race
+    may be missed), B goes back to the program, which lets A's finaliser go on.
+    """
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> _Held:
+        if not self.lock.acquire(True, _STUCK_AFTER):
+            raise _Stuck
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.lock.release()
+
+
+# Per thread id, (the tick it started at, its name), one pair per thread that had it.
+_names: dict[int, list[tuple[int, str]]] = {}
 
 
 def _new_state() -> ThreadState:
@@ -206,19 +297,33 @@ def _new_state() -> ThreadState:
     # Event) for a thread still bootstrapping; look it up without side effects.
     ident = _thread.get_ident()
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    tid = _detector.new_thread()
-    st = ThreadState(tid, thread.name if thread is not None else f"thread-{ident}", ident)
+    st = ThreadState(0, thread.name if thread is not None else f"thread-{ident}", ident)
+    # Installed (and inside) before the detector's thread table is locked: a finaliser
+    # run meanwhile finds this state and queues its work.
+    st.inside = _INSIDE
     _tls.s = st
-    if thread is not None:
-        _adopt(st, thread)
+    try:
+        st.tid = _detector.new_thread()
+        if thread is not None:
+            _adopt(st, thread)
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
     return st
+
+
+def _nothing(st: ThreadState) -> None:
+    """No work of its own: lets _guarded run what was queued."""
 
 
 def _adopt(st: ThreadState, thread: threading.Thread) -> None:
     """Tie *st* to its Thread object: the name its findings show. (The start and join
     edges come through the registry: patch_threading's thread hand-offs.)"""
     st.name = thread.name
-    _names[st.tid] = thread.name
+    names = _names.setdefault(st.tid, [])
+    if not names or names[-1][1] != thread.name:
+        names.append((_detector.epoch_of(st.tid), thread.name))
 
 
 def state() -> ThreadState:
@@ -247,13 +352,42 @@ def _record(
     """Run the analysis for one access; with *obj* (then *owner* is None), the owner is
     that object's identity. *kind* overrides the site's (a store's shape access).
 
-    Only the location's stripe lock is held (never two stripes at once: dead objects
-    and surplus pinned containers are forgotten before and after, each under its own).
+    Runs under the re-entry guard (:func:`_guarded`). Only the location's stripe lock is
+    held (never two stripes at once: dead objects and surplus pinned containers are
+    forgotten before and after, each under its own).
     """
     if kind is None:
         kind = SITES[site].kind
+    if st.inside or st.pending:
+        _guarded(st, _analyse, site, owner, field, label, detail, group, obj, kind, st.node.locks)
+        return
+    # _guarded written out for the common case (nothing queued, not inside).
+    global dropped
+    st.inside = _INSIDE
+    try:
+        _analyse(st, site, owner, field, label, detail, group, obj, kind, st.node.locks)
+    except _Stuck:
+        dropped += 1
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
+
+
+def _analyse(
+    st: ThreadState,
+    site: int,
+    owner: Hashable,
+    field: Hashable,
+    label: str,
+    detail: str,
+    group: Hashable,
+    obj: object,
+    kind: str,
+    locks: frozenset[Hashable],
+) -> None:
     detector = _detector
-    if _dead:
+    if _dead or _dead_tokens:
         _forget_dead(detector)
     if obj is not None:
         # The runtime's object owners are bare identities (never wrapped in a tuple):
@@ -264,7 +398,9 @@ def _record(
         lock = detector.locks[stripe]
     else:
         lock = detector.lock_for(owner, field)
-    with lock:
+    if not lock.acquire(True, _STUCK_AFTER):  # _Held, written out
+        raise _Stuck
+    try:
         if obj is not None:
             _owner_of(detector, obj, ident, _watched[stripe])
         detector.access(
@@ -274,11 +410,13 @@ def _record(
             site,
             read=kind in _READS,
             write=kind in _WRITES,
-            locks=st.node.locks,
+            locks=locks,
             location=label,
             detail=detail,
             group=group,
         )
+    finally:
+        lock.release()
     if obj is not None and len(_pinned) >= _PIN_LIMIT:
         _unpin_oldest(detector)
 
@@ -288,22 +426,44 @@ _WRITES = frozenset({WRITE, UPDATE, DELETE, RESIZE})
 
 
 def _forget_dead(detector: RaceDetector) -> None:
+    while _dead_tokens:
+        try:
+            ident, key = _dead_tokens.pop()
+        except IndexError:
+            break
+        try:
+            with _Held(_lock):
+                if ident in _exit_keys and _exit_keys[ident][1] is key:
+                    del _exit_keys[ident]
+            with _Held(detector.lock_for(key)):
+                detector.discard_token(key)
+        except _Stuck:
+            _dead_tokens.append((ident, key))  # for a later analysis
+            raise
     while _dead:
         try:
             ident = _dead.pop()
         except IndexError:  # another thread took the last one
             return
         stripe = detector.stripe_of(ident)
-        with detector.locks[stripe]:
-            if ident in _pinned:  # a pinned object never dies: its id was not reused
-                continue
-            watched = _watched[stripe]
-            if ident in watched and _alive(watched[ident]):
-                # A new object took the id after the old one died, and its first access
-                # already forgot the old history (_owner_of): keep the new one's.
-                continue
-            watched.pop(ident, None)
-            detector.forget(ident)
+        try:
+            _forget_one(detector, ident, stripe)
+        except _Stuck:
+            _dead.append(ident)  # for a later analysis
+            raise
+
+
+def _forget_one(detector: RaceDetector, ident: int, stripe: int) -> None:
+    with _Held(detector.locks[stripe]):
+        if ident in _pinned:  # a pinned object never dies: its id was not reused
+            return
+        watched = _watched[stripe]
+        if ident in watched and _alive(watched[ident]):
+            # A new object took the id after the old one died, and its first access
+            # already forgot the old history (_owner_of): keep the new one's.
+            return
+        watched.pop(ident, None)
+        detector.forget(ident)
 
 
 def _alive(entry: Any) -> bool:
@@ -347,13 +507,13 @@ def _unpin_oldest(detector: RaceDetector) -> None:
     Their history goes (a race involving them may be missed), never a stale history
     that a new object at a reused id would inherit. Called holding no stripe lock.
     """
-    with _pin_lock:
+    with _Held(_pin_lock):
         if len(_pinned) < _PIN_LIMIT:
             return  # another thread made room meanwhile
         oldest = list(_pinned)[: max(1, _PIN_LIMIT // 10)]
         for ident in oldest:
             stripe = detector.stripe_of(ident)
-            with detector.locks[stripe]:
+            with _Held(detector.locks[stripe]):
                 if _pinned.pop(ident, None) is not None:
                     _watched[stripe].pop(ident, None)
                     detector.forget(ident)
@@ -399,7 +559,7 @@ def _item_access(
     label = f"{info.name}[<key>]"
     if hashable:
         detail = "key " + _short_repr(key)
-        field: Hashable = ("item", key)
+        field = _item_field(key)
     else:
         detail = "(unhashable key: the whole container)"
         field = ("item", "<unhashable>")
@@ -412,6 +572,27 @@ def _item_access(
     _record(st, site, None, field, label, detail, (label, type(container).__name__), container)
     if resizes and isinstance(container, _SHAPED):
         _shape_access(st, site, container, RESIZE)
+
+
+_PLAIN_KEYS: frozenset[type] = frozenset({int, str, bytes, float, bool, complex, type(None)})
+
+
+def _item_field(key: Hashable) -> Hashable:
+    """The detector's field for ``container[key]``, *key* being hashable.
+
+    The key itself when comparing it runs no Python code (an int, a str... or a tuple of
+    those); any other key by its type and hash. Equal keys have equal hashes, so they
+    still name one location, and the detector's tables then compare only the
+    interpreter's own objects: a key's ``__eq__`` or ``__hash__`` never runs while a
+    stripe lock is held (where it could come back into the detector). The price: two
+    unequal keys of one type with the same hash share a location.
+    """
+    tp = type(key)
+    if tp in _PLAIN_KEYS:
+        return ("item", key)
+    if tp is tuple and all(type(part) in _PLAIN_KEYS for part in key):  # type: ignore[attr-defined]
+        return ("item", key)
+    return ("item", tp, hash(key))
 
 
 # The containers whose iteration fails or skips items when another thread changes
@@ -526,14 +707,19 @@ def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
 
 def _item_hook(container: Any, key: Any, site: int) -> None:
     """Record an access to ``container[key]`` unless already seen (an unhashable key
-    stands for the whole container)."""
+    stands for the whole container).
+
+    The cache holds the key's hash, not the key: looking a key up would call its
+    ``__eq__`` against the keys of other accesses, which the program never compares
+    (one that calls back into the cached code would recurse without end).
+    """
     try:
         st = _tls.s
     except AttributeError:
         st = _new_state()
     seen = st.node.seen
     try:
-        seen_key: Hashable = (site, id(container), key)
+        seen_key: Hashable = (site, id(container), hash(key))
         hit = seen_key in seen
         hashable = True
     except TypeError:
@@ -557,7 +743,7 @@ def _fermion_i(container: Any, key: Any, site: int) -> Any:
         except AttributeError:
             st = _new_state()
         try:
-            hit = (site, id(container), key) in st.node.seen
+            hit = (site, id(container), hash(key)) in st.node.seen
         except TypeError:
             hit = False
         if not hit:
@@ -573,7 +759,7 @@ def _fermion_k(container: Any, key: Any, site: int) -> Any:
         except AttributeError:
             st = _new_state()
         try:
-            hit = (site, id(container), key) in st.node.seen
+            hit = (site, id(container), hash(key)) in st.node.seen
         except TypeError:
             hit = False
         if not hit:
@@ -671,15 +857,19 @@ _foreign_released: dict[int, list[Hashable]] = {}
 
 def _released_for(holder: int, lock: Hashable) -> None:
     """Another thread released *lock* for *holder*: *holder* drops it at its next lock event."""
-    with _lock:
+    _guarded(state(), _add_foreign_release, holder, lock)
+
+
+def _add_foreign_release(st: ThreadState, holder: int, lock: Hashable) -> None:
+    with _Held(_lock):
         _foreign_released.setdefault(holder, []).append(lock)
 
 
-def _drop_foreign_releases() -> None:
-    with _lock:
-        pending = _foreign_released.pop(_thread.get_ident(), None)
+def _take_foreign_releases(st: ThreadState) -> None:
+    with _Held(_lock):
+        pending = _foreign_released.pop(st.ident, None)
     if pending:
-        counts = state().lock_counts
+        counts = st.lock_counts
         for lock in pending:
             counts.pop(lock, None)
             lock_released(lock)
@@ -692,12 +882,12 @@ def _drop_foreign_releases() -> None:
 def on_acquired(primitive: Hashable, thread: int) -> None:
     """Registry event: a checked lock was acquired by the calling thread."""
     if _enabled:
-        if _foreign_released:
-            _drop_foreign_releases()
         try:
             st: ThreadState = _tls.s
         except AttributeError:
             st = _new_state()
+        if _foreign_released:
+            _guarded(st, _take_foreign_releases)
         node = st.node
         try:
             new = node.plus[primitive]
@@ -707,9 +897,11 @@ def on_acquired(primitive: Hashable, thread: int) -> None:
                 counts[primitive] = counts[primitive] + 1 if primitive in counts else 2
                 return
             new = st.neighbour(node, primitive, True)
+        # The lock is held: in the new lockset before its caches are made (a finaliser
+        # the allocation runs is then seen holding it).
+        st.node = new
         if new.epoch != st.epoch:
             new.reset(st.epoch)
-        st.node = new
 
 
 def on_released(primitive: Hashable, thread: int) -> None:
@@ -727,7 +919,7 @@ def on_released(primitive: Hashable, thread: int) -> None:
             _released_for(thread, primitive)
             return
         if _foreign_released:
-            _drop_foreign_releases()
+            _guarded(st, _take_foreign_releases)
         counts = st.lock_counts
         if counts and primitive in counts:
             n = counts[primitive] - 1
@@ -763,30 +955,149 @@ def on_handoff_acquire(token: Hashable, thread: int) -> None:
 def handoff_release(token: Hashable) -> None:
     """What the calling thread did so far happens-before later acquires of *token*."""
     st = state()
-    detector = _detector
-    with detector.lock_for(token):
-        moved = detector.release(st.tid, token)
-    if moved:  # not when it published nothing new (RaceDetector.release)
-        st.new_epoch()
+    if st.inside or st.pending or type(token) is tuple:
+        _guarded(st, _release, token)
+        return
+    # _guarded(st, _release, token) written out for a primitive's token (every queue
+    # put and get, every event): no queued work, not a thread's start or exit.
+    global dropped
+    lock = _detector.lock_for(token)
+    st.inside = _INSIDE
+    try:
+        if not lock.acquire(True, _STUCK_AFTER):
+            dropped += 1
+            return
+        try:
+            moved = _detector.release(st.tid, token)
+        finally:
+            lock.release()
+        if moved:  # not when it published nothing new (RaceDetector.release)
+            st.new_epoch()
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
 
 
 def handoff_acquire(token: Hashable) -> None:
     """Every earlier release of *token* happens-before what the calling thread does next."""
     st = state()
-    if type(token) is tuple and len(token) == 2 and token[0] == "thread-start":
-        _adopt(st, token[1])
-    detector = _detector
-    with detector.lock_for(token):
-        moved = detector.acquire(st.tid, token)
-    if moved:  # not when the thread already knew everything the token holds
-        st.new_epoch()
+    if st.inside or st.pending or type(token) is tuple:
+        _guarded(st, _acquire, token)
+        return
+    global dropped  # as handoff_release
+    lock = _detector.lock_for(token)
+    st.inside = _INSIDE
+    try:
+        if not lock.acquire(True, _STUCK_AFTER):
+            dropped += 1
+            return
+        try:
+            moved = _detector.acquire(st.tid, token)
+        finally:
+            lock.release()
+        if moved:  # not when the thread already knew everything the token holds
+            st.new_epoch()
+    finally:
+        st.inside = _OUTSIDE
+    if st.pending:
+        _guarded(st, _nothing)
 
 
 def discard_token(token: Hashable) -> None:
     """Forget a hand-off token that will not be acquired again."""
+    _guarded(state(), _discard, token)
+
+
+def _release(st: ThreadState, token: Hashable) -> None:
     detector = _detector
-    with detector.lock_for(token):
+    thread = token[1] if _is_thread_token(token, "thread-exit") else None  # type: ignore[index]
+    if thread is not None:
+        token = _exit_key(thread)
+    with _Held(detector.lock_for(token)):
+        moved = detector.release(st.tid, token)
+    if moved:  # not when it published nothing new (RaceDetector.release)
+        st.new_epoch()
+    if thread is not None:
+        # Its last event: everything it did is in its exit token now. Whatever it runs
+        # from here on is not recorded; its id goes back once it is joined (_acquire).
+        st.inside = _RETIRED
+        st.pending.clear()
+        detector.retire(st.tid)
+        with _Held(_lock):
+            _exit_keys[id(thread)][2] = st.tid
+        if _dead_tokens:
+            _forget_dead(detector)
+
+
+def _acquire(st: ThreadState, token: Hashable) -> None:
+    starting = _is_thread_token(token, "thread-start")
+    if starting:
+        _adopt(st, token[1])  # type: ignore[index]
+    elif _is_thread_token(token, "thread-exit"):
+        entry = _exit_entry(token[1])  # type: ignore[index]
+        if entry is None:
+            return  # it has not published its exit (yet): nothing to learn
+        token = entry[1]
+    detector = _detector
+    with _Held(detector.lock_for(token)):
+        moved = detector.acquire(st.tid, token)
+        if starting:  # only the thread itself acquires its start
+            detector.discard_token(token)
+    if moved:  # not when the thread already knew everything the token holds
+        st.new_epoch()
+    if not starting and type(token) is tuple and token[0] == "thread-exit":
+        with _Held(_lock):  # the first join hands the joined thread's id back, once
+            retired, entry[2] = entry[2], None  # type: ignore[index]
+        if retired is not None:
+            detector.recycle(retired)
+
+
+def _discard(st: ThreadState, token: Hashable) -> None:
+    detector = _detector
+    with _Held(detector.lock_for(token)):
         detector.discard_token(token)
+
+
+def _is_thread_token(token: Hashable, kind: str) -> bool:
+    return type(token) is tuple and len(token) == 2 and token[0] == kind
+
+
+# A thread's exit hand-off is kept under a key of its own rather than under the token
+# (which holds the Thread object): id(thread) -> [a weak reference to the thread, the
+# key, its retired detector id until the first join hands it back], changed under
+# _lock. When the Thread object dies, its id and key go to _dead_tokens (the weak
+# reference's callback, which only appends) and the next analysis or thread exit
+# discards them (_forget_dead).
+_exit_keys: dict[int, list[Any]] = {}
+_dead_tokens: list[tuple[int, Hashable]] = []
+_exit_serials = itertools.count()
+
+
+def _exit_key(thread: threading.Thread) -> Hashable:
+    """The detector's token for *thread*'s exit, made on its first use (called guarded)."""
+    entry = _exit_entry(thread)
+    if entry is not None:
+        return entry[1]
+    ident = id(thread)
+    with _Held(_lock):
+        key = ("thread-exit", next(_exit_serials))
+
+        def died(_ref: object) -> None:
+            _dead_tokens.append((ident, key))
+
+        _exit_keys[ident] = [weakref.ref(thread, died), key, None]
+    return key
+
+
+def _exit_entry(thread: threading.Thread) -> list[Any] | None:
+    """*thread*'s entry in _exit_keys, if it published its exit."""
+    ident = id(thread)
+    if ident in _exit_keys:
+        entry = _exit_keys[ident]
+        if entry[0]() is thread:
+            return entry
+    return None
 
 
 # -- session control ------------------------------------------------------------------------
@@ -805,6 +1116,8 @@ def activate() -> None:
         _dead.clear()
         _names.clear()
         _foreign_released.clear()
+        _exit_keys.clear()
+        _dead_tokens.clear()
     _enabled = True
 
 
@@ -835,9 +1148,15 @@ def is_active() -> bool:
     return _enabled
 
 
-def thread_name(tid: int) -> str:
-    """The name the thread with detector id *tid* had when it first recorded something."""
-    return _names.get(tid, f"thread-{tid}")
+def thread_name(tid: int, tick: int = 0) -> str:
+    """The name of the thread that had detector id *tid* at clock tick *tick* (an id
+    is handed out again once its thread ended: RaceDetector.retire)."""
+    name = f"thread-{tid}"
+    for start, candidate in _names.get(tid, ()):  # not the hot path
+        if start > tick:
+            break
+        name = candidate
+    return name
 
 
 __all__ += [

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fermion.check._races import _runtime
-from fermion.check._races._detector import Race
+from fermion.check._races._detector import Access, Race
 from fermion.check._races._handoffs import RegistryListener, ThreadingPatches, lock_label
 from fermion.check._races._importer import InstrumentingFinder, patch_runpy
 from fermion.check._races._rewrite import DELETE, ITERATE, READ, RESIZE, UPDATE
@@ -159,11 +159,10 @@ _VERBS = {READ: "reads", UPDATE: "updates (read-modify-write)", DELETE: "deletes
 _SHAPE_VERBS = {ITERATE: "iterates", DELETE: "deletes from", RESIZE: "resizes"}
 
 
-def _describe(
-    race_thread: int, site: int, locks: frozenset[Any], shape: bool = False
-) -> tuple[str, Location]:
-    info = _runtime.SITES[site]
-    thread = _runtime.thread_name(race_thread)
+def _describe(access: Access, shape: bool = False) -> tuple[str, Location]:
+    info = _runtime.SITES[access.site]
+    locks = access.locks
+    thread = _runtime.thread_name(access.thread, access.clock)
     verbs, default = (_SHAPE_VERBS, "inserts into") if shape else (_VERBS, "writes")
     verb = verbs.get(info.kind, default)
     held = ", ".join(sorted(lock_label(lock) for lock in locks)) or "no lock"
@@ -177,8 +176,8 @@ def findings_of(races: Sequence[Race]) -> list[Finding]:
     for race in races:
         shape = race.detail == _runtime.SHAPE_DETAIL
         second, first = race.second, race.first
-        later, later_loc = _describe(second.thread, second.site, second.locks, shape)
-        earlier, earlier_loc = _describe(first.thread, first.site, first.locks, shape)
+        later, later_loc = _describe(second, shape)
+        earlier, earlier_loc = _describe(first, shape)
         where = f"{race.location} ({race.detail})" if race.detail else race.location
         message = (
             f"data race on {where}: {later}; {earlier}. Neither access happens-before "
