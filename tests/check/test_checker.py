@@ -780,31 +780,33 @@ def test_a_fork_while_another_thread_holds_a_lock_names_the_lock_the_holder_and_
     assert check.findings() == []
 
 
+def _drop_a_held_condition() -> None:
+    """What CPython's test_old_threading_api does: acquire a Condition and drop it."""
+    cond = fsync.Condition()
+    cond.acquire()
+    cond.cycle = cond  # type: ignore[attr-defined]  # garbage only the collector frees
+
+
+def _fork_and_wait() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_lock_only_garbage_refers_to_is_no_fork_hazard(checks: None) -> None:
     """CPython's test_old_threading_api acquires a Condition and drops it; a later test's
     fork must not report it (nothing can take it again, in the child or here)."""
     import gc
 
-    def old_api() -> None:
-        cond = fsync.Condition()
-        cond.acquire()
-        cond.cycle = cond  # type: ignore[attr-defined]  # garbage only the collector frees
-
     gc.disable()  # the collector must not free it before the fork check looks
     try:
-        old_api()
+        _drop_a_held_condition()
         assert _registry.live_holders()  # still held, by garbage
-
-        def fork() -> None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:
-                os._exit(0)
-            os.waitpid(pid, 0)
-
-        t = threading.Thread(target=fork, name="forker")
+        t = threading.Thread(target=_fork_and_wait, name="forker")
         t.start()
         t.join(WAIT)
         assert not t.is_alive()
@@ -825,11 +827,6 @@ def test_threads_forking_at_once_do_not_see_a_dropped_lock_as_held(
     it), each made it look alive to the others."""
     import gc
 
-    def old_api() -> None:
-        cond = fsync.Condition()
-        cond.acquire()
-        cond.cycle = cond  # type: ignore[attr-defined]  # garbage only the collector frees
-
     forkers = 12
     barrier = threading.Barrier(forkers)
     failures: list[BaseException] = []
@@ -837,18 +834,13 @@ def test_threads_forking_at_once_do_not_see_a_dropped_lock_as_held(
     def fork() -> None:
         try:
             barrier.wait(WAIT)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:
-                os._exit(0)
-            os.waitpid(pid, 0)
+            _fork_and_wait()
         except BaseException as exc:
             failures.append(exc)
 
     gc.disable()
     try:
-        old_api()
+        _drop_a_held_condition()
         threads = [threading.Thread(target=fork, name=f"forker-{i}") for i in range(forkers)]
         for t in threads:
             t.start()
