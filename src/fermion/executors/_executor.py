@@ -195,17 +195,15 @@ class Executor(concurrent.futures.Executor):
         iteration, raising TimeoutError; an exception raised by a call is raised when
         the iteration reaches it. Different: ``chunksize="auto"`` groups items into
         chunks sized from measured task times (1 item per chunk when a task timeout
-        or ``timeout`` applies, so that each result counts on its own).
+        applies, so that the timeout is per item). A chunk's results arrive together, so
+        with ``timeout`` a result may be held back with a slower item of its chunk; pass
+        ``chunksize=1`` for the standard library's per-result deadline (one task per
+        item costs a round trip each: slow for long maps of quick calls).
         ``buffersize`` (as in Python 3.14) reads the inputs lazily instead, at most
         that many ahead of the consumer.
         """
         deadline = None if timeout is None else time.monotonic() + _positive(timeout, "timeout")
         chunks = check_chunksize(chunksize)
-        if chunks is None and deadline is not None:
-            # With a deadline each result counts on its own, as in the standard map: a
-            # result that is ready before the deadline is yielded before TimeoutError,
-            # not held back with the rest of its chunk.
-            chunks = 1
         buffer = check_buffersize(buffersize)
         seconds = self._resolve_task_timeout(task_timeout)
         unpack = len(iterables) != 1  # one iterable: each item is the argument
