@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads
 
 from fermion import Executor
-from fermion.measure._cost import cpu_count, gil_enabled
+from fermion._costs._platform import cpu_count, gil_enabled
 
 
 def _configurations(cpus: int) -> list[tuple[str, str, int | None]]:

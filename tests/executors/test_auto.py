@@ -15,10 +15,10 @@ import measure_helpers as h
 from auto_helpers import choice_of, decide_as_if
 
 from fermion import Executor, TaskKilledError, TaskTimeoutError
+from fermion._costs._gil import GilProbe
+from fermion._costs._platform import cpu_count, gil_enabled
 from fermion.executors import _auto
 from fermion.executors._auto import AutoBackend
-from fermion.measure._cost import cpu_count, gil_enabled
-from fermion.measure._gil import GilProbe
 
 # Start-up and job length pinned so that the choice depends on the task, not on how
 # busy the test machine happens to be.

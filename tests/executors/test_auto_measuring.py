@@ -17,10 +17,10 @@ import measure_helpers as h
 from auto_helpers import auto_backend, choice_of, decide_as_if
 
 from fermion import Executor
+from fermion._costs._gil import GilProbe
+from fermion._costs._platform import cpu_count
 from fermion.executors import _auto
 from fermion.executors._auto import AutoBackend, _Meter
-from fermion.measure._cost import cpu_count
-from fermion.measure._gil import GilProbe
 
 STEADY = {"process_startup": 0.05, "expected_seconds": 5.0}
 needs_two_cores = pytest.mark.skipif(cpu_count() < 2, reason="needs two cores to measure two calls")

@@ -11,7 +11,7 @@ import measure_helpers as h
 import pytest
 
 import fermion
-from fermion.measure._gil import GilProbe, gil_enabled
+from fermion._costs._gil import GilProbe, gil_enabled
 
 needs_gil = pytest.mark.skipif(not gil_enabled(), reason="free-threaded build: no GIL to measure")
 

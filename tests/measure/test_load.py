@@ -112,7 +112,7 @@ def test_the_clock_is_read_with_the_counters_not_after_the_slow_walk(
 ) -> None:
     # Walking the process tree can take seconds on a loaded machine; the interval the
     # counters cover must not include it (a 13 s walk once made a busy section quiet).
-    from fermion.measure import _load
+    from fermion._costs import _load
 
     walked = threading.Event()
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from fermion._costs._model import predict_option, predict_speedup
 from fermion.measure import Machine, TaskCost, recommend
-from fermion.measure._model import predict_option, predict_speedup
 
 LAPTOP = Machine(cpus=2, process_startup=0.2)
 FREE_THREADED = Machine(cpus=2, gil=False, process_startup=0.2)

@@ -8,7 +8,7 @@ import measure_helpers as h
 import pytest
 
 import fermion
-from fermion.measure._cost import gil_enabled, pickle_cost
+from fermion._costs._cost import gil_enabled, pickle_cost
 
 
 def test_pure_python_is_cpu_work_that_holds_the_gil() -> None:

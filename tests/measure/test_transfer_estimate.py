@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from fermion.measure._cost import (
+from fermion._costs._cost import (
     COPY_BYTES_PER_SECOND,
     RunQueueClock,
     pickle_cost,

@@ -7,11 +7,11 @@ the CPU seconds of its own thread (``time.thread_time``), and the seconds its th
 waited for a core held by other programs (``/proc/thread-self/schedstat``, not the
 work's doing). The first call's arguments and result are costed as the processes
 backend would send them (``transfer_estimate``: large buffers by their size). Once a
-call has proved not tiny, a GIL probe runs (``fermion.measure._gil``). As soon as the
+call has proved not tiny, a GIL probe runs (``fermion._costs._gil``). As soon as the
 calls measured add up to ``measure_seconds`` (or clearly tiny calls pile up, or calls
 show mostly waiting, or a few calls clearly leave the GIL free or there is none, or
 the first call runs past ``max_measure_seconds``), the cost
-model (``fermion.measure._model``) predicts every backend's speedup, and ``auto``
+model (``fermion._costs._model``) predicts every backend's speedup, and ``auto``
 commits:
 
 - tasks too small to be worth a pool: ``serial`` (tiny calls from ``submit``, or
@@ -76,21 +76,21 @@ from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
-from fermion.errors import FermionError
-from fermion.executors._base import Backend, Task
-from fermion.executors._initializer import check_initializer
-from fermion.executors._registry import check_options, load_backend
-from fermion.executors._serial import SerialBackend
-from fermion.executors._threads import ThreadBackend
-from fermion.measure._cost import (
+from fermion._costs._cost import (
     RunQueueClock,
     cpu_count,
     gil_enabled,
     known_worker_startup,
     transfer_estimate,
 )
-from fermion.measure._gil import GilProbe
-from fermion.measure._model import Advice, Machine, Option, TaskCost, recommend
+from fermion._costs._gil import GilProbe
+from fermion._costs._model import Advice, Machine, Option, TaskCost, recommend
+from fermion.errors import FermionError
+from fermion.executors._base import Backend, Task
+from fermion.executors._initializer import check_initializer
+from fermion.executors._registry import check_options, load_backend
+from fermion.executors._serial import SerialBackend
+from fermion.executors._threads import ThreadBackend
 
 __all__ = ["AutoBackend", "AutoChoice"]
 

@@ -30,7 +30,6 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-import os
 import pickle
 import re
 import threading
@@ -44,6 +43,7 @@ from typing import Any, ClassVar
 import cloudpickle
 import psutil
 
+from fermion._costs._platform import cpu_count
 from fermion.errors import (
     DaskClusterError,
     DaskWorkerLostError,
@@ -250,7 +250,7 @@ class DaskBackend(Backend):
             )
         self._address = address
         self._owns_cluster = address is None
-        self._n_workers = workers or os.cpu_count() or 1
+        self._n_workers = workers or cpu_count()
         self._threads_per_worker = threads_per_worker
         self._restart_workers = self._owns_cluster if restart_workers is None else restart_workers
         self._connect_timeout = float(connect_timeout)

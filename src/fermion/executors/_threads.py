@@ -17,13 +17,13 @@ so the pool keeps its size.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from fermion._costs._platform import cpu_count
 from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
 from fermion.executors._base import Backend, Task
 from fermion.executors._calls import run_calls
@@ -41,11 +41,7 @@ __all__ = ["ThreadBackend", "default_thread_count"]
 
 def default_thread_count() -> int:
     """concurrent.futures' default: CPUs + 4 (I/O-bound work waits), at most 32."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return min(32, cpus + 4)
+    return min(32, cpu_count() + 4)
 
 
 class _Worker:

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
+from fermion._costs._gil import GilLoad, gil_load
+from fermion._costs._load import CpuSample, LoadMeter, MachineLoad, cpu_sample, machine_load
+from fermion._costs._model import Advice, Machine, Option, TaskCost, recommend
 from fermion.measure._advise import advise
 from fermion.measure._bench import BenchResult, BenchRun, TaskSpan, bench
-from fermion.measure._gil import GilLoad, gil_load
-from fermion.measure._load import CpuSample, LoadMeter, MachineLoad, cpu_sample, machine_load
-from fermion.measure._model import Advice, Machine, Option, TaskCost, recommend
 from fermion.measure._profile import Profile, profile
 
 __all__ = [

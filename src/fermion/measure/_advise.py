@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sized
 from dataclasses import replace
 from typing import Any
 
-from fermion.measure._model import BACKENDS, Advice, recommend
+from fermion._costs._model import BACKENDS, Advice, recommend
 from fermion.measure._profile import profile
 
 __all__ = ["advise"]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fermion._costs._platform import cpu_count
 from fermion.executors._base import describe_callable
 from fermion.executors._executor import Executor
 from fermion.executors._registry import backend_names
@@ -183,5 +184,5 @@ def bench(
         items=len(data),
         baseline=baseline,
         runs=tuple(runs),
-        cpus=os.cpu_count() or 1,
+        cpus=cpu_count(),
     )

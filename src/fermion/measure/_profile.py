@@ -15,17 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fermion._costs._cost import RunQueueClock, pickle_cost, timed_call
+from fermion._costs._gil import gil_load
+from fermion._costs._model import Machine, TaskCost, _seconds
+from fermion._costs._platform import cpu_count, free_threaded
 from fermion.executors._base import describe_callable
-from fermion.measure._cost import (
-    RunQueueClock,
-    cpu_count,
-    free_threaded,
-    pickle_cost,
-    timed_call,
-    worker_startup_seconds,
-)
-from fermion.measure._gil import gil_load
-from fermion.measure._model import Machine, TaskCost, _seconds
+from fermion.measure._startup import worker_startup_seconds
 
 __all__ = ["Profile", "profile"]
 

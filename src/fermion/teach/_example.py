@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
+from fermion._costs._platform import cpu_count, gil_enabled
 from fermion.executors import Executor
-from fermion.measure._cost import cpu_count, gil_enabled
 from fermion.teach._workloads import calibrate_primes, count_primes, wait
 
 __all__ = ["example_command"]

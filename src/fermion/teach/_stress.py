@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fermion.measure._cost import free_threaded
+from fermion._costs._platform import free_threaded
 
 __all__ = ["StressResult", "free_threaded", "stress", "stress_script"]
 

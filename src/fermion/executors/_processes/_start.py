@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from fermion._costs._platform import cpu_count
 from fermion.executors._processes import _worker
 
 __all__ = ["WorkerHandle", "default_start_method", "default_workers", "get_context", "start_worker"]
@@ -35,22 +36,7 @@ def default_start_method() -> str:
 
 def default_workers() -> int:
     """How many CPUs this process may run on (affinity and cgroup-pinned sets respected)."""
-    process_cpu_count = getattr(os, "process_cpu_count", None)  # 3.13+
-    if process_cpu_count is not None:
-        count = process_cpu_count()
-        if count:
-            return int(count)
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    try:
-        import psutil
-
-        affinity = psutil.Process().cpu_affinity()
-        if affinity:
-            return len(affinity)
-    except (ImportError, AttributeError, OSError):
-        pass
-    return os.cpu_count() or 1
+    return cpu_count()
 
 
 def get_context(start_method: str | None) -> BaseContext:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from fermion.measure._cost import cpu_count, free_threaded
+from fermion._costs._platform import cpu_count, free_threaded
 
 __all__ = ["cpu_count", "describe", "free_threaded"]
 

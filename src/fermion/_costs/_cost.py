@@ -1,22 +1,20 @@
 """Measuring primitives shared by ``profile``, ``advise``, ``bench`` and the ``auto``
-backend: timing calls, pickling cost, the machine's cores and GIL.
-
-Nothing here imports the executors (the ``auto`` backend imports this module).
-"""
+backend: timing calls, the cost of sending objects to another process, a thread's
+wait for a core, and the known start-up time of a process pool."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
+
+from fermion._costs._platform import cpu_count, free_threaded, gil_enabled
 
 __all__ = [
     "PickleCost",
@@ -26,34 +24,10 @@ __all__ = [
     "gil_enabled",
     "known_worker_startup",
     "pickle_cost",
+    "record_worker_startup",
     "timed_call",
     "transfer_estimate",
-    "worker_startup_seconds",
 ]
-
-
-def gil_enabled() -> bool:
-    """True when this interpreter runs with a GIL (always before 3.13; on a free-threaded
-    3.13t build only when an extension module switched it back on)."""
-    is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return True if is_enabled is None else bool(is_enabled())
-
-
-def cpu_count() -> int:
-    """Cores this process may run on (its affinity where the OS tells it)."""
-    process_cpu_count = getattr(os, "process_cpu_count", None)  # 3.13+
-    if process_cpu_count is not None:
-        count = process_cpu_count()
-    elif hasattr(os, "sched_getaffinity"):
-        count = len(os.sched_getaffinity(0))
-    else:
-        count = os.cpu_count()
-    return max(1, count or 1)
-
-
-def free_threaded() -> bool:
-    """True on a free-threaded build running without the GIL (3.13t)."""
-    return not gil_enabled()
 
 
 @dataclass(frozen=True)
@@ -187,7 +161,6 @@ class RunQueueClock:
             self.close()
 
 
-_startup_lock = threading.Lock()
 _startup_seconds: float | None = None
 
 
@@ -196,32 +169,10 @@ def known_worker_startup() -> float | None:
     return _startup_seconds
 
 
-def worker_startup_seconds() -> float:
-    """Seconds from creating a one-worker ``processes`` pool to its first result, measured
-    once per process (later calls return the first measurement). It includes starting
-    the forkserver when this is the first pool of the program."""
+def record_worker_startup(seconds: float) -> None:
+    """Keep a measured start-up time of a process pool, for ``auto`` and ``profile``."""
     global _startup_seconds
-    with _startup_lock:
-        if _startup_seconds is not None:
-            return _startup_seconds
-        # Imported here: the processes backend imports this module's neighbours.
-        from fermion.executors._base import Task
-        from fermion.executors._processes import ProcessBackend
-
-        started = time.perf_counter()
-        pool = ProcessBackend(workers=1)
-        try:
-            task = Task(_ready, [((), {})], batch=False)
-            pool.submit(task)
-            task.future.result(timeout=120)
-        finally:
-            pool.shutdown(wait=True)
-        _startup_seconds = time.perf_counter() - started
-        return _startup_seconds
-
-
-def _ready() -> None:
-    """What the start-up probe runs in a fresh worker: nothing."""
+    _startup_seconds = seconds
 
 
 def timed_call(

@@ -17,7 +17,6 @@ on 3.11-3.13.
 Holds shorter than the threshold go unseen, which is what we want: a NumPy loop that
 takes the GIL for microseconds between long GIL-free operations reads as low.
 
-This module imports nothing from the executors, so the ``auto`` backend can use it.
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from fermion.measure._cost import RunQueueClock, gil_enabled
+from fermion._costs._cost import RunQueueClock
+from fermion._costs._platform import gil_enabled
 
 __all__ = ["GilLoad", "GilProbe", "gil_enabled", "gil_load"]
 
