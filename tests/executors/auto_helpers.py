@@ -25,5 +25,5 @@ def decide_as_if(executor: Executor, *, gil: bool) -> AutoBackend:
     """Make ``auto`` decide as it would on a build with (or without) a GIL: the choice
     depends on the build only through the machine it hands the cost model."""
     backend = auto_backend(executor)
-    backend._machine = replace(backend._machine, gil=gil)
+    backend._policy.machine = replace(backend._policy.machine, gil=gil)
     return backend

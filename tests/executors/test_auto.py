@@ -49,10 +49,10 @@ def test_a_map_of_tiny_calls_runs_its_chunks_on_threads_without_a_gil() -> None:
     # thousands of calls, and without a GIL the chunks run in parallel.
     with Executor("auto", **STEADY) as executor:
         backend = decide_as_if(executor, gil=False)
-        assert list(executor.map(h.square, range(20_000))) == [x * x for x in range(20_000)]
+        assert list(executor.map(h.square, range(300_000))) == [x * x for x in range(300_000)]
         choice = choice_of(executor)
     assert choice.backend == "threads", str(choice)
-    assert choice.workers == backend._measuring_threads
+    assert choice.workers == backend._policy.measuring_threads
     assert backend.chosen is backend._measuring  # the measuring threads went on
     assert "free-threaded build" in choice.reason and "chunks of" in choice.reason
     assert "less than the 30 µs it costs to hand one to a worker" in choice.reason
@@ -214,4 +214,4 @@ def test_a_backend_that_cannot_start_falls_back_to_serial_and_says_so(
         assert list(executor.map(h.cpu_item, range(40))) == [h.cpu_item(x) for x in range(40)]
         choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
-    assert "the processes backend could not start" in choice.reason
+    assert "the process pool could not start" in choice.reason

@@ -153,7 +153,17 @@ class Task:
     failing item does not hide the others.
     """
 
-    __slots__ = ("batch", "calls", "first_item", "fn", "future", "id", "started_at", "timeout")
+    __slots__ = (
+        "batch",
+        "calls",
+        "first_item",
+        "fn",
+        "future",
+        "id",
+        "planned",
+        "started_at",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -164,6 +174,7 @@ class Task:
         timeout: float | None = None,
         future: Future[Any] | None = None,
         first_item: int | None = None,
+        planned: bool = False,
     ) -> None:
         if not batch and len(calls) != 1:
             raise ValueError(f"a non-batch task holds exactly one call, not {len(calls)}")
@@ -176,6 +187,9 @@ class Task:
         #: The index in the user's input of the first call (a chunk of map/imap), so
         #: that errors name the item the user passed; None for a submitted call.
         self.first_item = 0 if batch and first_item is None else first_item
+        #: A chunk whose size the chunk planner chose (it grows as calls are measured),
+        #: not one the caller fixed (``chunksize``, or one call per ``task_timeout``).
+        self.planned = planned
         #: ``time.monotonic()`` when ``start()`` marked the task running, else None.
         #: The chunk planner measures a chunk from here to its future's completion.
         self.started_at: float | None = None

@@ -13,10 +13,7 @@ Who does what:
   (``auto`` changes it when it commits to a backend). It runs in whichever thread has something to dispatch:
   the caller of ``map`` at first, then the thread completing a chunk (a done-callback).
   A flag makes it non-reentrant, so the serial backend, which runs a chunk inside
-  ``submit``, loops instead of recursing. A backend that runs tasks inside ``submit``
-  while its chunks finish in another thread (``auto`` once it chose serial, see its
-  ``runs_inline``) leaves the dispatch to the consumer, which then runs one small
-  chunk at a time and reads its results before it runs the next.
+  ``submit``, loops instead of recursing.
 - **Completion** (``_task_done``, a done-callback) records the chunk's outcomes and
   duration, counts progress, and wakes the consumer.
 
@@ -45,12 +42,6 @@ from fermion.executors._chunking import ChunkPlanner
 from fermion.executors._progress import ProgressReporter
 
 __all__ = ["ChunkedRun"]
-
-#: Most calls per chunk while the backend runs chunks in the reading thread (see
-#: ``_pump``): the consumer reads a chunk's results while they are still in the CPU's
-#: cache (20 ms of tiny calls, 200,000 results, are not: reading them costs a quarter
-#: more). Chunks of slower calls are smaller anyway.
-_INLINE_CHUNK_CALLS = 32_768
 
 #: Longest single wait of the consumer. Wake-ups come from notifications; the slice
 #: only bounds how late Ctrl-C is seen, since on some builds (free-threaded 3.13t) a
@@ -123,12 +114,8 @@ class ChunkedRun:
         task_timeout: float | None,
         progress: ProgressReporter | None,
         on_settled: Callable[[ChunkedRun], None],
-        inline: Callable[[], bool] | None = None,
     ) -> None:
         self._fn = fn
-        # True while the backend runs tasks inside ``submit`` (``auto`` once it chose
-        # serial): a chunk finishing in another thread then sends nothing, the reader does.
-        self._read_inline = inline
         self._submit = submit
         self._read_workers = workers
         self._workers = max(1, workers())
@@ -260,7 +247,7 @@ class ChunkedRun:
                 and (self._has_pending() or self._retry)
                 and not self._closed
             ):
-                # A finished chunk left the sending to the consumer (inline backend).
+                # Nothing in flight to send the rest as it completes: the consumer does.
                 return self._PUMP
             timeout = _SIGNAL_SLICE
             if deadline is not None:
@@ -335,10 +322,9 @@ class ChunkedRun:
 
     # -- dispatch -------------------------------------------------------------------
 
-    def _pump(self, *, completion: bool = False) -> None:
+    def _pump(self) -> None:
         """Send every chunk that may be sent now. Never reentrant; never holds the lock
-        while calling the backend. ``completion``: called as a chunk finished, which
-        stops once the backend runs tasks inline (the consumer sends the rest)."""
+        while calling the backend."""
         with self._lock:
             if self._pumping:
                 return
@@ -348,15 +334,10 @@ class ChunkedRun:
         try:
             while True:
                 workers = max(1, self._read_workers())  # outside the lock: the backend's
-                inline = self._read_inline is not None and self._read_inline()
                 with self._lock:
                     if workers != self._workers:
                         self._set_workers_locked(workers)
-                    # Inline, a chunk runs when sent: the consumer first reads the
-                    # results waiting for it (unless the executor is shutting down).
-                    waiting = inline and not self._flushing and self._result_waiting_locked()
-                    handed_back = completion and inline
-                    task = None if handed_back or waiting else self._next_task_locked(inline)
+                    task = self._next_task_locked()
                     if task is None:
                         self._pumping = False
                         self._pumper = None
@@ -387,7 +368,7 @@ class ChunkedRun:
         assert self._buffersize is not None
         return max(1, self._buffersize // (2 * self._workers))
 
-    def _next_task_locked(self, inline: bool = False) -> Task | None:
+    def _next_task_locked(self) -> Task | None:
         if self._closed:
             return None
         if self._retry:  # counted in flight since the split; sent first, past the limit
@@ -401,8 +382,6 @@ class ChunkedRun:
         known_end = self._exhausted or self._sealed
         remaining = pending if known_end else None
         size = self._chunksize or self._planner.next_size(remaining)
-        if inline and not self._chunksize:
-            size = min(size, _INLINE_CHUNK_CALLS)
         if pending < size and limited and not known_end and self._in_flight >= self._workers:
             return None  # wait for more inputs: workers are busy anyway
         size = min(size, pending)
@@ -411,7 +390,14 @@ class ChunkedRun:
         self._cursor += size
         calls = PositionalCalls(self._items[start : self._cursor], unpack=self._unpack)
         chunk = _Chunk(size)
-        task = Task(self._fn, calls, batch=True, timeout=self._task_timeout, first_item=self._sent)
+        task = Task(
+            self._fn,
+            calls,
+            batch=True,
+            timeout=self._task_timeout,
+            first_item=self._sent,
+            planned=not self._chunksize,
+        )
         self._sent += size
         self._tasks[task.future] = (task, chunk, None)
         if self._ordered:
@@ -459,21 +445,13 @@ class ChunkedRun:
             pump = (
                 not self._pumping and bool(self._has_pending() or self._retry) and not self._closed
             )
-            if pump and self._read_inline is not None and self._read_inline():
-                pump = False  # the consumer sends the next chunk and runs it in its thread
             settled = not pump and self._settle_locked()
         if completed and self._progress is not None:
             self._progress.advance(completed)
         if pump:
-            self._pump(completion=True)
+            self._pump()
         elif settled:
             self._on_settled(self)
-
-    def _result_waiting_locked(self) -> bool:
-        """A finished chunk is next for the consumer."""
-        if self._ordered:
-            return bool(self._order) and self._order[0].done
-        return bool(self._ready)
 
     def _chunk_done_locked(self, chunk: _Chunk) -> int:
         chunk.done = True

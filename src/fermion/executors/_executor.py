@@ -345,7 +345,6 @@ class Executor(concurrent.futures.Executor):
             task_timeout=task_timeout,
             progress=make_progress(progress, total, describe_callable(fn)),
             on_settled=self._run_settled,
-            inline=functools.partial(_runs_inline, self._backend),
         )
         with self._lock:
             self._check_open_locked()
@@ -408,12 +407,6 @@ def _discard_run(lock: threading.Lock, runs: set[ChunkedRun], run: ChunkedRun) -
 def _read_workers(backend: Backend) -> int:
     """The backend's workers now (``auto``'s change once it has chosen)."""
     return backend.workers
-
-
-def _runs_inline(backend: Backend) -> bool:
-    """Whether the backend now runs tasks inside ``submit`` from another thread's
-    completions (``auto`` once it chose serial)."""
-    return bool(getattr(backend, "runs_inline", False))
 
 
 def _release(lock: threading.Lock, runs: set[ChunkedRun], backend: Backend) -> None:

@@ -1,0 +1,513 @@
+"""What ``auto`` decides, as a plain object: events in, actions out.
+
+The ``auto`` backend (``_auto.py``) runs the first tasks in this process, on threads,
+and feeds :class:`AutoPolicy` what it sees: a task queued, a task started or finished
+with its clocks, the GIL probe's samples, the cost of sending the first call to another
+process, a process pool's workers ready, and a tick of the clock. The policy answers
+with how many tasks may run here at once (``local_slots``), whether tasks go to a
+chosen backend now (``handing_over``), when it wants the next tick (``next_tick``), and
+the actions to take (``tick``): start or stop the GIL probe, start a process pool in
+the background, drop it, commit to a backend. It reads no clock and starts no thread:
+the tests drive it with numbers.
+
+How it judges a call. Its wall time, the CPU time of its own thread, the CPU time of
+the whole process while it ran alone (so that NumPy's BLAS threads count), and the time
+its thread waited for a core other programs held (``queued``: not the call's doing,
+but a busy machine, named in the choice). Calls measured side by side share the GIL:
+time a call spent off its core next to other calls counts as its own only as far as
+the GIL probe found the GIL free.
+
+How it avoids losing. Tiny calls run one at a time (a second thread costs more than
+they do); a call that proves not tiny widens the measuring to one thread per core, with
+the GIL probe on, unless it already keeps every core busy by itself (native threads:
+more calls at once would only fight over the cores). Once enough is measured the cost
+model (``fermion._costs._model``) chooses. Processes are never waited for: the pool
+starts in the background, the work goes on here meanwhile (one call at a time when it
+holds the GIL, so the workers starting up get the other cores), and tasks move to the
+pool only once a worker is ready. If the work ends first, it simply ran here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fermion._costs._cost import PickleCost
+from fermion._costs._model import Advice, Machine, TaskCost, _seconds, recommend
+
+__all__ = [
+    "AutoPolicy",
+    "Commit",
+    "DropPool",
+    "StartPool",
+    "StartProbe",
+    "StopProbe",
+    "TaskClocks",
+]
+
+#: Calls shorter than this are "clearly tiny": no pool can win, the GIL does not matter.
+TINY_CALL = 20e-6
+#: How many tiny calls settle the question.
+TINY_CALLS = 16
+#: A first call still running after this long is not tiny: the measuring widens.
+PROBE_AFTER = 0.001
+#: Calls that settle the question when they clearly leave the GIL free, or wait.
+CLEAR_CALLS = 4
+#: Fewer GIL probe samples than this say nothing about the GIL. (Two measuring threads
+#: taking turns with the GIL leave the probe few samples, one of them on time in a gap.)
+MIN_PROBE_SAMPLES = 10
+#: Seconds of GIL probing, nearly without a sample on time, that show the GIL held:
+#: Python code holding it makes every sample wait a switch interval (5 ms), so ten
+#: samples would take 50 ms.
+CLEARLY_HELD_AFTER = 0.01
+#: Seconds to start a pool of worker processes, unless one was measured in this
+#: process already (a loaded 2-core laptop: 0.3-0.6 s; a quiet machine: less).
+DEFAULT_PROCESS_STARTUP = 0.3
+#: The measuring threads go on as the chosen pool unless more threads promise this
+#: much more: a new pool costs threads to start and tasks to hand over.
+KEEP_MEASURING_THREADS = 1.10
+#: A call running alone that keeps this share of the cores busy (its process CPU over
+#: its wall time) runs native threads of its own (BLAS): running more calls at once
+#: would only fight over the cores.
+NATIVE_THREADS_SHARE = 0.75
+#: The shortest call whose process CPU says anything about native threads (other
+#: threads' bits of work, a clock's granularity, weigh too much in shorter ones).
+NATIVE_MEASURABLE = 0.001
+#: A thread that waited for a core this share of its calls' time found the machine
+#: busy with other programs.
+BUSY_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class TaskClocks:
+    """What one task measured here: ``calls`` in it; ``wall`` seconds from its start to
+    its end; ``cpu`` seconds of its thread; ``process_cpu`` seconds of the whole process
+    over the same interval; ``queued`` seconds its thread was ready to run but waited
+    for a core (other programs, or our own threads on too few cores)."""
+
+    calls: int
+    wall: float
+    cpu: float
+    process_cpu: float
+    queued: float = 0.0
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    """Start the GIL probe (and report its samples with ``probe_samples``)."""
+
+
+@dataclass(frozen=True)
+class StopProbe:
+    """Stop the GIL probe: nothing more to learn."""
+
+
+@dataclass(frozen=True)
+class StartPool:
+    """Start a process pool of ``workers`` in the background; report ``pool_ready``."""
+
+    workers: int
+
+
+@dataclass(frozen=True)
+class DropPool:
+    """Stop the process pool started for nothing (the work ended before it was ready)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Hand every task from now on to ``backend`` with ``workers``; ``reuse``: the
+    measuring threads are that backend already."""
+
+    backend: str
+    workers: int
+    reuse: bool = False
+
+
+Action = StartProbe | StopProbe | StartPool | DropPool | Commit
+
+
+@dataclass
+class _Running:
+    started: float
+    process_cpu: float  # the process's CPU clock at the start
+    alone: bool  # no other task ran at any moment of it so far
+
+
+class AutoPolicy:
+    """The measuring and the choice of ``auto`` (see the module doc).
+
+    ``machine``: cores, GIL, process start-up. ``workers``: the pool size the user
+    fixed (None: the model chooses). ``measuring_threads``: threads available here.
+    ``measure_seconds``: seconds of calls to measure before choosing;
+    ``max_measure_seconds``: choose by then even if no call has returned;
+    ``expected_seconds``: how much work to assume follows.
+    """
+
+    def __init__(
+        self,
+        machine: Machine,
+        *,
+        measuring_threads: int,
+        workers: int | None = None,
+        measure_seconds: float = 0.05,
+        max_measure_seconds: float = 0.25,
+        expected_seconds: float = 1.0,
+    ) -> None:
+        self.machine = machine
+        self.measuring_threads = measuring_threads
+        self.workers = workers
+        self.measure_seconds = measure_seconds
+        self.max_measure_seconds = max_measure_seconds
+        self.expected_seconds = expected_seconds
+        # What is known of the calls.
+        self.calls = 0
+        self.wall = 0.0  # seconds of the calls as they ran, waits for a core excluded
+        self.cpu = 0.0  # CPU seconds of the calls, native threads included when known
+        self.off_core_alone = 0.0  # seconds off the core while no other call ran
+        self.off_core_shared = 0.0  # seconds off the core next to other calls (the GIL?)
+        self.queued = 0.0  # seconds the measuring threads waited for a core
+        self.native_busy = 0.0  # most cores a call kept busy running alone
+        self.transfer = PickleCost(0, 0.0)
+        self.probe_samples = 0
+        self.probe_late = 0
+        self.probe_seconds = 0.0
+        self.probe_interval = 0.0
+        self.probing = False
+        self.tasks_queued = 0
+        self.queued_calls = 0  # calls queued and not yet finished
+        self.planned_batches = 0  # a map's chunks, sized as calls are measured
+        self.batches = 0  # a map's chunks of a size the caller fixed
+        self.batch_calls = (0, 0)  # fewest and most calls of those
+        self.running: dict[Any, _Running] = {}
+        # What was decided.
+        self.widened = False
+        self.advice: Advice | None = None
+        self.cost: TaskCost | None = None
+        self.reason = ""
+        self.pool_workers = 0  # a process pool starting (0: none)
+        self.committed: Commit | None = None
+        self._due = False  # enough is measured: the next tick decides
+        # (seconds, process CPU seconds, calls running) of calls still running at the
+        # deadline, when none had returned
+        self._partial: tuple[float, float, int] | None = None
+        self._actions: list[Action] = []
+
+    # -- what the backend asks --------------------------------------------------------
+
+    @property
+    def local_slots(self) -> int:
+        """How many tasks may run in this process at once now."""
+        if self.committed is not None:
+            return 0
+        if self.advice is not None:  # a process pool is starting
+            return 1 if self._gil_bound() else self.measuring_threads
+        return self.measuring_threads if self.widened else 1
+
+    @property
+    def handing_over(self) -> bool:
+        """Tasks go to the committed backend from now on."""
+        return self.committed is not None
+
+    @property
+    def decided(self) -> bool:
+        return self.advice is not None
+
+    @property
+    def wants_tick(self) -> bool:
+        """Something is due now: call ``tick``."""
+        return bool(self._due or self._actions)
+
+    def next_tick(self) -> float | None:
+        """When the next ``tick`` is wanted (the clock the events use), or None."""
+        if self.advice is not None or not self.running:
+            return None
+        started = min(r.started for r in self.running.values())
+        wake = started + self.max_measure_seconds
+        if not self.widened and not self._tiny():
+            wake = min(wake, started + PROBE_AFTER)
+        return wake
+
+    # -- events -----------------------------------------------------------------------
+
+    def task_queued(self, calls: int, *, batch: bool, planned: bool = False) -> None:
+        """A task of ``calls`` was queued: from ``submit`` (not ``batch``), or a map's
+        chunk, ``planned`` when its size grows with what is measured."""
+        self.tasks_queued += 1
+        self.queued_calls += calls
+        if planned:
+            self.planned_batches += 1
+        elif batch:
+            fewest, most = self.batch_calls
+            self.batch_calls = (min(fewest, calls) if self.batches else calls, max(most, calls))
+            self.batches += 1
+
+    def task_dropped(self, calls: int) -> None:
+        """A queued task will not run (cancelled)."""
+        self.queued_calls = max(0, self.queued_calls - calls)
+
+    def task_started(self, key: Any, now: float, process_cpu: float) -> None:
+        alone = not self.running
+        for other in self.running.values():
+            other.alone = False
+        self.running[key] = _Running(now, process_cpu, alone)
+        # A call that proved not tiny widens the measuring: the calls that follow may
+        # run long and run side by side.
+        if self.calls and not self._tiny() and self.advice is None:
+            self._widen()
+
+    def task_finished(self, key: Any, clocks: TaskClocks) -> None:
+        mine = self.running.pop(key, None)
+        self.queued_calls = max(0, self.queued_calls - clocks.calls)
+        if mine is None or self.advice is not None:
+            return
+        alone = mine.alone
+        wall = max(clocks.wall - clocks.queued, 0.0)  # another program's use of a core
+        cpu = min(clocks.cpu, wall)  # one thread's CPU clock reads more for tiny calls
+        off_core = max(0.0, clocks.wall - clocks.cpu - clocks.queued)
+        if alone and clocks.wall >= NATIVE_MEASURABLE:
+            busy = clocks.process_cpu / clocks.wall
+            self.native_busy = max(self.native_busy, busy)
+            if clocks.process_cpu > 1.25 * clocks.cpu + 1e-4:
+                # Native threads computed too: count their CPU as the call's.
+                cpu = clocks.process_cpu
+                off_core = max(0.0, wall - cpu)
+        self.calls += clocks.calls
+        self.wall += wall
+        self.cpu += cpu
+        self.queued += clocks.queued
+        if alone:
+            self.off_core_alone += off_core
+        else:
+            self.off_core_shared += off_core
+        if (
+            self.wall >= self.measure_seconds
+            or (self.calls >= TINY_CALLS and self._tiny())
+            or self._waiting()
+            or self._gil_free()
+            or self._native_parallel()
+        ):
+            self._due = True
+
+    def first_transfer(self, cost: PickleCost) -> None:
+        """The cost of sending the first call (function and arguments) or its result."""
+        self.transfer = PickleCost(
+            self.transfer.size + cost.size,
+            self.transfer.seconds + cost.seconds,
+            self.transfer.error or cost.error,
+        )
+
+    def probe_update(self, samples: int, late: int, seconds: float, interval: float) -> None:
+        """The GIL probe's samples so far, over ``seconds`` of sleeps of ``interval``."""
+        self.probe_samples, self.probe_late = samples, late
+        self.probe_seconds, self.probe_interval = seconds, interval
+        if self.advice is None and self._gil_clearly_held():
+            self._due = True
+
+    def pool_ready(self) -> None:
+        """A worker of the process pool is ready: the tasks move there."""
+        if self.committed is None and self.pool_workers:
+            self._commit(Commit("processes", self.pool_workers))
+
+    def pool_failed(self, why: str) -> None:
+        """The process pool could not start: the work goes on here, one call at a time."""
+        if self.committed is None and self.pool_workers:
+            self.pool_workers = 0
+            self.reason += f"; but the process pool could not start ({why}), so the work runs here"
+            self._commit(Commit("serial", 1))
+
+    def finished_early(self) -> list[Action]:
+        """No work is left and the executor shuts down: a pool still starting was for
+        nothing."""
+        actions = self._take_actions()
+        if self.committed is None and self.pool_workers:
+            self.pool_workers = 0
+            self.reason += (
+                "; the work ended before the process pool was ready, so it all ran in this process"
+            )
+            actions.append(DropPool())
+        if self.probing:
+            self.probing = False
+            actions.append(StopProbe())
+        return actions
+
+    def tick(self, now: float, process_cpu: float) -> list[Action]:
+        """Decide what is due at ``now`` (the process's CPU clock reads ``process_cpu``)."""
+        if self.advice is None and self.running:
+            first = min(self.running.values(), key=lambda r: r.started)
+            elapsed = now - first.started
+            if not self.widened and not self._tiny() and elapsed >= PROBE_AFTER:
+                if first.alone and elapsed >= NATIVE_MEASURABLE:
+                    busy = (process_cpu - first.process_cpu) / elapsed
+                    self.native_busy = max(self.native_busy, busy)
+                if not self._native_parallel():
+                    self._widen()
+            if elapsed >= self.max_measure_seconds:
+                self._due = True
+                self._partial = (elapsed, process_cpu - first.process_cpu, len(self.running))
+        if self._due and self.advice is None:
+            self._decide()
+        return self._take_actions()
+
+    # -- the findings -----------------------------------------------------------------
+
+    def _tiny(self) -> bool:
+        return self.calls > 0 and self.wall / self.calls < TINY_CALL
+
+    def _gil_held(self) -> float:
+        """The share of the time the GIL was held, as far as the probe can tell."""
+        if not self.machine.gil:
+            return 0.0
+        if self.probe_samples >= MIN_PROBE_SAMPLES and not self._gil_clearly_held():
+            return self.probe_late / self.probe_samples
+        return 1.0  # too few samples to tell: assume Python code holds the GIL
+
+    def _gil_bound(self) -> bool:
+        return self.machine.gil and (self.cost.gil_held if self.cost else 1.0) >= 0.5
+
+    def _call_wall(self, held: float) -> float:
+        """Seconds of all calls as each would take alone: their CPU, the time they
+        waited alone, and the share of their waiting next to others that was not the
+        GIL's (a call waiting for the GIL held by another call waits for that call)."""
+        return self.cpu + self.off_core_alone + self.off_core_shared * (1.0 - held)
+
+    def _waiting(self) -> bool:
+        """Calls, 10 ms in all, mostly spent waiting (I/O, sleep)."""
+        if self.calls < 2 or self.wall < 0.01:
+            return False
+        return self.cpu < 0.25 * self._call_wall(self._gil_held())
+
+    def _gil_free(self) -> bool:
+        """A few calls, 10 ms in all, that clearly leave the GIL free (or there is none)."""
+        if self.calls < CLEAR_CALLS or self.wall < 0.01:
+            return False
+        if not self.machine.gil:
+            return True
+        return (
+            self.probe_samples >= MIN_PROBE_SAMPLES and self.probe_late <= 0.2 * self.probe_samples
+        )
+
+    def _gil_clearly_held(self) -> bool:
+        """Computing calls next to which the probe, 10 ms long, was nearly never on
+        time: Python code holding the GIL, no need to wait for ten samples."""
+        if not self.machine.gil or not self.calls or self.probe_seconds < CLEARLY_HELD_AFTER:
+            return False
+        on_time = (self.probe_samples - self.probe_late) * self.probe_interval
+        return on_time < 0.25 * self.probe_seconds and self.cpu >= 0.75 * self.wall
+
+    def _native_parallel(self) -> bool:
+        """A call alone already kept most cores busy (native threads)."""
+        return (
+            self.machine.cpus > 1 and self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus
+        )
+
+    def busy_share(self) -> float:
+        """Share of the measured calls' time their threads waited for a core."""
+        total = self.wall + self.queued
+        return self.queued / total if total > 0 else 0.0
+
+    def measured_cost(self) -> TaskCost:
+        held = self._gil_held()
+        partial = self._partial
+        if self.calls:
+            wall = self._call_wall(held) / self.calls
+            cpu = self.cpu / self.calls
+        elif partial is not None:  # the first calls were still running at the deadline
+            elapsed, process_cpu, running = partial
+            wall = elapsed
+            cpu = process_cpu / max(running, 1)
+        else:
+            wall = cpu = 0.0
+        wall = max(wall, 0.0)
+        return TaskCost(
+            wall=wall,
+            cpu=min(max(cpu, 0.0), wall * self.machine.cpus),
+            gil_held=min(max(held, 0.0), 1.0),
+            transfer=self.transfer.seconds,
+            transfer_bytes=self.transfer.size,
+            picklable=self.transfer.ok,
+        )
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _widen(self) -> None:
+        if self.widened:
+            return
+        self.widened = True
+        if self.machine.gil and not self.probing:
+            self.probing = True
+            self._actions.append(StartProbe())
+
+    def _chunksize(self) -> int | None:
+        """How many calls a pool would be handed at once: 1 for ``submit``; None (the
+        model sizes them) for a map's planned chunks; the size the caller fixed."""
+        if self.planned_batches:
+            return None
+        if not self.batches:
+            return 1
+        fewest, most = self.batch_calls
+        return most if fewest == most else None
+
+    def advise(self, cost: TaskCost) -> Advice:
+        """What the model recommends for the work measured so far."""
+        expected = int(self.expected_seconds / cost.wall) if cost.wall > 0 else 0
+        items = max(1, self.calls + self.queued_calls, expected)
+        chunksize = self._chunksize()
+        machine = self.machine
+        if self._native_parallel():
+            # Each call keeps the cores busy already: no pool runs two faster.
+            machine = replace(machine, cpus=1)
+        advice = recommend(cost, machine, items, workers=self.workers, chunksize=chunksize)
+        if (
+            advice.backend == "threads"
+            and advice.workers != self.measuring_threads
+            and self.workers is None
+        ):
+            measuring = recommend(
+                cost,
+                machine,
+                items,
+                workers=self.measuring_threads,
+                chunksize=chunksize,
+                backends=("threads",),
+            )
+            if measuring.speedup * KEEP_MEASURING_THREADS >= advice.speedup:
+                advice = replace(measuring, options=advice.options)
+        return advice
+
+    def _decide(self) -> None:
+        self._due = False
+        cost = self.cost = self.measured_cost()
+        advice = self.advice = self.advise(cost)
+        if self.calls:
+            measured = f"measured {self.calls} call{'s' if self.calls != 1 else ''}"
+        else:
+            measured = f"the first call was still running after {_seconds(cost.wall)}"
+        findings = [measured]
+        if self._native_parallel():
+            findings.append(
+                f"one call alone kept {self.native_busy:.1f} of {self.machine.cpus} cores busy "
+                "(native threads, e.g. BLAS)"
+            )
+        self.reason = f"{'; '.join(findings)}: {advice.reason}"
+        if self.probing:
+            self.probing = False
+            self._actions.append(StopProbe())
+        if advice.backend == "processes":
+            self.pool_workers = advice.workers
+            self.reason += "; the pool starts in the background while the work runs here"
+            self._actions.append(StartPool(advice.workers))
+        elif advice.backend == "threads":
+            self._commit(
+                Commit("threads", advice.workers, reuse=advice.workers == self.measuring_threads)
+            )
+        else:
+            self._commit(Commit("serial", 1))
+
+    def _commit(self, commit: Commit) -> None:
+        self.committed = commit
+        self._actions.append(commit)
+
+    def _take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions

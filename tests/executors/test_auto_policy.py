@@ -1,0 +1,170 @@
+"""The decisions of ``auto``, driven with numbers: no threads, no clocks, no pools."""
+
+from __future__ import annotations
+
+import pytest
+
+from fermion._costs._cost import PickleCost
+from fermion._costs._model import Machine
+from fermion.executors._auto_policy import (
+    PROBE_AFTER,
+    AutoPolicy,
+    Commit,
+    DropPool,
+    StartPool,
+    StartProbe,
+    StopProbe,
+    TaskClocks,
+)
+
+TWO_CORES = Machine(cpus=2, gil=True, process_startup=0.05)
+NO_GIL = Machine(cpus=2, gil=False, process_startup=0.05)
+
+
+def _policy(machine: Machine = TWO_CORES, **options: float) -> AutoPolicy:
+    options.setdefault("expected_seconds", 5.0)
+    return AutoPolicy(machine, measuring_threads=machine.cpus, **options)  # type: ignore[arg-type]
+
+
+def _run(
+    policy: AutoPolicy,
+    key: int,
+    start: float,
+    *,
+    wall: float,
+    cpu: float,
+    process_cpu: float | None = None,
+    queued: float = 0.0,
+    calls: int = 1,
+) -> None:
+    policy.task_queued(calls, batch=False)
+    policy.task_started(key, start, process_cpu=start)
+    policy.task_finished(
+        key,
+        TaskClocks(calls, wall, cpu, process_cpu if process_cpu is not None else cpu, queued),
+    )
+
+
+def test_tiny_calls_run_one_at_a_time_and_settle_on_serial() -> None:
+    policy = _policy()
+    assert policy.local_slots == 1
+    for key in range(20):
+        _run(policy, key, key * 1e-5, wall=2e-6, cpu=2e-6)
+    assert policy.local_slots == 1 and not policy.widened  # tiny: never a second thread
+    actions = policy.tick(1.0, 0.0)
+    assert actions == [Commit("serial", 1)]
+    assert "less than" in policy.reason
+    assert policy.local_slots == 0 and policy.handing_over
+
+
+def test_a_first_call_that_runs_long_widens_and_starts_the_probe() -> None:
+    policy = _policy()
+    policy.task_queued(1, batch=False)
+    policy.task_started("a", 0.0, process_cpu=0.0)
+    assert policy.next_tick() == pytest.approx(PROBE_AFTER)
+    assert policy.tick(PROBE_AFTER / 2, 0.0) == []
+    actions = policy.tick(PROBE_AFTER * 2, PROBE_AFTER * 2)  # one core busy: Python code
+    assert actions == [StartProbe()]
+    assert policy.local_slots == 2
+
+
+def test_a_first_call_that_keeps_every_core_busy_is_not_run_twice_at_once() -> None:
+    # BLAS on both cores: the process's CPU clock runs twice as fast as the wall clock.
+    policy = _policy()
+    policy.task_queued(1, batch=False)
+    policy.task_started("a", 0.0, process_cpu=0.0)
+    assert policy.tick(0.002, 0.004) == []
+    assert not policy.widened and policy.local_slots == 1
+    policy.task_finished("a", TaskClocks(1, 0.06, 0.01, 0.12))
+    actions = policy.tick(0.1, 0.12)
+    assert actions == [Commit("serial", 1)]
+    assert "native threads" in policy.reason
+    assert policy.measured_cost().cpu == pytest.approx(0.12)  # the BLAS threads counted
+
+
+def test_python_code_holding_the_gil_starts_a_pool_and_works_on_until_it_is_ready() -> None:
+    policy = _policy()
+    _run(policy, 0, 0.0, wall=0.01, cpu=0.01)
+    policy.task_queued(1, batch=False)
+    policy.task_started(1, 0.01, process_cpu=0.01)  # proved not tiny: widened
+    assert policy.widened
+    policy.probe_update(samples=3, late=3, seconds=0.02, interval=0.0005)  # clearly held
+    policy.task_finished(1, TaskClocks(1, 0.01, 0.01, 0.01))
+    policy.first_transfer(PickleCost(100, 1e-5))
+    actions = policy.tick(0.03, 0.02)
+    assert actions == [StartProbe(), StopProbe(), StartPool(2)]
+    assert "holds the GIL" in policy.reason and "in the background" in policy.reason
+    assert policy.local_slots == 1  # one call at a time here: the workers start up meanwhile
+    assert not policy.handing_over
+    policy.pool_ready()
+    assert policy.tick(0.3, 0.3) == [Commit("processes", 2)]
+    assert policy.handing_over and policy.local_slots == 0
+
+
+def test_work_that_ends_before_the_pool_is_ready_drops_it_and_says_so() -> None:
+    policy = _policy()
+    policy.pool_workers = 2  # as after a StartPool
+    policy.advice = object()  # type: ignore[assignment]
+    assert policy.finished_early() == [DropPool()]
+    assert "ended before the process pool was ready" in policy.reason
+
+
+def test_a_pool_that_cannot_start_leaves_the_work_here() -> None:
+    policy = _policy()
+    policy.pool_workers = 2
+    policy.pool_failed("OSError: no more processes")
+    assert policy.tick(1.0, 1.0) == [Commit("serial", 1)]
+    assert "could not start (OSError: no more processes)" in policy.reason
+
+
+def test_waiting_calls_go_to_many_threads() -> None:
+    policy = _policy()
+    for key in range(4):
+        _run(policy, key, key * 0.02, wall=0.02, cpu=0.0002)
+    policy.probe_update(samples=100, late=1, seconds=0.06, interval=0.0005)
+    *_, commit = policy.tick(0.1, 0.001)
+    assert isinstance(commit, Commit) and commit.backend == "threads" and commit.workers > 2
+    assert "waits" in policy.reason
+
+
+def test_without_a_gil_computing_calls_go_on_on_the_measuring_threads() -> None:
+    policy = _policy(NO_GIL)
+    for key in range(4):
+        _run(policy, key, key * 0.01, wall=0.01, cpu=0.01)
+    assert policy.tick(0.05, 0.04) == [Commit("threads", 2, reuse=True)]
+
+
+def test_time_spent_waiting_for_a_core_is_not_the_calls_and_is_reported() -> None:
+    policy = _policy()
+    for key in range(10):
+        _run(policy, key, key * 0.02, wall=0.02, cpu=0.01, queued=0.01)
+    assert policy.measured_cost().wall == pytest.approx(0.01)
+    assert policy.busy_share() == pytest.approx(0.5)
+
+
+def test_a_deadline_decides_on_a_first_call_that_never_returns() -> None:
+    policy = _policy(max_measure_seconds=0.25)
+    policy.task_queued(1, batch=False)
+    policy.task_started("a", 0.0, process_cpu=0.0)
+    policy.tick(0.002, 0.0)  # widened; sleeping, no CPU
+    policy.probe_update(samples=400, late=0, seconds=0.24, interval=0.0005)  # GIL free
+    assert policy.next_tick() == pytest.approx(0.25)
+    actions = policy.tick(0.25, 0.0)
+    commit = actions[-1]
+    assert isinstance(commit, Commit) and commit.backend == "threads" and commit.workers > 2
+    assert policy.reason.startswith("the first call was still running after 250 ms")
+
+
+def test_a_maps_planned_chunks_leave_the_chunk_size_to_the_model() -> None:
+    policy = _policy(NO_GIL)
+    for key in range(20):
+        policy.task_queued(1000, batch=True, planned=True)
+        policy.task_started(key, key * 1e-4, process_cpu=0.0)
+        policy.task_finished(key, TaskClocks(1000, 5e-4, 5e-4, 5e-4))
+    assert policy.tick(1.0, 1.0) == [Commit("threads", 2, reuse=True)]
+    fixed = _policy(NO_GIL)
+    for key in range(20):
+        fixed.task_queued(1, batch=True)  # chunksize=1: each call handed over alone
+        fixed.task_started(key, key * 1e-4, process_cpu=0.0)
+        fixed.task_finished(key, TaskClocks(1, 5e-8, 5e-8, 5e-8))
+    assert fixed.tick(1.0, 1.0) == [Commit("serial", 1)]
