@@ -9,9 +9,11 @@ the machine's drift falls on all of them alike; the median, not the best, so tha
 lucky run does not decide. Reports seconds, auto's choice, and the ratios the goals
 are about:
 
-- auto / best fixed backend  (goal: at most 1.10)
-- auto / serial              (goal: at most 1.05 where serial is best; auto must never
-                              be more than 5% slower than serial)
+- auto / best fixed backend  (goal: at most 1.10, or at most 3 ms more)
+- auto / serial              (goal: never more than 5% (plus 3 ms) slower than serial)
+
+Workloads marked ``+hog`` run with another program spinning on one core all along;
+``slow_import`` runs in a fresh interpreter per run (its main module is slow to import).
 
 ``--plot FILE.png`` draws it: one group of bars per workload, one bar per configuration,
 each the time relative to the best fixed backend (auto hatched), with the 1.10 goal line.
@@ -53,16 +55,42 @@ def _configurations(cpus: int) -> list[tuple[str, str, int | None]]:
     ]
 
 
-def _time(backend: str, workers: int | None, fn: Any, items: list[Any]) -> tuple[float, str]:
+def _time(
+    backend: str, workers: int | None, workload: workloads.Workload, items: list[Any]
+) -> tuple[float, str]:
+    if workload.script:
+        seconds, choice_text = workloads.run_script(backend, workers, items)
+        return seconds, choice_text if backend == "auto" else ""
     started = time.perf_counter()
     with Executor(backend, workers) as executor:
-        for _ in executor.map(fn, items):
+        for _ in executor.map(workload.fn, items):
             pass
     seconds = time.perf_counter() - started
     choice = getattr(executor.backend, "choice", None)
     if backend != "auto":
         return seconds, ""
-    return seconds, "still measuring" if choice is None else f"{choice.backend} x{choice.workers}"
+    if choice is None:
+        return seconds, "still measuring"
+    text = f"{choice.backend} x{choice.workers}"
+    if not choice.handed_over:
+        text += " (ran here)"
+    if choice.busy:
+        text += " [busy]"
+    return seconds, text
+
+
+#: auto may take at most this much longer than the best fixed backend ...
+GOAL = 1.10
+#: ... or this many seconds longer (millisecond jobs) ...
+SLACK = 0.003
+#: ... and never more than this much longer than serial (plus ``SLACK``).
+SERIAL_GOAL = 1.05
+
+
+def meets_goals(auto: float, best: float, serial: float) -> bool:
+    """The goals of issue 15: near the best fixed backend, never clearly behind serial."""
+    near_best = auto <= GOAL * best or auto <= best + SLACK
+    return near_best and auto <= SERIAL_GOAL * serial + SLACK
 
 
 #: Short workloads get more rounds, up to this many, so that each configuration runs
@@ -79,7 +107,7 @@ def _rounds(repeat: int, serial_seconds: float) -> int:
 
 def _timed_rounds(
     configurations: list[tuple[str, str, int | None]],
-    fn: Any,
+    workload: workloads.Workload,
     items: list[Any],
     repeat: int,
     extend: bool,
@@ -100,7 +128,7 @@ def _timed_rounds(
     while done < rounds:
         shift = done % len(configurations)
         for label, backend, count in configurations[shift:] + configurations[:shift]:
-            seconds, choice = _time(backend, count, fn, items)
+            seconds, choice = _time(backend, count, workload, items)
             times[label].append(seconds)
             if choice:
                 choices.append(choice)
@@ -124,9 +152,9 @@ def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
     for workload in workloads.WORKLOADS:
         if only and workload.name not in only:
             continue
-        with workloads.prepared(workload, quick=quick) as items:
+        with workloads.prepared(workload, quick=quick) as items, workloads.cpu_hog(workload.hog):
             runs, choices, rounds = _timed_rounds(
-                _configurations(cpus), workload.fn, items, repeat, extend=not quick
+                _configurations(cpus), workload, items, repeat, extend=not quick
             )
         times = {label: statistics.median(seconds) for label, seconds in runs.items()}
         fixed = {k: v for k, v in times.items() if k != "auto"}
@@ -143,9 +171,7 @@ def run(quick: bool, repeat: int, only: set[str] | None) -> dict[str, Any]:
             "auto_vs_best": times["auto"] / fixed[best_label],
             "auto_vs_serial": times["auto"] / times["serial"],
         }
-        row["ok"] = (row["auto_vs_best"] <= 1.10 and row["auto_vs_serial"] <= 1.05) or (
-            row["auto_vs_best"] <= 1.10 and best_label != "serial"
-        )
+        row["ok"] = meets_goals(times["auto"], fixed[best_label], times["serial"])
         rows.append(row)
         print(_line(row), flush=True)
     return {
@@ -189,10 +215,6 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['auto_vs_best']:.2f} | {row['auto_vs_serial']:.2f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-#: auto may take at most this much longer than the best fixed backend.
-GOAL = 1.10
 
 
 def figure(report: dict[str, Any]) -> Any:

@@ -12,12 +12,29 @@ it by name) plus the list of items, sized to take about ``seconds`` serially.
   build, which run the map's chunks of thousands of calls in parallel).
 - ``large_args``  square roots of a 4 MB array passed as the argument, summed:
   pickling the array costs more than the work -> threads (or serial).
+
+Shapes the six above miss (issue 15), each unlike what ``auto`` was tuned on:
+
+- ``slow_import`` a ~0.5 s pure-Python job in a script whose main module takes 0.7 s
+  to import (as real scripts do: build a table, read some files): every worker
+  process imports it again, so processes start late -> serial.
+- ``blas``        matrix products whose BLAS already uses every core -> serial.
+- ``ms_files``    reading and hashing 40 small files: a few ms in all.
+- ``ms_array``    16 reductions of one 8 MB array, the array passed each time.
+- ``big_list``    pure Python over a 50,000-float list passed as the argument:
+  pickling it is a tenth of the work.
+- ``mixed``       pure Python, one call in ten 40 ms, the rest 0.5 ms.
+- ``*+hog``       ``python_cpu`` and ``numpy`` with another program spinning on one
+  core beside them all along.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +77,23 @@ def array_sum(array: Any) -> float:
     return float(np.sqrt(array).sum())
 
 
+def matmul(seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    a = rng.random((700, 700))
+    return float((a @ a).trace())
+
+
+def list_sum(values: list[float]) -> float:
+    total = 0.0
+    for value in values:
+        total += value * value
+    return total
+
+
+def spin_or_nap(iterations: int) -> int:
+    return spin(iterations)
+
+
 def calibrate_spin(seconds: float) -> int:
     """Iterations of ``spin`` that take about ``seconds`` on this machine."""
     iterations = 20_000
@@ -74,12 +108,18 @@ def calibrate_spin(seconds: float) -> int:
 
 @dataclass(frozen=True)
 class Workload:
-    """A function, how to build its items, and the backend expected to suit it."""
+    """A function, how to build its items, and the backend expected to suit it.
+
+    ``hog``: another program spins on one core while it runs. ``script``: the job runs
+    as the main module of a fresh interpreter (``slow_main.py``), so that worker
+    processes import that module as real scripts' workers do."""
 
     name: str
     fn: Callable[[Any], Any]
     build: Callable[[bool, str], list[Any]]  # (quick, scratch directory) -> items
     suits: str
+    hog: bool = False
+    script: bool = False
 
 
 def _python_cpu(quick: bool, scratch: str) -> list[int]:
@@ -115,6 +155,40 @@ def _large(quick: bool, scratch: str) -> list[Any]:
     return arrays * (2 if quick else 32)
 
 
+def _blas(quick: bool, scratch: str) -> list[int]:
+    return list(range(4 if quick else 40))
+
+
+def _small_files(quick: bool, scratch: str) -> list[str]:
+    paths = []
+    for index in range(40):
+        path = os.path.join(scratch, f"small-{index}.bin")
+        with open(path, "wb") as file:
+            file.write(os.urandom(4096))
+        paths.append(path)
+    return paths
+
+
+def _one_array(quick: bool, scratch: str) -> list[Any]:
+    array = np.random.default_rng(0).random(1_000_000)  # 8 MB
+    return [array] * 16
+
+
+def _big_lists(quick: bool, scratch: str) -> list[list[float]]:
+    values = list(np.random.default_rng(0).random(50_000))
+    return [values] * (4 if quick else 60)
+
+
+def _mixed(quick: bool, scratch: str) -> list[int]:
+    short, long = calibrate_spin(0.0005), calibrate_spin(0.04)
+    count = 20 if quick else 300
+    return [long if index % 10 == 0 else short for index in range(count)]
+
+
+def _slow_import(quick: bool, scratch: str) -> list[int]:
+    return [calibrate_spin(0.02)] * (5 if quick else 25)
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload("python_cpu", spin, _python_cpu, "processes (threads on 3.13t)"),
     Workload("numpy", sort_random, _numpy, "threads"),
@@ -122,7 +196,42 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("file_read", hash_file, _files, "threads"),
     Workload("tiny", square, _tiny, "serial (threads on 3.13t)"),
     Workload("large_args", array_sum, _large, "threads or serial"),
+    Workload("slow_import", spin, _slow_import, "serial", script=True),
+    Workload("blas", matmul, _blas, "serial (BLAS uses the cores)"),
+    Workload("ms_files", hash_file, _small_files, "serial or threads"),
+    Workload("ms_array", array_sum, _one_array, "serial or threads"),
+    Workload("big_list", list_sum, _big_lists, "processes (threads on 3.13t)"),
+    Workload("mixed", spin, _mixed, "processes (threads on 3.13t)"),
+    Workload("python_cpu+hog", spin, _python_cpu, "processes (threads on 3.13t)", hog=True),
+    Workload("numpy+hog", sort_random, _numpy, "threads", hog=True),
 )
+
+
+@contextmanager
+def cpu_hog(active: bool) -> Iterator[None]:
+    """Another program spinning on one core while the block runs (if ``active``)."""
+    if not active:
+        yield
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # running before the first timing
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+SLOW_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_main.py")
+
+
+def run_script(backend: str, workers: int | None, items: list[Any]) -> tuple[float, str]:
+    """Seconds of ``slow_main.py``'s job on ``backend`` (its own interpreter), and the
+    choice ``auto`` reported."""
+    command = [sys.executable, SLOW_MAIN, backend, str(workers or 0), json.dumps(items)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(report["seconds"]), str(report["choice"])
 
 
 @contextmanager

@@ -49,7 +49,9 @@ def test_a_map_of_tiny_calls_runs_its_chunks_on_threads_without_a_gil() -> None:
     # thousands of calls, and without a GIL the chunks run in parallel.
     with Executor("auto", **STEADY) as executor:
         backend = decide_as_if(executor, gil=False)
-        assert list(executor.map(h.square, range(300_000))) == [x * x for x in range(300_000)]
+        # 2,000,000 calls: 0.1 s of work in all, worth two threads without a GIL.
+        n = 2_000_000
+        assert list(executor.map(h.square, range(n))) == [x * x for x in range(n)]
         choice = choice_of(executor)
     assert choice.backend == "threads", str(choice)
     assert choice.workers == backend._policy.measuring_threads
@@ -105,8 +107,11 @@ def test_waiting_tasks_run_on_threads() -> None:
 @pytest.mark.slow
 def test_python_cpu_tasks_run_on_processes_or_free_threads() -> None:
     expected = "processes" if gil_enabled() else "threads"
+    # Submitted calls: the work to come is not known, so auto assumes STEADY's 5 s (a
+    # map of 30 such items would be known to take 0.1 s: serial).
     with Executor("auto", **STEADY) as executor:
-        assert list(executor.map(h.cpu_item, range(30))) == [h.cpu_item(x) for x in range(30)]
+        futures = [executor.submit(h.cpu_item, x) for x in range(30)]
+        assert [f.result(timeout=60) for f in futures] == [h.cpu_item(x) for x in range(30)]
         choice = choice_of(executor)
     assert choice.backend == expected, str(choice)
     assert choice.calls >= 1 and choice.cost.wall > 0
@@ -211,7 +216,8 @@ def test_a_backend_that_cannot_start_falls_back_to_serial_and_says_so(
     with Executor(
         "auto", processes_options={"start_method": "no-such-method"}, **STEADY
     ) as executor:
-        assert list(executor.map(h.cpu_item, range(40))) == [h.cpu_item(x) for x in range(40)]
+        futures = [executor.submit(h.cpu_item, x) for x in range(40)]
+        assert [f.result(timeout=60) for f in futures] == [h.cpu_item(x) for x in range(40)]
         choice = choice_of(executor)
     assert choice.backend == "serial", str(choice)
     assert "the process pool could not start" in choice.reason

@@ -92,7 +92,7 @@ def test_python_code_holding_the_gil_starts_a_pool_and_works_on_until_it_is_read
     policy.task_finished(1, TaskClocks(1, 0.01, 0.01, 0.01))
     policy.first_transfer(PickleCost(100, 1e-5))
     actions = policy.tick(0.03, 0.02)
-    assert actions == [StartProbe(), StopProbe(), StartPool(2)]
+    assert actions == [StartProbe(), StopProbe(), StartPool(2, starting=1)]
     assert "holds the GIL" in policy.reason and "in the background" in policy.reason
     assert policy.local_slots == 1  # one call at a time here: the workers start up meanwhile
     assert not policy.handing_over

@@ -19,6 +19,7 @@ from fermion._costs._platform import cpu_count, free_threaded, gil_enabled
 __all__ = [
     "PickleCost",
     "RunQueueClock",
+    "call_transfer_estimate",
     "cpu_count",
     "free_threaded",
     "gil_enabled",
@@ -88,6 +89,34 @@ def transfer_estimate(obj: Any) -> PickleCost:
             size += view.nbytes
             seconds += 2 * view.nbytes / COPY_BYTES_PER_SECOND
     return PickleCost(size, seconds)
+
+
+#: Containers longer than this are costed on a prefix of this many items, scaled.
+SAMPLE_ITEMS = 512
+
+
+def call_transfer_estimate(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PickleCost:
+    """What sending one call (the function and its arguments) to another process costs,
+    each argument costed apart: a list or tuple of more than ``SAMPLE_ITEMS`` items on
+    a prefix of them, scaled to its length. Pickling a list of 50,000 NumPy floats
+    whole takes longer than many calls of a function: ``auto`` estimates while the work
+    runs, and the estimate must not compete with it."""
+    parts = [fn, *args, *kwargs.values()]
+    size, seconds, error = 0, 0.0, None
+    for part in parts:
+        cost = _sampled(part)
+        size += cost.size
+        seconds += cost.seconds
+        error = error or cost.error
+    return PickleCost(size, seconds, error)
+
+
+def _sampled(obj: Any) -> PickleCost:
+    if isinstance(obj, list | tuple) and len(obj) > SAMPLE_ITEMS:
+        cost = transfer_estimate(obj[:SAMPLE_ITEMS])
+        scale = len(obj) / SAMPLE_ITEMS
+        return PickleCost(int(cost.size * scale), cost.seconds * scale, cost.error)
+    return transfer_estimate(obj)
 
 
 @functools.cache

@@ -149,7 +149,8 @@ class Advice:
 
     def __str__(self) -> str:
         plural = "s" if self.workers != 1 else ""
-        lines = [] if self.profile is None else [str(self.profile), ""]
+        # The profile's numbers, not its own verdict: the reasons below are the verdict.
+        lines = [] if self.profile is None else [self.profile.describe(verdict=False), ""]
         lines += [
             f"Recommended: backend={self.backend!r}, workers={self.workers}, "
             f"chunksize={self.chunksize} (predicted {self.speedup:.2f}x over serial "

@@ -24,6 +24,7 @@ measured ran entirely here.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -32,7 +33,11 @@ from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
-from fermion._costs._cost import RunQueueClock, known_worker_startup, transfer_estimate
+from fermion._costs._cost import (
+    RunQueueClock,
+    call_transfer_estimate,
+    known_worker_startup,
+)
 from fermion._costs._gil import GilProbe
 from fermion._costs._load import CpuSample, LoadMeter, MachineLoad, own_cpu_sample
 from fermion._costs._model import Advice, Machine, Option, TaskCost
@@ -63,8 +68,15 @@ PROBE_INTERVAL = 0.0005
 #: The shortest measuring whose machine load says anything (the kernel's per-core
 #: counters tick every 10 ms); shorter ones rest on the run-queue clocks alone.
 LOAD_MEASURABLE = 0.1
+#: The GIL's switch interval while a process pool starts (see ``_SwitchInterval``).
+POOL_START_SWITCH_INTERVAL = 0.0005
 #: How often the driver reads the GIL probe's samples while it runs.
 PROBE_READ = 0.005
+
+
+def _sampled_result(value: Any) -> Any:
+    """The cost of sending a call's result back, sampled as its arguments are."""
+    return call_transfer_estimate(None, (value,), {})
 
 
 def _nothing() -> None:
@@ -106,6 +118,34 @@ class AutoChoice:
         return f"auto chose {self.backend} with {self.workers} worker{plural}: {self.reason}"
 
 
+class _SwitchInterval:
+    """The GIL's switch interval, shortened while a process pool starts.
+
+    Starting a worker takes the pool's thread in this process many turns with the GIL,
+    and next to a call holding it each turn waits a switch interval (5 ms): a worker
+    took 0.3-0.4 s to start next to Python code measured here, against 0.1 s alone.
+    The interval goes back to what it was once the first worker is ready (or the pool
+    is dropped), unless someone else changed it meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._saved: float | None = None
+
+    def shorten(self) -> None:
+        with self._lock:
+            if self._saved is None:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, POOL_START_SWITCH_INTERVAL))
+
+    def restore(self) -> None:
+        with self._lock:
+            saved, self._saved = self._saved, None
+            if saved is not None and sys.getswitchinterval() == min(
+                saved, POOL_START_SWITCH_INTERVAL
+            ):
+                sys.setswitchinterval(saved)
+
+
 class _ThreadClocks(threading.local):
     """Each measuring thread's run-queue clock, created on first use; it closes its
     file when its thread ends."""
@@ -137,6 +177,7 @@ class _MeasuredTask(Task):
             first_item=original.first_item,
             planned=original.planned,
         )
+        self.left = original.left
         self.id = original.id  # error messages name the task the user knows
         self.original = original
         self.owner = owner
@@ -263,6 +304,7 @@ class AutoBackend(Backend):
         self._first_result: list[Any] = []  # the first call's value, once known
         self._transfers_done = 0  # 1: the first call's arguments costed; 2: its result too
         self._load = LoadMeter(sampler=self._cpu_sample)
+        self._switch = _SwitchInterval()
 
     # -- what users see -------------------------------------------------------------------
 
@@ -319,7 +361,9 @@ class AutoBackend(Backend):
             chosen = self._chosen
             if chosen is None:
                 self._queue.append(task)
-                self._policy.task_queued(len(task.calls), batch=task.batch, planned=task.planned)
+                self._policy.task_queued(
+                    len(task.calls), batch=task.batch, planned=task.planned, left=task.left
+                )
                 if self._first_call is None and task.calls:
                     args, kwargs = task.calls[0]
                     self._first_call = (task.fn, args, kwargs)
@@ -487,7 +531,7 @@ class AutoBackend(Backend):
             if not self._transfer_due_locked():
                 return
             what: Any = self._first_call if self._transfers_done == 0 else self._first_result[0]
-        cost = transfer_estimate(what)
+        cost = call_transfer_estimate(*what) if self._transfers_done == 0 else _sampled_result(what)
         with self._lock:
             self._transfers_done += 1
             self._policy.first_transfer(cost)
@@ -508,7 +552,7 @@ class AutoBackend(Backend):
                 self._stop_probe()
             elif isinstance(action, StartPool):
                 self._record_choice(handed_over=False)
-                self._start_pool(action.workers)
+                self._start_pool(action.workers, action.starting)
             elif isinstance(action, Commit):
                 self._commit(action)
             elif isinstance(action, DropPool):
@@ -568,17 +612,21 @@ class AutoBackend(Backend):
             self._choice = choice
             self._changed.notify_all()
 
-    def _start_pool(self, workers: int) -> None:
-        """Start a process pool in the background; its first ready worker commits."""
+    def _start_pool(self, workers: int, starting: int) -> None:
+        """Start a process pool in the background with ``starting`` of its ``workers``;
+        its first ready worker commits, and the rest start then."""
+        if self._policy.machine.gil:
+            self._switch.shorten()
         try:
             backend_cls = load_backend("processes")
-            pool = cast(Any, backend_cls)(workers=workers, **self._options["processes"])
-            warmups = [Task(_nothing, [((), {})], batch=False) for _ in range(workers)]
+            pool = cast(Any, backend_cls)(workers=starting, **self._options["processes"])
+            warmups = [Task(_nothing, [((), {})], batch=False) for _ in range(starting)]
             with self._lock:
                 self._pool = pool
             for warmup in warmups:
                 pool.submit(warmup)
         except Exception as exc:
+            self._switch.restore()
             with self._changed:
                 self._policy.pool_failed(f"{type(exc).__name__}: {exc}")
                 self._changed.notify_all()
@@ -586,6 +634,7 @@ class AutoBackend(Backend):
         warmups[0].future.add_done_callback(self._pool_answered)
 
     def _pool_answered(self, future: Future[Any]) -> None:
+        self._switch.restore()
         if future.cancelled():
             return  # dropped: the work ended first
         error = future.exception()
@@ -609,6 +658,8 @@ class AutoBackend(Backend):
         try:
             if commit.backend == "processes" and pool is not None:
                 chosen, pool = pool, None
+                if chosen.workers < commit.workers:  # the core the work here used is free now
+                    cast(Any, chosen).grow(commit.workers)  # a ProcessBackend
             elif commit.reuse:
                 chosen = self._measuring
             else:
@@ -648,11 +699,15 @@ class AutoBackend(Backend):
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            terminate = getattr(pool, "terminate", None)
-            if callable(terminate):
-                terminate("the work ended before the pool was ready")
-            else:
-                pool.shutdown(wait=False, cancel_futures=True)
+            # In a thread of its own: a worker still starting may hold the pool's thread
+            # until its main module is imported (seconds, for some scripts), and the
+            # work it was started for is done. Not a daemon: the interpreter's exit
+            # waits for the workers to be gone.
+            threading.Thread(
+                target=cast(Any, pool).terminate,
+                args=("the work ended before the pool was ready",),
+                name="fermion-auto-drop-pool",
+            ).start()
             self._record_choice(handed_over=False)
 
     # -- the end ------------------------------------------------------------------------------
@@ -676,6 +731,7 @@ class AutoBackend(Backend):
         self._carry_out(actions)
         self._stop_probe()
         self._drop_pool()
+        self._switch.restore()
         if chosen is not None:
             chosen.shutdown(wait=wait, cancel_futures=cancel_futures)
         if chosen is not self._measuring:

@@ -17,8 +17,8 @@ but a busy machine, named in the choice). Calls measured side by side share the 
 time a call spent off its core next to other calls counts as its own only as far as
 the GIL probe found the GIL free.
 
-How it avoids losing. Tiny calls run one at a time (a second thread costs more than
-they do); a call that proves not tiny widens the measuring to one thread per core, with
+How it avoids losing. Small calls run one at a time (a second thread costs more than
+they gain); a call that proves not small widens the measuring to one thread per core, with
 the GIL probe on, unless it already keeps every core busy by itself (native threads:
 more calls at once would only fight over the cores). Once enough is measured the cost
 model (``fermion._costs._model``) chooses. Processes are never waited for: the pool
@@ -47,7 +47,10 @@ __all__ = [
 
 #: Calls shorter than this are "clearly tiny": no pool can win, the GIL does not matter.
 TINY_CALL = 20e-6
-#: How many tiny calls settle the question.
+#: Calls shorter than this run on one thread while measured: a second thread costs
+#: more to start (0.1-0.5 ms) than such calls gain from it in a short job.
+SMALL_CALL = 200e-6
+#: How many tiny (or small) calls settle the question.
 TINY_CALLS = 16
 #: A first call still running after this long is not tiny: the measuring widens.
 PROBE_AFTER = 0.001
@@ -60,6 +63,9 @@ MIN_PROBE_SAMPLES = 10
 #: Python code holding it makes every sample wait a switch interval (5 ms), so ten
 #: samples would take 50 ms.
 CLEARLY_HELD_AFTER = 0.01
+#: Measuring ends, on the calls finished by then, this many ``measure_seconds`` after
+#: the first task started (a map's chunks may hold many calls, known only at its end).
+WINDOW = 2.0
 #: Seconds to start a pool of worker processes, unless one was measured in this
 #: process already (a loaded 2-core laptop: 0.3-0.6 s; a quiet machine: less).
 DEFAULT_PROCESS_STARTUP = 0.3
@@ -104,9 +110,12 @@ class StopProbe:
 
 @dataclass(frozen=True)
 class StartPool:
-    """Start a process pool of ``workers`` in the background; report ``pool_ready``."""
+    """Start a process pool for ``workers`` in the background with ``starting`` of them
+    (one short when a call runs here meanwhile, so that it keeps its core; the rest
+    start on the commit); report ``pool_ready``."""
 
     workers: int
+    starting: int
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,9 @@ class AutoPolicy:
         self.planned_batches = 0  # a map's chunks, sized as calls are measured
         self.batches = 0  # a map's chunks of a size the caller fixed
         self.batch_calls = (0, 0)  # fewest and most calls of those
+        self.left: int | None = None  # calls still to come, where a map's input tells
         self.running: dict[Any, _Running] = {}
+        self.since: float | None = None  # when the first task started
         # What was decided.
         self.widened = False
         self.advice: Advice | None = None
@@ -224,16 +235,22 @@ class AutoPolicy:
             return None
         started = min(r.started for r in self.running.values())
         wake = started + self.max_measure_seconds
-        if not self.widened and not self._tiny():
+        if not self.widened and not self._small():
             wake = min(wake, started + PROBE_AFTER)
+        if self.calls and self.since is not None:
+            wake = min(wake, self.since + WINDOW * self.measure_seconds)
         return wake
 
     # -- events -----------------------------------------------------------------------
 
-    def task_queued(self, calls: int, *, batch: bool, planned: bool = False) -> None:
+    def task_queued(
+        self, calls: int, *, batch: bool, planned: bool = False, left: int | None = None
+    ) -> None:
         """A task of ``calls`` was queued: from ``submit`` (not ``batch``), or a map's
-        chunk, ``planned`` when its size grows with what is measured."""
+        chunk, ``planned`` when its size grows with what is measured, ``left``: the
+        calls of its map still to come, where the input's length tells."""
         self.tasks_queued += 1
+        self.left = left
         self.queued_calls += calls
         if planned:
             self.planned_batches += 1
@@ -247,13 +264,15 @@ class AutoPolicy:
         self.queued_calls = max(0, self.queued_calls - calls)
 
     def task_started(self, key: Any, now: float, process_cpu: float) -> None:
+        if self.since is None:
+            self.since = now
         alone = not self.running
         for other in self.running.values():
             other.alone = False
         self.running[key] = _Running(now, process_cpu, alone)
         # A call that proved not tiny widens the measuring: the calls that follow may
         # run long and run side by side.
-        if self.calls and not self._tiny() and self.advice is None:
+        if self.calls and not self._small() and self.advice is None:
             self._widen()
 
     def task_finished(self, key: Any, clocks: TaskClocks) -> None:
@@ -282,7 +301,7 @@ class AutoPolicy:
             self.off_core_shared += off_core
         if (
             self.wall >= self.measure_seconds
-            or (self.calls >= TINY_CALLS and self._tiny())
+            or (self.calls >= TINY_CALLS and self._small())
             or self._waiting()
             or self._gil_free()
             or self._native_parallel()
@@ -336,12 +355,19 @@ class AutoPolicy:
         if self.advice is None and self.running:
             first = min(self.running.values(), key=lambda r: r.started)
             elapsed = now - first.started
-            if not self.widened and not self._tiny() and elapsed >= PROBE_AFTER:
+            if not self.widened and not self._small() and elapsed >= PROBE_AFTER:
                 if first.alone and elapsed >= NATIVE_MEASURABLE:
                     busy = (process_cpu - first.process_cpu) / elapsed
                     self.native_busy = max(self.native_busy, busy)
                 if not self._native_parallel():
                     self._widen()
+            # A map's chunk may run long, its calls known only at its end: measuring
+            # also ends by the clock, on the calls finished so far.
+            window_over = (
+                self.since is not None and now - self.since >= WINDOW * self.measure_seconds
+            )
+            if self.calls and window_over:
+                self._due = True
             if elapsed >= self.max_measure_seconds:
                 self._due = True
                 self._partial = (elapsed, process_cpu - first.process_cpu, len(self.running))
@@ -353,6 +379,9 @@ class AutoPolicy:
 
     def _tiny(self) -> bool:
         return self.calls > 0 and self.wall / self.calls < TINY_CALL
+
+    def _small(self) -> bool:
+        return self.calls > 0 and self.wall / self.calls < SMALL_CALL
 
     def _gil_held(self) -> float:
         """The share of the time the GIL was held, as far as the probe can tell."""
@@ -450,8 +479,11 @@ class AutoPolicy:
 
     def advise(self, cost: TaskCost) -> Advice:
         """What the model recommends for the work measured so far."""
-        expected = int(self.expected_seconds / cost.wall) if cost.wall > 0 else 0
-        items = max(1, self.calls + self.queued_calls, expected)
+        if self.left is not None:  # a map whose input has a length: the work is known
+            items = max(1, self.calls + self.queued_calls + self.left)
+        else:  # assume the work goes on for ``expected_seconds`` at least
+            expected = int(self.expected_seconds / cost.wall) if cost.wall > 0 else 0
+            items = max(1, self.calls + self.queued_calls, expected)
         chunksize = self._chunksize()
         machine = self.machine
         if self._native_parallel():
@@ -496,7 +528,9 @@ class AutoPolicy:
         if advice.backend == "processes":
             self.pool_workers = advice.workers
             self.reason += "; the pool starts in the background while the work runs here"
-            self._actions.append(StartPool(advice.workers))
+            here = 1 if self._gil_bound() else 0  # the calls running here meanwhile
+            starting = max(1, min(advice.workers, self.machine.cpus - here))
+            self._actions.append(StartPool(advice.workers, starting))
         elif advice.backend == "threads":
             self._commit(
                 Commit("threads", advice.workers, reuse=advice.workers == self.measuring_threads)

@@ -160,6 +160,7 @@ class Task:
         "fn",
         "future",
         "id",
+        "left",
         "planned",
         "started_at",
         "timeout",
@@ -190,6 +191,9 @@ class Task:
         #: A chunk whose size the chunk planner chose (it grows as calls are measured),
         #: not one the caller fixed (``chunksize``, or one call per ``task_timeout``).
         self.planned = planned
+        #: Calls of the same map still to be handed over after this chunk, where the
+        #: input's length is known (``auto`` judges the work left by it); else None.
+        self.left: int | None = None
         #: ``time.monotonic()`` when ``start()`` marked the task running, else None.
         #: The chunk planner measures a chunk from here to its future's completion.
         self.started_at: float | None = None

@@ -114,8 +114,10 @@ class ChunkedRun:
         task_timeout: float | None,
         progress: ProgressReporter | None,
         on_settled: Callable[[ChunkedRun], None],
+        total: int | None = None,
     ) -> None:
         self._fn = fn
+        self._total = total  # the inputs' count, when the caller's iterable has a length
         self._submit = submit
         self._read_workers = workers
         self._workers = max(1, workers())
@@ -399,6 +401,10 @@ class ChunkedRun:
             planned=not self._chunksize,
         )
         self._sent += size
+        if self._total is not None:
+            task.left = max(0, self._total - self._sent)
+        elif known_end:
+            task.left = pending - size
         self._tasks[task.future] = (task, chunk, None)
         if self._ordered:
             self._order.append(chunk)

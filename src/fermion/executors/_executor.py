@@ -344,6 +344,7 @@ class Executor(concurrent.futures.Executor):
             buffersize=buffersize,
             task_timeout=task_timeout,
             progress=make_progress(progress, total, describe_callable(fn)),
+            total=total,
             on_settled=self._run_settled,
         )
         with self._lock:

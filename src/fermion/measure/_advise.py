@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sized
 from dataclasses import replace
 from typing import Any
 
+from fermion._costs._load import LoadMeter
 from fermion._costs._model import BACKENDS, Advice, recommend
 from fermion.measure._profile import profile
 
@@ -41,9 +42,14 @@ def advise(
             f"fermion.advise needs at least one item to profile {getattr(fn, '__name__', fn)!r} on; "
             "got an empty iterable"
         )
+    meter = LoadMeter()
+    meter.start()
     measured = profile(fn, first)
+    load = meter.stop()
     advice = recommend(measured.cost, measured.machine(), count, workers=workers, backends=backends)
     reasons = list(advice.reasons)
+    if load.busy:
+        reasons.insert(0, f"while profiling, {load.describe()}")
     if measured.thread_speedup is not None and measured.cost.wall >= 1e-4:
         reasons.insert(
             1,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fermion._costs._load import LoadMeter, MachineLoad
 from fermion._costs._platform import cpu_count
 from fermion.executors._base import describe_callable
 from fermion.executors._executor import Executor
@@ -57,6 +58,8 @@ class BenchResult:
     baseline: float
     runs: tuple[BenchRun, ...]
     cpus: int
+    #: What other programs took of the cores during the whole benchmark.
+    load: MachineLoad | None = None
 
     def table(self) -> str:
         lines = [
@@ -71,6 +74,8 @@ class BenchResult:
         for run in self.runs:
             if run.reason:
                 lines.append(f"auto with {run.workers}: {run.reason}")
+        if self.load is not None:
+            lines.append(f"machine: {self.load.describe()}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -168,6 +173,8 @@ def bench(
     data = list(items)
     if not data:
         raise ValueError("bench needs at least one item; got an empty iterable")
+    meter = LoadMeter()
+    meter.start()
     baseline, marks, _, _ = _run(fn, data, "serial", 1)
     runs = []
     if "serial" in backends:
@@ -185,4 +192,5 @@ def bench(
         baseline=baseline,
         runs=tuple(runs),
         cpus=cpu_count(),
+        load=meter.stop(),
     )

@@ -108,6 +108,10 @@ class Profile:
         )
 
     def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, *, verdict: bool = True) -> str:
+        """The table of measurements; ``verdict``: with the one-line conclusion."""
         kinds = {
             "io": "mostly waiting (I/O, sleep): threads overlap it",
             "cpu-gil": "computing Python code that holds the GIL: only processes run it in parallel",
@@ -137,8 +141,9 @@ class Profile:
             ("arguments", arguments),
             ("result", result),
             ("worker start", startup),
-            ("verdict", kinds[self.kind]),
         ]
+        if verdict:
+            rows.append(("verdict", kinds[self.kind]))
         if self.machine_busy >= 0.1:
             rows.append(
                 (

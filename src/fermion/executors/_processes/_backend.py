@@ -118,6 +118,12 @@ class ProcessBackend(Backend):
         Returns False if the task is not running (pending, done, or unknown)."""
         return self._pool.kill(task)
 
+    def grow(self, workers: int) -> None:
+        """Run ``workers`` workers from now on: the ones missing start now (``auto``
+        starts a pool one worker short while it works here, and grows it once it hands
+        the work over)."""
+        self._pool.grow(_positive_int("workers", workers))
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait, cancel_futures)
 

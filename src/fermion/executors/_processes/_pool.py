@@ -104,6 +104,16 @@ class ProcessPool:
         self._wake()
         return bool(reply.wait(timeout=30.0))
 
+    def grow(self, size: int) -> None:
+        """Keep ``size`` workers from now on (more than now: the new ones start)."""
+        with self._lock:
+            if not self._accepting:
+                return
+            self._inbox.append(("grow", size))
+            if self._thread is None:
+                self._start_thread()
+        self._wake()
+
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         with self._lock:
             self._accepting = False
@@ -200,6 +210,8 @@ class ProcessPool:
                 state.shutdown(command[1])
             elif kind == "terminate":
                 state.terminate(command[1])
+            elif kind == "grow":
+                state.size = max(state.size, command[1])
 
     def _run(self) -> None:
         state = self.state
