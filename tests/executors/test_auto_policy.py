@@ -168,3 +168,25 @@ def test_a_maps_planned_chunks_leave_the_chunk_size_to_the_model() -> None:
         fixed.task_started(key, key * 1e-4, process_cpu=0.0)
         fixed.task_finished(key, TaskClocks(1, 5e-8, 5e-8, 5e-8))
     assert fixed.tick(1.0, 1.0) == [Commit("serial", 1)]
+
+
+def test_a_map_of_known_length_is_judged_by_the_work_left_not_by_a_guess() -> None:
+    # 25 calls of 20 ms of Python: 0.5 s in all, too little to pay for a pool that takes
+    # 0.3 s to start, whatever expected_seconds assumes.
+    machine = Machine(cpus=2, gil=True, process_startup=0.3)
+    short = _policy(machine)
+    long = _policy(machine)
+    for policy, left in ((short, 20), (long, 2000)):
+        for key in range(5):
+            policy.task_queued(1, batch=True, planned=True, left=left - key)
+            policy.task_started(key, key * 0.02, process_cpu=0.0)
+            policy.probe_update(samples=2, late=2, seconds=0.05, interval=0.0005)
+            policy.task_finished(key, TaskClocks(1, 0.02, 0.02, 0.02))
+    assert short.tick(0.2, 0.1)[-1] == Commit("serial", 1)
+    assert isinstance(long.tick(0.2, 0.1)[-1], StartPool)
+
+
+def test_a_busy_machine_is_named_by_the_share_of_time_spent_waiting_for_a_core() -> None:
+    policy = _policy()
+    _run(policy, 0, 0.0, wall=0.01, cpu=0.006, queued=0.004)
+    assert policy.busy_share() == pytest.approx(0.4)

@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 import fermion
+from fermion._costs._load import MachineLoad
 from fermion.cli import main
+from fermion.measure import _advise
 
 
 def test_sleeping_function_is_advised_threads() -> None:
@@ -59,3 +61,24 @@ def test_advise_command_usage_errors(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+class _BusyMeter:
+    """A LoadMeter that found another program on one of two cores."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> MachineLoad:
+        return MachineLoad(cores=2, wall=1.0, busy_cpu=2.0, own_cpu=1.0)
+
+
+def test_advice_on_a_busy_machine_says_so_first_and_gives_one_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_advise, "LoadMeter", _BusyMeter)
+    advice = fermion.advise(h.square, range(100))
+    assert advice.reasons[0].startswith("while profiling, another program used 1.0 of 2 cores")
+    text = str(advice)
+    assert "verdict" not in text  # the reasons are the one verdict
+    assert "Recommended:" in text

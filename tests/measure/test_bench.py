@@ -103,3 +103,16 @@ def test_bench_command_usage_errors(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["bench", "measure_helpers:square", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_the_table_says_when_other_programs_took_the_cores() -> None:
+    from dataclasses import replace
+
+    from fermion.measure import MachineLoad
+
+    result = bench(h.square, range(50), backends=("serial",), workers=(1,))
+    assert result.load is not None  # measured over the whole benchmark
+    busy = replace(result, load=MachineLoad(cores=2, wall=1.0, busy_cpu=2.0, own_cpu=1.0))
+    assert "machine: another program used 1.0 of 2 cores meanwhile" in busy.table()
+    quiet = replace(result, load=MachineLoad(cores=2, wall=1.0, busy_cpu=1.05, own_cpu=1.0))
+    assert "machine: quiet machine" in quiet.table()

@@ -44,6 +44,7 @@ from fermion._costs._model import Advice, Machine, Option, TaskCost
 from fermion._costs._platform import cpu_count, gil_enabled
 from fermion.errors import FermionError
 from fermion.executors._auto_policy import (
+    BUSY_SHARE,
     DEFAULT_PROCESS_STARTUP,
     Action,
     AutoPolicy,
@@ -111,7 +112,7 @@ class AutoChoice:
     @property
     def busy(self) -> bool:
         """Other programs took enough of the cores to lower what was measured."""
-        return (self.load is not None and self.load.busy) or self.waited >= 0.1
+        return (self.load is not None and self.load.busy) or self.waited >= BUSY_SHARE
 
     def __str__(self) -> str:
         plural = "s" if self.workers != 1 else ""
@@ -590,7 +591,7 @@ class AutoBackend(Backend):
         waited = policy.busy_share()
         if load is not None and load.busy:
             reason += f"; {load.describe()}"
-        elif waited >= 0.1:
+        elif waited >= BUSY_SHARE:
             reason += (
                 f"; the measured calls waited {waited:.0%} of their time for a core "
                 "held by other programs: the timings are slower than this machine can give"

@@ -71,7 +71,7 @@ WINDOW = 2.0
 DEFAULT_PROCESS_STARTUP = 0.3
 #: The measuring threads go on as the chosen pool unless more threads promise this
 #: much more: a new pool costs threads to start and tasks to hand over.
-KEEP_MEASURING_THREADS = 1.10
+KEEP_MEASURING_THREADS = 1.5
 #: A call running alone that keeps this share of the cores busy (its process CPU over
 #: its wall time) runs native threads of its own (BLAS): running more calls at once
 #: would only fight over the cores.
