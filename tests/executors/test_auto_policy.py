@@ -54,7 +54,7 @@ def test_tiny_calls_run_one_at_a_time_and_settle_on_serial() -> None:
     actions = policy.tick(1.0, 0.0)
     assert actions == [Commit("serial", 1)]
     assert "less than" in policy.reason
-    assert policy.local_slots == 0 and policy.handing_over
+    assert policy.local_slots == 1 and not policy.handing_over  # serial: here, one at a time
 
 
 def test_a_first_call_that_runs_long_widens_and_starts_the_probe() -> None:

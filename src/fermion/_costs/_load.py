@@ -155,25 +155,28 @@ def _tree_seconds(process: psutil.Process) -> float:
 
 def cpu_sample(process: psutil.Process | None = None) -> CpuSample:
     """Read the counters now: this process's cores, and this process tree."""
-    cores = _my_cores()
     # The clock and the machine's counters are read together; the walk over this
     # process tree comes after, as it can take long on a loaded machine (every process's
     # parent is read), and a slow walk must not stretch the interval the counters cover.
+    wall, cores, busy = _cores_busy()
+    own = _tree_seconds(process or psutil.Process())
+    return CpuSample(wall, cores, busy, own)
+
+
+def _cores_busy() -> tuple[float, int, float]:
+    """(monotonic clock, cores this process may use, CPU seconds every program spent
+    on them), read together."""
+    cores = _my_cores()
     wall = time.monotonic()
     per_core = psutil.cpu_times(percpu=True)
-    busy = sum(_busy_seconds(per_core[i]) for i in cores if i < len(per_core))
-    own = _tree_seconds(process or psutil.Process())
-    return CpuSample(wall, len(cores), busy, own)
+    return wall, len(cores), sum(_busy_seconds(per_core[i]) for i in cores if i < len(per_core))
 
 
 def own_cpu_sample(worker_pids: Iterable[int] = ()) -> CpuSample:
     """Like :func:`cpu_sample`, but this process tree is this process (and its reaped
     children) plus the ``worker_pids`` it knows: no walk over every process of the
     machine, which costs milliseconds (the ``auto`` backend samples while work runs)."""
-    cores = _my_cores()
-    wall = time.monotonic()
-    per_core = psutil.cpu_times(percpu=True)
-    busy = sum(_busy_seconds(per_core[i]) for i in cores if i < len(per_core))
+    wall, cores, busy = _cores_busy()
     mine = os.times()
     own = mine.user + mine.system + mine.children_user + mine.children_system
     for pid in worker_pids:
@@ -182,7 +185,7 @@ def own_cpu_sample(worker_pids: Iterable[int] = ()) -> CpuSample:
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
         own += t.user + t.system
-    return CpuSample(wall, len(cores), busy, own)
+    return CpuSample(wall, cores, busy, own)
 
 
 class LoadMeter:

@@ -44,7 +44,6 @@ from fermion._costs._model import Advice, Machine, Option, TaskCost
 from fermion._costs._platform import cpu_count, gil_enabled
 from fermion.errors import FermionError
 from fermion.executors._auto_policy import (
-    BUSY_SHARE,
     DEFAULT_PROCESS_STARTUP,
     Action,
     AutoPolicy,
@@ -92,8 +91,9 @@ class AutoChoice:
     words. ``cost``: the measured cost of one call, and ``calls`` how many calls it
     rests on (0 when the first call was still running at the deadline). ``options``:
     the predicted speedup of each backend's best worker count. ``load``: what other
-    programs took of the cores while it measured (None where unknown); ``waited``:
-    the share of the measured calls' time their threads waited for a core.
+    programs took of the cores while it measured (None where unknown, or measured too
+    briefly); ``waited``: the share of the measured calls' time their threads waited
+    for a core (held by other programs, or by this program's own threads).
     ``handed_over``: the tasks went to the chosen backend (False while a process pool
     starts, and for good if the work ended before it was ready: it all ran here).
     """
@@ -112,7 +112,7 @@ class AutoChoice:
     @property
     def busy(self) -> bool:
         """Other programs took enough of the cores to lower what was measured."""
-        return (self.load is not None and self.load.busy) or self.waited >= BUSY_SHARE
+        return self.load is not None and self.load.busy
 
     def __str__(self) -> str:
         plural = "s" if self.workers != 1 else ""
@@ -452,7 +452,9 @@ class AutoBackend(Backend):
             if policy.decided:
                 return
             widened = policy.widened
-            policy.task_started(measured.future, measured.wall0, measured.process0)
+            policy.task_started(
+                measured.future, measured.wall0, measured.process0, len(measured.calls)
+            )
             if policy.widened != widened or len(policy.running) == 1 or policy.wants_tick:
                 self._changed.notify_all()  # the driver: a new watch, more slots
 
@@ -591,11 +593,6 @@ class AutoBackend(Backend):
         waited = policy.busy_share()
         if load is not None and load.busy:
             reason += f"; {load.describe()}"
-        elif waited >= BUSY_SHARE:
-            reason += (
-                f"; the measured calls waited {waited:.0%} of their time for a core "
-                "held by other programs: the timings are slower than this machine can give"
-            )
         commit = policy.committed
         choice = AutoChoice(
             backend=commit.backend if commit is not None else advice.backend,
@@ -649,7 +646,16 @@ class AutoBackend(Backend):
             self._changed.notify_all()
 
     def _commit(self, commit: Commit) -> None:
-        """Hand the queued tasks to the chosen backend in order, then every later one."""
+        """Hand the queued tasks to the chosen backend in order, then every later one.
+        Serial hands nothing over: the tasks go on here, one at a time."""
+        if commit.backend == "serial":
+            self._record_choice(handed_over=True)
+            self._drop_pool()
+            with self._changed:
+                feed = self._feed_locked()
+                self._changed.notify_all()
+            self._run_here(feed)
+            return
         with self._lock:
             if self._finalised:
                 return

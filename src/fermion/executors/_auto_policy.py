@@ -75,13 +75,10 @@ KEEP_MEASURING_THREADS = 1.5
 #: A call running alone that keeps this share of the cores busy (its process CPU over
 #: its wall time) runs native threads of its own (BLAS): running more calls at once
 #: would only fight over the cores.
-NATIVE_THREADS_SHARE = 0.75
+NATIVE_THREADS_SHARE = 0.6
 #: The shortest call whose process CPU says anything about native threads (other
 #: threads' bits of work, a clock's granularity, weigh too much in shorter ones).
 NATIVE_MEASURABLE = 0.001
-#: A thread that waited for a core this share of its calls' time found the machine
-#: busy with other programs.
-BUSY_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -140,6 +137,7 @@ Action = StartProbe | StopProbe | StartPool | DropPool | Commit
 class _Running:
     started: float
     process_cpu: float  # the process's CPU clock at the start
+    calls: int
     alone: bool  # no other task ran at any moment of it so far
 
 
@@ -202,6 +200,8 @@ class AutoPolicy:
         # (seconds, process CPU seconds, calls running) of calls still running at the
         # deadline, when none had returned
         self._partial: tuple[float, float, int] | None = None
+        # (seconds so far, calls) of the chunks still running when the window closed
+        self._running_share: tuple[float, int] = (0.0, 0)
         self._actions: list[Action] = []
 
     # -- what the backend asks --------------------------------------------------------
@@ -210,15 +210,15 @@ class AutoPolicy:
     def local_slots(self) -> int:
         """How many tasks may run in this process at once now."""
         if self.committed is not None:
-            return 0
+            return 1 if self.committed.backend == "serial" else 0
         if self.advice is not None:  # a process pool is starting
             return 1 if self._gil_bound() else self.measuring_threads
         return self.measuring_threads if self.widened else 1
 
     @property
     def handing_over(self) -> bool:
-        """Tasks go to the committed backend from now on."""
-        return self.committed is not None
+        """Tasks go to the committed backend from now on (serial: they stay here)."""
+        return self.committed is not None and self.committed.backend != "serial"
 
     @property
     def decided(self) -> bool:
@@ -263,13 +263,13 @@ class AutoPolicy:
         """A queued task will not run (cancelled)."""
         self.queued_calls = max(0, self.queued_calls - calls)
 
-    def task_started(self, key: Any, now: float, process_cpu: float) -> None:
+    def task_started(self, key: Any, now: float, process_cpu: float, calls: int = 1) -> None:
         if self.since is None:
             self.since = now
         alone = not self.running
         for other in self.running.values():
             other.alone = False
-        self.running[key] = _Running(now, process_cpu, alone)
+        self.running[key] = _Running(now, process_cpu, calls, alone)
         # A call that proved not tiny widens the measuring: the calls that follow may
         # run long and run side by side.
         if self.calls and not self._small() and self.advice is None:
@@ -368,6 +368,12 @@ class AutoPolicy:
             )
             if self.calls and window_over:
                 self._due = True
+                # The chunks still running count, as if done now: a long call inside
+                # one must not be missed (a lower bound of their cost).
+                self._running_share = (
+                    sum(now - r.started for r in self.running.values()),
+                    sum(r.calls for r in self.running.values()),
+                )
             if elapsed >= self.max_measure_seconds:
                 self._due = True
                 self._partial = (elapsed, process_cpu - first.process_cpu, len(self.running))
@@ -439,8 +445,10 @@ class AutoPolicy:
         held = self._gil_held()
         partial = self._partial
         if self.calls:
-            wall = self._call_wall(held) / self.calls
-            cpu = self.cpu / self.calls
+            running_wall, running_calls = self._running_share
+            calls = self.calls + running_calls
+            wall = (self._call_wall(held) + running_wall) / calls
+            cpu = (self.cpu + running_wall * self.cpu / max(self.wall, 1e-12)) / calls
         elif partial is not None:  # the first calls were still running at the deadline
             elapsed, process_cpu, running = partial
             wall = elapsed
