@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = [
     "CpuSample",
@@ -126,11 +128,19 @@ class MachineLoad:
         }
 
 
+def _psutil() -> Any:
+    """psutil, imported on first use: it costs ~10 ms, which an ``auto`` executor in a
+    short script pays only if it measures the load."""
+    import psutil
+
+    return psutil
+
+
 def _my_cores() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux: every core
-        return list(range(psutil.cpu_count() or 1))
+        return list(range(_psutil().cpu_count() or 1))
 
 
 def _busy_seconds(times: object) -> float:
@@ -143,6 +153,7 @@ def _busy_seconds(times: object) -> float:
 
 def _tree_seconds(process: psutil.Process) -> float:
     """CPU seconds of ``process`` and its descendants, alive or reaped."""
+    psutil = _psutil()
     total = 0.0
     for member in [process, *process.children(recursive=True)]:
         try:
@@ -159,7 +170,7 @@ def cpu_sample(process: psutil.Process | None = None) -> CpuSample:
     # process tree comes after, as it can take long on a loaded machine (every process's
     # parent is read), and a slow walk must not stretch the interval the counters cover.
     wall, cores, busy = _cores_busy()
-    own = _tree_seconds(process or psutil.Process())
+    own = _tree_seconds(process or _psutil().Process())
     return CpuSample(wall, cores, busy, own)
 
 
@@ -168,7 +179,7 @@ def _cores_busy() -> tuple[float, int, float]:
     on them), read together."""
     cores = _my_cores()
     wall = time.monotonic()
-    per_core = psutil.cpu_times(percpu=True)
+    per_core = _psutil().cpu_times(percpu=True)
     return wall, len(cores), sum(_busy_seconds(per_core[i]) for i in cores if i < len(per_core))
 
 
@@ -176,6 +187,7 @@ def own_cpu_sample(worker_pids: Iterable[int] = ()) -> CpuSample:
     """Like :func:`cpu_sample`, but this process tree is this process (and its reaped
     children) plus the ``worker_pids`` it knows: no walk over every process of the
     machine, which costs milliseconds (the ``auto`` backend samples while work runs)."""
+    psutil = _psutil()
     wall, cores, busy = _cores_busy()
     mine = os.times()
     own = mine.user + mine.system + mine.children_user + mine.children_system

@@ -13,8 +13,8 @@ Nothing waits for a pool. Once the policy commits, the queued tasks go to the ch
 backend in order and every later ``submit`` goes to it directly; a process pool is
 committed to only once a worker is ready, and until then the work goes on here. When
 the measuring threads with one thread per core are the choice, they simply go on.
-``submit`` never runs a task in the caller's thread, whatever was chosen (``serial``
-here is one worker thread: tasks run one at a time, but ``submit`` returns at once).
+``serial`` hands nothing over: the tasks go on here, one at a time. ``submit`` never
+runs a task in the caller's thread, whatever was chosen, so it returns at once.
 
 ``choice`` says what was chosen and why, and whether other programs took the cores
 while it was measured; it is None while measuring. A job that ends while still being
