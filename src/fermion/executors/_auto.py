@@ -501,6 +501,7 @@ class AutoBackend(Backend):
                         break
                     self._changed.wait(None if wake is None else wake - now)
             self._cost_transfers()
+            self._driver_cpu = time.thread_time()
             with self._changed:
                 if self._finalised:
                     return
@@ -521,6 +522,9 @@ class AutoBackend(Backend):
     def _process_cpu(self) -> float:
         """This process's CPU seconds, less the driver's own (costing a transfer, say),
         which would read as the measured calls' native threads."""
+        driver = self._driver
+        if driver is not None and driver.ident == threading.get_ident():
+            self._driver_cpu = time.thread_time()
         return time.process_time() - self._driver_cpu
 
     def _transfer_due_locked(self) -> bool:
