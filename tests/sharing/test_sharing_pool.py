@@ -153,7 +153,12 @@ def test_warm_segments_are_refilled_but_never_under_a_kept_argument(method: str)
         assert totals == [float(i) * n for i in range(6)]  # refilled, never stale
         middle = _connection.statistics()
         assert middle["segments_recycled"] - before["segments_recycled"] >= 4
-        assert middle["free_segment_bytes"] >= 2 * MIB
+        # A segment goes back to the free list once the worker has let go of it, which
+        # may come just after the result (seen on 3.13t under load).
+        _wait_until(
+            lambda: _connection.statistics()["free_segment_bytes"] >= 2 * MIB,
+            "a warm segment to be free again",
+        )
 
         # The worker keeps this argument: its segment must not be refilled under it.
         assert ex.submit(children.keep_and_total, np.full(n, 7.0)).result(60) == 7.0 * n
