@@ -90,10 +90,6 @@ def list_sum(values: list[float]) -> float:
     return total
 
 
-def spin_or_nap(iterations: int) -> int:
-    return spin(iterations)
-
-
 def calibrate_spin(seconds: float) -> int:
     """Iterations of ``spin`` that take about ``seconds`` on this machine."""
     iterations = 20_000
@@ -134,16 +130,20 @@ def _sleep(quick: bool, scratch: str) -> list[float]:
     return [0.01] * (10 if quick else 200)
 
 
-def _files(quick: bool, scratch: str) -> list[str]:
-    count = 4 if quick else 16
-    size = (1 if quick else 4) * 1024 * 1024
+def _random_files(scratch: str, prefix: str, count: int, size: int) -> list[str]:
+    """``count`` files of ``size`` random bytes in ``scratch``; their paths."""
     paths = []
     for index in range(count):
-        path = os.path.join(scratch, f"data-{index}.bin")
+        path = os.path.join(scratch, f"{prefix}-{index}.bin")
         with open(path, "wb") as file:
             file.write(os.urandom(size))
         paths.append(path)
-    return paths * (2 if quick else 8)
+    return paths
+
+
+def _files(quick: bool, scratch: str) -> list[str]:
+    size = (1 if quick else 4) * 1024 * 1024
+    return _random_files(scratch, "data", 4 if quick else 16, size) * (2 if quick else 8)
 
 
 def _tiny(quick: bool, scratch: str) -> list[int]:
@@ -160,13 +160,7 @@ def _blas(quick: bool, scratch: str) -> list[int]:
 
 
 def _small_files(quick: bool, scratch: str) -> list[str]:
-    paths = []
-    for index in range(40):
-        path = os.path.join(scratch, f"small-{index}.bin")
-        with open(path, "wb") as file:
-            file.write(os.urandom(4096))
-        paths.append(path)
-    return paths
+    return _random_files(scratch, "small", 40, 4096)
 
 
 def _one_array(quick: bool, scratch: str) -> list[Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "known_worker_startup",
     "pickle_cost",
     "record_worker_startup",
+    "sampled_transfer_estimate",
     "timed_call",
     "transfer_estimate",
 ]
@@ -104,14 +105,16 @@ def call_transfer_estimate(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     parts = [fn, *args, *kwargs.values()]
     size, seconds, error = 0, 0.0, None
     for part in parts:
-        cost = _sampled(part)
+        cost = sampled_transfer_estimate(part)
         size += cost.size
         seconds += cost.seconds
         error = error or cost.error
     return PickleCost(size, seconds, error)
 
 
-def _sampled(obj: Any) -> PickleCost:
+def sampled_transfer_estimate(obj: Any) -> PickleCost:
+    """``transfer_estimate``, a list or tuple of more than ``SAMPLE_ITEMS`` items costed
+    on a prefix of them, scaled to its length."""
     if isinstance(obj, list | tuple) and len(obj) > SAMPLE_ITEMS:
         cost = transfer_estimate(obj[:SAMPLE_ITEMS])
         scale = len(obj) / SAMPLE_ITEMS

@@ -37,6 +37,7 @@ from fermion._costs._cost import (
     RunQueueClock,
     call_transfer_estimate,
     known_worker_startup,
+    sampled_transfer_estimate,
 )
 from fermion._costs._gil import GilProbe
 from fermion._costs._load import CpuSample, LoadMeter, MachineLoad, own_cpu_sample
@@ -72,11 +73,6 @@ LOAD_MEASURABLE = 0.1
 POOL_START_SWITCH_INTERVAL = 0.0005
 #: How often the driver reads the GIL probe's samples while it runs.
 PROBE_READ = 0.005
-
-
-def _sampled_result(value: Any) -> Any:
-    """The cost of sending a call's result back, sampled as its arguments are."""
-    return call_transfer_estimate(None, (value,), {})
 
 
 def _nothing() -> None:
@@ -501,7 +497,6 @@ class AutoBackend(Backend):
                         break
                     self._changed.wait(None if wake is None else wake - now)
             self._cost_transfers()
-            self._driver_cpu = time.thread_time()
             with self._changed:
                 if self._finalised:
                     return
@@ -538,7 +533,10 @@ class AutoBackend(Backend):
             if not self._transfer_due_locked():
                 return
             what: Any = self._first_call if self._transfers_done == 0 else self._first_result[0]
-        cost = call_transfer_estimate(*what) if self._transfers_done == 0 else _sampled_result(what)
+        if self._transfers_done == 0:
+            cost = call_transfer_estimate(*what)
+        else:
+            cost = sampled_transfer_estimate(what)
         with self._lock:
             self._transfers_done += 1
             self._policy.first_transfer(cost)

@@ -181,7 +181,6 @@ class AutoPolicy:
         self.probe_seconds = 0.0
         self.probe_interval = 0.0
         self.probing = False
-        self.tasks_queued = 0
         self.queued_calls = 0  # calls queued and not yet finished
         self.planned_batches = 0  # a map's chunks, sized as calls are measured
         self.batches = 0  # a map's chunks of a size the caller fixed
@@ -249,7 +248,6 @@ class AutoPolicy:
         """A task of ``calls`` was queued: from ``submit`` (not ``batch``), or a map's
         chunk, ``planned`` when its size grows with what is measured, ``left``: the
         calls of its map still to come, where the input's length tells."""
-        self.tasks_queued += 1
         self.left = left
         self.queued_calls += calls
         if planned:
