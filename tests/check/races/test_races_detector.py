@@ -327,8 +327,8 @@ def test_a_retired_id_is_reused_and_clocks_stay_small() -> None:
     det = RaceDetector()
     main = det.new_thread()
     for _ in range(500):
-        child = det.new_thread()
         det.release(main, "start")
+        child = det.new_thread(knows=det.token_clock("start"))
         det.acquire(child, "start")
         update(det, child)
         det.release(child, "exit")
@@ -342,11 +342,14 @@ def test_a_retired_id_is_reused_and_clocks_stay_small() -> None:
 
 
 def test_a_reused_id_still_races_with_a_live_thread() -> None:
-    det, _, a, b = two_threads()
+    det, main, a, b = two_threads()
     update(det, a)
+    det.release(a, "exit")
     det.retire(a)
+    det.acquire(main, "exit")
     det.recycle(a)
-    c = det.new_thread()
+    det.release(main, "start")
+    c = det.new_thread(knows=det.token_clock("start"))
     assert c == a  # the retired id came back
     update(det, b)  # b races with the retired thread's access...
     assert len(det.races) == 1
@@ -354,12 +357,26 @@ def test_a_reused_id_still_races_with_a_live_thread() -> None:
     assert len(det.races) == 2
 
 
-def test_a_reused_id_is_ordered_after_its_retired_occupant() -> None:
-    det, _, a, _ = two_threads()
+def test_a_retired_id_goes_only_to_a_thread_ordered_after_its_occupant() -> None:
+    # start(a), start(c), join(a): c was started before its starter learnt of a, so
+    # giving it a's id would order it after a and hide their race.
+    det, main, a, _ = two_threads()
+    det.release(main, "start c")
     update(det, a)
+    det.release(a, "exit")
     det.retire(a)
+    det.acquire(main, "exit")
     det.recycle(a)
-    c = det.new_thread()
-    update(det, c, site=4)  # the price of reuse: as if c joined a
-    assert det.races == []
-    assert det.epoch_of(c) > 1
+    c = det.new_thread(knows=det.token_clock("start c"))
+    assert c != a
+    det.acquire(c, "start c")
+    update(det, c, site=4)
+    assert len(det.races) == 1
+    # Started after the join, the next thread takes a's id: nothing is missed.
+    det.release(main, "start d")
+    d = det.new_thread(knows=det.token_clock("start d"))
+    assert d == a
+    det.acquire(d, "start d")
+    update(det, d, site=5)
+    assert len(det.races) == 2  # d races with c, not with a
+

@@ -210,12 +210,15 @@ class RaceDetector:
 
     # -- threads and happens-before ---------------------------------------------------
 
-    def new_thread(self, parent: int | None = None) -> int:
+    def new_thread(self, parent: int | None = None, knows: dict[int, int] | None = None) -> int:
         """A new thread id; with *parent*, everything the parent did so far happens-before it.
 
-        The id may be a retired thread's (:meth:`retire`): its clock entry then goes on
-        from that thread's last tick, so the accesses the retired thread recorded keep
-        their meaning, and the new thread is ordered after them.
+        *knows* is the clock the new thread takes in as it starts (its start hand-off's).
+        A retired thread's id (:meth:`recycle`) is handed out again only when *knows*
+        covers everything that thread did: its clock entry then goes on from the retired
+        thread's last tick, so the accesses it recorded keep their meaning, and ordering
+        the new thread after them is true. (Started before the joiner learnt of the
+        retired thread, or by a thread that never did, it gets an id of its own.)
         """
         clock: dict[int, int] = {}
         if parent is not None:
@@ -224,8 +227,8 @@ class RaceDetector:
             parent_clock[parent] += 1
             self._released[parent] = None
         with self._threads_lock:
-            if self._free:
-                tid = self._free.pop()
+            tid = self._reusable(knows)
+            if tid:
                 clock[tid] = self._clocks[tid][tid] + 1
                 self._clocks[tid] = clock
                 self._released[tid] = None
@@ -236,6 +239,30 @@ class RaceDetector:
                 self._released.append(None)
             self._started += 1
         return tid
+
+    def _reusable(self, knows: dict[int, int] | None) -> int:
+        """A free id whose retired thread *knows* covers, taken off the free list; else 0.
+
+        A retired clock holds one entry, one tick past the thread's last access (its
+        exit release moved it on). Called under ``_threads_lock``.
+        """
+        if not knows:
+            return 0
+        free = self._free
+        for i in range(len(free) - 1, -1, -1):
+            tid = free[i]
+            if knows.get(tid, 0) >= self._clocks[tid][tid] - 1:
+                del free[i]
+                return tid
+        return 0
+
+    def token_clock(self, token: Hashable) -> dict[int, int] | None:
+        """A copy of what the releases of *token* published so far (None: never released).
+
+        The caller holds ``lock_for(token)``.
+        """
+        clock = self._tokens[self.stripe_of(token)].get(token)
+        return None if clock is None else dict(clock)
 
     def retire(self, thread: int) -> None:
         """*thread* ended and records nothing more: its clock shrinks to its last tick.
@@ -251,11 +278,9 @@ class RaceDetector:
         """The retired *thread* was joined: :meth:`new_thread` may hand its id out again.
 
         So a vector clock has one entry per thread id in use at once, not one per
-        thread ever started, and memory follows the live threads. The price: the next
-        thread with that id counts as ordered after everything the joined one did.
-        When the joiner starts it (the usual start-join-start) that is true anyway; a
-        thread started by another, which never learnt of the joined one, has its races
-        with it missed.
+        thread ever started, and memory follows the live threads in the usual
+        start-join-start. :meth:`new_thread` hands the id only to a thread that is
+        ordered after everything the joined one did.
         """
         with self._threads_lock:
             self._free.append(thread)

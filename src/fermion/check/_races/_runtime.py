@@ -303,7 +303,7 @@ def _new_state() -> ThreadState:
     st.inside = _INSIDE
     _tls.s = st
     try:
-        st.tid = _detector.new_thread()
+        st.tid = _detector.new_thread(knows=_start_clock(thread))
         if thread is not None:
             _adopt(st, thread)
     finally:
@@ -311,6 +311,18 @@ def _new_state() -> ThreadState:
     if st.pending:
         _guarded(st, _nothing)
     return st
+
+
+def _start_clock(thread: threading.Thread | None) -> dict[int, int] | None:
+    """What *thread* learns as it starts: the clock of its start hand-off, if published."""
+    if thread is None:
+        return None
+    token = ("thread-start", thread)
+    try:
+        with _Held(_detector.lock_for(token)):
+            return _detector.token_clock(token)
+    except _Stuck:
+        return None  # then it takes a new id, which is always right
 
 
 def _nothing(st: ThreadState) -> None:
