@@ -379,4 +379,3 @@ def test_a_retired_id_goes_only_to_a_thread_ordered_after_its_occupant() -> None
     det.acquire(d, "start d")
     update(det, d, site=5)
     assert len(det.races) == 2  # d races with c, not with a
-
