@@ -13,7 +13,15 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests-3.11", "tests-3.12", "tests-3.13", "tests-3.13t"]
+nox.options.sessions = [
+    "lint",
+    "tests-3.11",
+    "tests-3.12",
+    "tests-3.13",
+    "tests-3.13t",
+    "conformance-3.11",
+    "conformance-3.13t",
+]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
 
@@ -55,15 +63,18 @@ for _version in VERSIONS:
 
 
 def _conformance(session: nox.Session) -> None:
-    """CPython 3.11's test_concurrent_futures on fermion's executors (not in the default
-    list: about 10 minutes). The suite is obtained when the session runs, see
-    tests/conformance/run_cpython_suite.py; posargs go to it (e.g. --backend threads)."""
+    """CPython 3.11's test_concurrent_futures on fermion's executors (about 4 minutes; CI
+    runs it on 3.11 and 3.13t; ``nox -t conformance`` on every interpreter). The suite is
+    obtained when the session runs, see tests/conformance/run_cpython_suite.py; posargs
+    go to it (e.g. --backend threads, --only '*WaitTests.*')."""
     session.install("--prefer-binary", "-e", ".[test]")
     session.run("python", "tests/conformance/run_cpython_suite.py", *session.posargs)
 
 
 for _version in VERSIONS:
-    nox.session(name=f"conformance-{_version}", python=find_interpreter(_version))(_conformance)
+    nox.session(
+        name=f"conformance-{_version}", python=find_interpreter(_version), tags=["conformance"]
+    )(_conformance)
 
 
 @nox.session(python=find_interpreter("3.11"))

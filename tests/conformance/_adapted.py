@@ -4,6 +4,8 @@ and the body that replaces the suite's; each is listed in docs/executor.md."""
 
 from __future__ import annotations
 
+import pickle
+import sys
 import time
 import unittest
 from collections.abc import Callable
@@ -78,6 +80,41 @@ def _map_timeout(self: Any) -> None:
     self.assertEqual([None, None], results)
 
 
+def _fails_one_task(what: str, call: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], None]:
+    def test(self: Any) -> None:
+        # The suite expects the pool to break (or the SystemExit to reach the caller);
+        # fermion fails only that task with a SerializationError naming what could not
+        # be (un)pickled, and the same pool runs the next task.
+        fn, *args = call(sys.modules[type(self).__module__])
+        self.executor.shutdown(wait=True)
+        executor = self.executor_type(max_workers=2, mp_context=self.get_context())
+        try:
+            future = executor.submit(fn, *args)
+            with self.assertRaisesRegex(fermion.errors.SerializationError, what):
+                future.result(timeout=60)
+            self.assertEqual(executor.submit(abs, -5).result(timeout=60), 5)
+        finally:
+            executor.shutdown(wait=True)
+
+    return test
+
+
+def _shutdown_deadlock_pickle(self: Any) -> None:
+    # The suite's test less its last line, which joins the standard pool's manager
+    # thread (an internal): a task that cannot be pickled, submitted just before
+    # shutdown(wait=False), still fails with a PicklingError (fermion's
+    # SerializationError is one) and the pool's shutdown ends.
+    suite = sys.modules[type(self).__module__]
+    self.executor.shutdown(wait=True)
+    with self.executor_type(max_workers=2, mp_context=self.get_context()) as executor:
+        self.executor = executor
+        executor.submit(id, 42).result()
+        future = executor.submit(id, suite.ErrorAtPickle())
+        executor.shutdown(wait=False)
+        with self.assertRaises(pickle.PicklingError):
+            future.result()
+
+
 ADAPTED: dict[str, tuple[str, Callable[[unittest.TestCase], None]]] = {
     "*PoolExecutorTest.test_map_timeout": (
         "with automatic chunking a result may wait for its chunk: the test maps with chunksize=1",
@@ -103,5 +140,34 @@ ADAPTED: dict[str, tuple[str, Callable[[unittest.TestCase], None]]] = {
     "ProcessPool*ProcessPoolExecutorTest.test_traceback": (
         "the worker's traceback is attached as fermion.errors.RemoteTraceback",
         _traceback,
+    ),
+    "*ExecutorDeadlockTest.test_error_at_task_unpickle": (
+        "an error unpickling the arguments in the worker fails that task with "
+        "SerializationError and the pool goes on (the suite expects a broken pool)",
+        _fails_one_task("argument", lambda suite: (id, suite.ErrorAtUnpickle())),
+    ),
+    "*ExecutorDeadlockTest.test_exit_at_task_unpickle": (
+        "SystemExit unpickling the arguments fails that task with SerializationError "
+        "and the pool goes on (the suite expects a broken pool)",
+        _fails_one_task("argument", lambda suite: (id, suite.ExitAtUnpickle())),
+    ),
+    "*ExecutorDeadlockTest.test_exit_during_result_pickle_on_worker": (
+        "SystemExit pickling the result fails that task with SerializationError and "
+        "the pool goes on (the suite expects the SystemExit itself)",
+        _fails_one_task("result", lambda suite: (suite._return_instance, suite.ExitAtPickle)),
+    ),
+    "*ExecutorDeadlockTest.test_error_during_result_unpickle_in_result_handler": (
+        "an error unpickling the result fails that task with SerializationError and "
+        "the pool goes on (the suite expects a broken pool)",
+        _fails_one_task("result", lambda suite: (suite._return_instance, suite.ErrorAtUnpickle)),
+    ),
+    "*ExecutorDeadlockTest.test_exit_during_result_unpickle_in_result_handler": (
+        "SystemExit unpickling the result fails that task with SerializationError and "
+        "the pool goes on (the suite expects a broken pool)",
+        _fails_one_task("result", lambda suite: (suite._return_instance, suite.ExitAtUnpickle)),
+    ),
+    "*ExecutorDeadlockTest.test_shutdown_deadlock_pickle": (
+        "run without its last line, which joins the standard pool's manager thread (an internal)",
+        _shutdown_deadlock_pickle,
     ),
 }

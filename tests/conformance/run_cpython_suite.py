@@ -154,7 +154,8 @@ class _Recorder(unittest.TextTestResult):
         self._outcome = {"id": _test_id(test), "outcome": "pass", "detail": ""}
         self._started = time.monotonic()
         self._write({"id": _test_id(test), "outcome": "start"})
-        faulthandler.dump_traceback_later(self._timeout, exit=True)
+        # To the real stderr: a test may have replaced sys.stderr (captured_stderr).
+        faulthandler.dump_traceback_later(self._timeout, exit=True, file=sys.__stderr__)
         super().startTest(test)
 
     def stopTest(self, test: unittest.TestCase) -> None:
@@ -230,7 +231,14 @@ def _load_suite_module(suite: Path, backend: str, workdir: Path) -> Any:
     return module
 
 
-def run_child(backend: str, suite: Path, log_path: Path, done: set[str], timeout: float) -> int:
+def run_child(
+    backend: str,
+    suite: Path,
+    log_path: Path,
+    done: set[str],
+    timeout: float,
+    only: list[str] | None = None,
+) -> int:
     not_run, _ = load_exclusions(backend)
     with tempfile.TemporaryDirectory(prefix="fermion-cf-") as tmp:
         # Workers started by spawn or forkserver import the suite's module by name.
@@ -241,7 +249,9 @@ def run_child(backend: str, suite: Path, log_path: Path, done: set[str], timeout
         cases = [
             case
             for case in _flatten(unittest.defaultTestLoader.loadTestsFromModule(module))
-            if _selected(case, backend) and _test_id(case) not in done
+            if _selected(case, backend)
+            and _test_id(case) not in done
+            and (not only or any(fnmatch.fnmatchcase(_test_id(case), p) for p in only))
         ]
         for case in cases:
             reason = _match(_test_id(case), not_run)
@@ -280,7 +290,9 @@ def _read_log(log_path: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
     return results, started
 
 
-def run_backend(backend: str, suite: Path, timeout: float, verbose: bool) -> dict[str, Any]:
+def run_backend(
+    backend: str, suite: Path, timeout: float, verbose: bool, only: list[str] | None = None
+) -> dict[str, Any]:
     """Run one backend's tests in child interpreters until every test has an outcome."""
     with tempfile.TemporaryDirectory(prefix="fermion-cf-log-") as tmp:
         log_path = Path(tmp) / "log.jsonl"
@@ -301,6 +313,7 @@ def run_backend(backend: str, suite: Path, timeout: float, verbose: bool) -> dic
                 str(done_path),
                 "--test-timeout",
                 str(timeout),
+                *(f"--only={pattern}" for pattern in only or ()),
             ]
             child = subprocess.run(
                 command,
@@ -316,7 +329,7 @@ def run_backend(backend: str, suite: Path, timeout: float, verbose: bool) -> dic
                         f"{backend}: the suite's interpreter exited {child.returncode}:\n{tail}"
                     )
                 return results
-            detail = (child.stderr or "")[-6000:]
+            detail = f"(its interpreter exited {child.returncode})\n" + (child.stderr or "")[-6000:]
             with log_path.open("a") as log:
                 record = {"id": hung, "outcome": "hang", "detail": detail, "seconds": timeout}
                 log.write(json.dumps(record) + "\n")
@@ -356,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", choices=BACKENDS)
     parser.add_argument("--test-timeout", type=float, default=60.0)
     parser.add_argument("--verbose", action="store_true", help="the suite's own output")
+    parser.add_argument(
+        "--only", action="append", metavar="PATTERN", help="run the tests matching it (fnmatch)"
+    )
     parser.add_argument("--json", type=Path, help="write every test's outcome here")
     parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--suite", type=Path, help=argparse.SUPPRESS)
@@ -364,13 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         done = set(json.loads(args.done.read_text()))
-        return run_child(args.child, args.suite, args.log, done, args.test_timeout)
+        return run_child(args.child, args.suite, args.log, done, args.test_timeout, args.only)
     suite = find_suite()
     print(f"CPython {SUITE_VERSION} suite: {suite}; interpreter {sys.version.split()[0]}")
     problems: list[str] = []
     every: dict[str, Any] = {}
     for backend in args.backend or BACKENDS:
-        results = run_backend(backend, suite, args.test_timeout, args.verbose)
+        results = run_backend(backend, suite, args.test_timeout, args.verbose, args.only)
         every[backend] = results
         problems += judge(backend, results)
     if args.json:

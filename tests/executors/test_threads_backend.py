@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import time
 
@@ -206,3 +208,28 @@ def test_a_dropped_executor_lets_its_threads_end_after_its_work() -> None:
             thread.join(timeout=WAIT)
             assert not thread.is_alive(), thread
         assert list(results) == [abs(v) for v in range(-5, 5)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork with threads running
+def test_a_forked_child_exits_without_waiting_for_the_parents_pool() -> None:
+    # A fork pool's worker inherits the parent's exit hooks, and the pool's lock as a
+    # pool thread held it at the fork (here: this thread holds it). Its exit must not
+    # shut down a pool whose threads are not in it.
+    release = threading.Event()
+    backend = ThreadBackend(1)
+    try:
+        task = Task(release.wait, [((), {})], batch=False)
+        backend.submit(task)
+        with backend._lock:
+            child = multiprocessing.get_context("fork").Process(target=int)
+            child.start()
+        child.join(WAIT)
+        if child.exitcode is None:
+            child.kill()
+            child.join(WAIT)
+            pytest.fail("the forked child hung at exit in the threads backend's exit handler")
+        assert child.exitcode == 0
+    finally:
+        release.set()
+        backend.shutdown(wait=True)

@@ -5,10 +5,11 @@ never run)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
-__all__ = ["interpreter_exiting", "register_at_exit", "watch_exit"]
+__all__ = ["forget_in_forked_child", "interpreter_exiting", "register_at_exit", "watch_exit"]
 
 _exiting = False
 _watching = False
@@ -48,3 +49,23 @@ def watch_exit() -> None:
 
 def interpreter_exiting() -> bool:
     return _exiting
+
+
+def forget_in_forked_child(fn: Callable[[], None]) -> None:
+    """Call ``fn`` in a child made by ``fork`` (a ``fork`` pool's worker, ``os.fork``).
+
+    The child has none of the parent's threads and inherits the parent's exit hooks:
+    a pool's exit handler would wait there for threads that do not exist, under locks
+    that a parent thread may have held at the fork. ``fn`` drops the registries those
+    handlers read and makes their locks anew.
+    """
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=fn)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+forget_in_forked_child(_after_fork_in_child)

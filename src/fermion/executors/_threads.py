@@ -28,7 +28,7 @@ from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
 from fermion.executors._base import Backend, Task
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
-from fermion.executors._exit import register_at_exit
+from fermion.executors._exit import forget_in_forked_child, register_at_exit
 from fermion.executors._initializer import check_initializer, run_initializer
 from fermion.executors._interrupt import (
     TaskInterrupt,
@@ -81,6 +81,15 @@ def _register_atexit() -> None:
     with _atexit_lock:
         if not _atexit_registered:
             _atexit_registered = register_at_exit(_shutdown_all_at_exit)
+
+
+def _forget_parent_backends() -> None:
+    global _atexit_lock
+    _live_backends.clear()
+    _atexit_lock = threading.Lock()
+
+
+forget_in_forked_child(_forget_parent_backends)
 
 
 class ThreadBackend(Backend):

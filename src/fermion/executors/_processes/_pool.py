@@ -32,6 +32,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from fermion.executors._base import BatchOutcomes, Task
+from fermion.executors._exit import forget_in_forked_child
 from fermion.executors._processes import _worker
 from fermion.executors._processes._state import PoolState
 
@@ -320,6 +321,15 @@ def register_exit_handler() -> None:
         if not _atexit_registered:
             atexit.register(_finish_live_pools)
             _atexit_registered = True
+
+
+def _forget_parent_pools() -> None:
+    global _atexit_lock
+    _live_pools.clear()
+    _atexit_lock = threading.Lock()
+
+
+forget_in_forked_child(_forget_parent_pools)
 
 
 def _finish_live_pools() -> None:
