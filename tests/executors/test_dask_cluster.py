@@ -4,9 +4,9 @@ and two `dask worker` processes on 127.0.0.1, reached by address.
 Workers are killed here (from outside, and by the task itself), so this module has a
 cluster of its own. The scheduler allows one failure per task
 (DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1) so that Dask gives up after two
-dead workers instead of four, and sends each worker one task at a time
-(DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0) so that a worker a task kills
-holds no innocent task.
+dead workers instead of four. Each worker has two threads and Dask's default queueing,
+so a task that kills its worker shares it with innocent ones, which Dask then gives
+up on as well: only the guilty task may fail.
 """
 
 from __future__ import annotations
@@ -102,8 +102,6 @@ def command_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     env = dict(
         os.environ,
         DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1",
-        # One task per worker thread at a time: only the guilty task is on a worker it kills.
-        DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION="1.0",
     )
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -130,7 +128,7 @@ def command_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
                 "--host",
                 "127.0.0.1",
                 "--nthreads",
-                "1",
+                "2",
                 "--no-dashboard",
                 "--name",
                 f"worker{i}",
@@ -157,7 +155,7 @@ def test_a_worker_killed_mid_map_is_survived(command_cluster: dict[str, Any]) ->
     command_cluster["client"].wait_for_workers(2, timeout=WAIT)
     backend = DaskBackend(address=command_cluster["address"])
     try:
-        assert backend.workers == 2
+        assert backend.workers == 4  # two workers of two threads
         tasks = [
             Task(slow_square, [((10 * k + i,), {}) for i in range(10)], batch=True)
             for k in range(20)
@@ -207,6 +205,23 @@ def test_a_map_item_that_kills_workers_fails_alone(command_cluster: dict[str, An
         assert [next(results) for _ in range(3)] == [0, 1, 2]
         with pytest.raises(DaskWorkerLostError, match=r"every Dask worker that ran it died"):
             next(results)
+
+
+def test_only_the_call_that_kills_its_workers_fails(command_cluster: dict[str, Any]) -> None:
+    from fermion import Executor
+
+    command_cluster["client"].wait_for_workers(2, timeout=WAIT)
+    with Executor(backend="dask", address=command_cluster["address"]) as executor:
+        # Submitted one by one, the calls queue on both workers; the ones that shared a
+        # dead worker with call 3 are given up on by Dask too, and fermion runs them
+        # again alone.
+        futures = [executor.submit(kill_worker_on_three, i) for i in range(12)]
+        for i, future in enumerate(futures):
+            if i == 3:
+                with pytest.raises(DaskWorkerLostError, match=r"run once more on its own"):
+                    future.result(timeout=WAIT * 2)
+            else:
+                assert future.result(timeout=WAIT * 2) == i
 
 
 def test_losing_the_scheduler_fails_tasks_in_flight_with_a_named_error(

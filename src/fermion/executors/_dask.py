@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -91,6 +92,10 @@ class _Submitted:
     started: bool = False
     timer: asyncio.TimerHandle | None = None
     watcher: asyncio.Future[None] | None = None
+    #: A one-call task's payloads, kept to run it again alone if its workers die.
+    rerun_payload: tuple[bytes | None, bytes] | None = None
+    #: This is that second run.
+    rerun: bool = False
 
 
 def _key_for(task: Task) -> str:
@@ -266,6 +271,10 @@ class DaskBackend(Backend):
         self._background: set[asyncio.Future[Any]] = set()
         self._last_pickled_fn: tuple[Any, bytes] | None = None
         self._cancel_batch: list[Any] = []
+        # One-call tasks given up on by Dask (KilledWorker), waiting to run again one at
+        # a time (_rerun_alone), and the one running again now.
+        self._reruns: collections.deque[_Submitted] = collections.deque()
+        self._rerunning: _Submitted | None = None
         #: Set by terminate(): stop now; the local cluster's workers are killed, not
         #: restarted one by one and then closed gracefully.
         self._terminating = False
@@ -467,6 +476,8 @@ class DaskBackend(Backend):
             self._finish(submitted, [])
             return
         self._submitted[task.id] = submitted
+        if len(task.calls) == 1 and not submitted.rerun:
+            submitted.rerun_payload = (submitted.fn_payload, submitted.calls_payload)
         submitted.dask_future = self._client.submit(
             _dask_worker.run_task,
             submitted.fn_payload,
@@ -480,7 +491,39 @@ class DaskBackend(Backend):
         )
         submitted.fn_payload = submitted.calls_payload = None  # Dask has them now
         submitted.watcher = asyncio.ensure_future(self._watch(submitted))
-        task.future.add_done_callback(functools.partial(self._on_task_future_done, task.id))
+        if not submitted.rerun:
+            task.future.add_done_callback(functools.partial(self._on_task_future_done, task.id))
+
+    def _rerun_alone(self, submitted: _Submitted) -> bool:
+        """Queue a one-call task that Dask gave up on to run once more, alone.
+
+        When a worker dies, Dask counts it against every task the worker held, so an
+        innocent task that shared a worker with the one killing them is given up on
+        too (KilledWorker). Run again one at a time, apart from the other given-up
+        tasks, an innocent task completes and only the guilty one dies again. False:
+        it ran alone already, or cannot run again; it fails now.
+        """
+        if submitted.rerun or submitted.rerun_payload is None or submitted.task.future.done():
+            return False
+        with self._lock:
+            if self._closed:
+                return False
+        submitted.rerun = True
+        submitted.fn_payload, submitted.calls_payload = submitted.rerun_payload
+        submitted.rerun_payload = None
+        submitted.key = _key_for(submitted.task)
+        submitted.worker = None
+        self._reruns.append(submitted)
+        return True
+
+    def _next_rerun(self) -> None:
+        while self._rerunning is None and self._reruns:
+            submitted = self._reruns.popleft()
+            if submitted.task.future.done():
+                self._forget(submitted)
+                continue
+            self._rerunning = submitted
+            self._launch(submitted)
 
     def _on_task_future_done(self, task_id: int, future: concurrent.futures.Future[Any]) -> None:
         # Runs in whichever thread finished or cancelled the future.
@@ -617,18 +660,28 @@ class DaskBackend(Backend):
     async def _watch(self, submitted: _Submitted) -> None:
         distributed = self._distributed
         task = submitted.task
+        again = False
         try:
             data = await submitted.dask_future
         except distributed.KilledWorker as exc:
+            again = self._rerun_alone(submitted)
+            if again:
+                return
             last = getattr(getattr(exc, "last_worker", None), "address", None)
+            alone = (
+                " It was then run once more on its own, apart from the tasks that shared "
+                "those workers, and its worker died again."
+                if submitted.rerun
+                else ""
+            )
             self._fail(
                 submitted,
                 DaskWorkerLostError(
                     f"{task.describe()}: every Dask worker that ran it died "
                     f"({exc.allowed_failures + 1} workers, the last {last}), so the cluster gave "
-                    "up on it. A worker dies when the task uses more memory than the worker "
-                    "may, crashes the interpreter, or is killed from outside; read the worker "
-                    "logs, give workers more memory, or raise "
+                    f"up on it.{alone} A worker dies when the task uses more memory than the "
+                    "worker may, crashes the interpreter, or is killed from outside; read the "
+                    "worker logs, give workers more memory, or raise "
                     "distributed.scheduler.allowed-failures",
                     pid=None,
                     exitcode=None,
@@ -688,7 +741,15 @@ class DaskBackend(Backend):
                         task.started_at = time.monotonic() - seconds
                     self._finish(submitted, value)
         finally:
-            self._forget(submitted)
+            if again:  # the same task, under a new key: only the old Dask future goes
+                if submitted.dask_future is not None:
+                    submitted.dask_future.release()
+                    submitted.dask_future = None
+            else:
+                self._forget(submitted)
+            if self._rerunning is submitted and not again:
+                self._rerunning = None
+            self._next_rerun()
 
     def _fail(self, submitted: _Submitted, exc: BaseException) -> None:
         if not submitted.task.future.done():
@@ -731,13 +792,16 @@ class DaskBackend(Backend):
     async def _close(self) -> None:
         try:
             # Wait for the tasks still owed a result; those already settled here
-            # (cancelled, killed, timed out) need nothing more from the cluster.
-            owed = [
-                s.watcher
-                for s in self._submitted.values()
-                if s.watcher is not None and not s.task.future.done()
-            ]
-            if owed:
+            # (cancelled, killed, timed out) need nothing more from the cluster. A task
+            # run again alone gets a new watcher when its turn comes: look again.
+            while True:
+                owed = [
+                    s.watcher
+                    for s in self._submitted.values()
+                    if s.watcher is not None and not s.watcher.done() and not s.task.future.done()
+                ]
+                if not owed:
+                    break
                 await asyncio.gather(*owed, return_exceptions=True)
             if self._terminating and self._cluster is not None:
                 self._kill_local_workers()
