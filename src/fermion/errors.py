@@ -65,6 +65,32 @@ def name_argument(position: int | None = None, keyword: str | None = None) -> st
     return f"positional argument {position}"
 
 
+def refused_after_shutdown(subject: str) -> RuntimeError:
+    """What ``submit`` raises once *subject* (an Executor, a backend) was shut down;
+    the message starts as concurrent.futures' does."""
+    return RuntimeError(
+        f"cannot schedule new futures after shutdown: {subject} was shut down; "
+        "create a new Executor"
+    )
+
+
+def unpicklable(
+    subject: str, what: str, value: object, reason: str, destination: str
+) -> SerializationError:
+    """*what* (``"function"``, ``"positional argument 2"``, ``"result"``) of the calls
+    *subject* names could not be pickled to send it to *destination* (``"a worker
+    process"``, ``"the Dask cluster"``); *reason* is the pickler's own message."""
+    type_name = type(value).__qualname__
+    return SerializationError(
+        f"{subject}: the {what} of type {type_name} cannot be pickled to send it to "
+        f"{destination} ({reason}); pass something picklable, or create it inside the task",
+        task=subject,
+        what=what,
+        type_name=type_name,
+        reason=reason,
+    )
+
+
 class FermionError(Exception):
     """Base class of every exception fermion raises itself.
 

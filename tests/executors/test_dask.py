@@ -222,19 +222,19 @@ def test_unpicklable_argument_fails_only_its_call(backend: Any) -> None:
     assert outcomes[3] == (True, 3)
     with pytest.raises(
         SerializationError,
-        match=r"^item 1 of the map \(.*add\): its positional argument 1 \(type lock\) cannot be",
+        match=r"^item 1 of the map \(.*add\): the positional argument 1 of type lock cannot be",
     ):
         raise outcomes[1][1]
     with pytest.raises(
         SerializationError,
-        match=r"^item 2 of the map \(.*\): its keyword argument 'y' \(type lock\)",
+        match=r"^item 2 of the map \(.*\): the keyword argument 'y' of type lock",
     ):
         raise outcomes[2][1]
 
     single = run(backend, add, lock, batch=False)
     with pytest.raises(
         SerializationError,
-        match=r"^the submitted call of .*add: its positional argument 1 \(type lock\) cannot",
+        match=r"^the submitted call of .*add: the positional argument 1 of type lock cannot",
     ):
         single.future.result(timeout=WAIT)
 
@@ -248,7 +248,9 @@ def test_unpicklable_function_fails_the_task(backend: Any) -> None:
             return x
 
     task = run(backend, uses_lock, 1, 2)
-    with pytest.raises(SerializationError, match=r"function \(type function\) cannot be pickled"):
+    with pytest.raises(
+        SerializationError, match=r"the function of type function cannot be pickled"
+    ):
         task.future.result(timeout=WAIT)
 
 

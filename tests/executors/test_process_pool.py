@@ -113,8 +113,8 @@ def test_unknown_options_are_named() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"workers": 0}, ValueError, "workers must be a positive int, not 0"),
-        ({"workers": 1.5}, TypeError, "workers must be a positive int, not float"),
+        ({"workers": 0}, ValueError, r"workers must be a positive integer or None .*, got 0"),
+        ({"workers": 1.5}, TypeError, r"workers must be a positive integer .*, got 1.5 \(float\)"),
         ({"max_tasks_per_worker": 0}, ValueError, "max_tasks_per_worker must be a positive"),
         ({"max_memory_per_worker": True}, TypeError, "max_memory_per_worker must be a positive"),
         ({"initializer": 3}, TypeError, "initializer must be callable or None, got 3 .int."),

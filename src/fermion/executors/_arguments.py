@@ -5,25 +5,36 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_buffersize", "check_chunksize", "check_timeout", "check_workers"]
+__all__ = [
+    "check_buffersize",
+    "check_chunksize",
+    "check_positive_int",
+    "check_timeout",
+    "check_workers",
+]
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_positive_int(value: Any, name: str, *, default: str | None = None) -> int:
+    """*value* of the parameter *name*, which must be a positive int (not a bool).
+
+    *default* says what None means where None is allowed (the caller lets None through).
+    """
+    wanted = "a positive integer" + ("" if default is None else f" or None ({default})")
+    if not _is_int(value):
+        raise TypeError(f"{name} must be {wanted}, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
+
+
 def check_workers(workers: Any) -> int | None:
     if workers is None:
         return None
-    if not _is_int(workers):
-        raise TypeError(
-            f"workers must be a positive integer or None (the backend's default), got {workers!r} ({type(workers).__name__})"
-        )
-    if workers < 1:
-        raise ValueError(
-            f"workers must be a positive integer or None (the backend's default), got {workers}"
-        )
-    return int(workers)
+    return check_positive_int(workers, "workers", default="the backend's default")
 
 
 def check_timeout(timeout: Any, name: str) -> float | None:

@@ -43,7 +43,7 @@ from fermion._costs._gil import GilProbe
 from fermion._costs._load import CpuSample, LoadMeter, MachineLoad, own_cpu_sample
 from fermion._costs._model import Advice, Machine, Option, TaskCost
 from fermion._costs._platform import cpu_count, gil_enabled
-from fermion.errors import FermionError
+from fermion.executors._arguments import check_workers
 from fermion.executors._auto_policy import (
     DEFAULT_PROCESS_STARTUP,
     Action,
@@ -55,7 +55,7 @@ from fermion.executors._auto_policy import (
     StopProbe,
     TaskClocks,
 )
-from fermion.executors._base import Backend, Outcome, Task
+from fermion.executors._base import Backend, Outcome, Task, refuse_if_unusable
 from fermion.executors._initializer import check_initializer
 from fermion.executors._registry import check_options, load_backend
 from fermion.executors._threads import ThreadBackend
@@ -240,10 +240,7 @@ class AutoBackend(Backend):
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
     ) -> None:
-        if workers is not None and not (isinstance(workers, int) and workers >= 1):
-            raise ValueError(
-                f"auto backend: workers must be a positive integer or None, not {workers!r}"
-            )
+        check_workers(workers)
         for name, value in (
             ("measure_seconds", measure_seconds),
             ("max_measure_seconds", max_measure_seconds),
@@ -348,13 +345,9 @@ class AutoBackend(Backend):
         if chosen is not None:  # committed: straight to the chosen backend
             chosen.submit(task)
             return
-        broken = self._measuring.broken
-        if broken is not None:
-            raise broken.fresh() if isinstance(broken, FermionError) else broken
         driver = None
         with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            refuse_if_unusable(self._measuring.broken, self._closed, "the auto backend")
             chosen = self._chosen
             if chosen is None:
                 self._queue.append(task)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Future
 from typing import Any, ClassVar, overload
 
-from fermion.errors import name_call, name_items
+from fermion.errors import FermionError, name_call, name_items, refused_after_shutdown
 from fermion.executors import _future
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "PositionalCalls",
     "Task",
     "describe_callable",
+    "refuse_if_unusable",
 ]
 
 #: The arguments of one call of the task's function.
@@ -203,6 +204,14 @@ class Task:
         (``fermion.errors.name_items``)."""
         return name_items(describe_callable(self.fn), self.first_item, len(self.calls))
 
+    def describe_one(self, index: int) -> str:
+        """The call at ``index`` on its own, with its function: ``"item 8 of the map
+        (mymodule.f)"``, or :meth:`describe` for a submitted call."""
+        if not self.batch:
+            return self.describe()
+        first = None if self.first_item is None else self.first_item + index
+        return name_items(describe_callable(self.fn), first, 1)
+
     def describe_call(self, index: int) -> str:
         """The call at ``index`` of this task: ``"item 8 of the map"`` or ``"the call"``."""
         return name_call(self.first_item, index)
@@ -282,3 +291,12 @@ class Backend(ABC):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting tasks; with ``cancel_futures`` cancel the queued ones;
         with ``wait`` return only once running tasks are done and workers are gone."""
+
+
+def refuse_if_unusable(broken: BaseException | None, closed: bool, subject: str) -> None:
+    """What ``submit`` raises when *subject* cannot take work: why it broke (a fresh
+    copy, so that each caller's traceback is its own), or that it was shut down."""
+    if broken is not None:
+        raise broken.fresh() if isinstance(broken, FermionError) else broken
+    if closed:
+        raise refused_after_shutdown(subject)

@@ -1,12 +1,34 @@
-"""Running the calls of a task in the current thread (serial and threads backends)."""
+"""Running the calls of a task in the current thread (serial and threads backends), and
+finding the argument that keeps a task from being sent elsewhere (processes, Dask)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from fermion.errors import name_argument
 from fermion.executors._base import BatchOutcomes, PositionalCalls, Task
 
-__all__ = ["run_calls"]
+__all__ = ["first_unpicklable", "run_calls"]
+
+
+def first_unpicklable(
+    task: Task, dumps: Callable[[Any], Any], indices: Iterable[int] | None = None
+) -> tuple[int, str, Any, BaseException] | None:
+    """The first argument of *task*'s calls (those at *indices*, else all) that *dumps*
+    cannot pickle: ``(call index, the argument as the user wrote it, its value, the
+    error)``, or None. The slow path after pickling the whole task failed."""
+    calls = task.calls
+    for index in range(len(calls)) if indices is None else indices:
+        args, kwargs = calls[index]
+        named = [(name_argument(position=p), v) for p, v in enumerate(args, start=1)]
+        named += [(name_argument(keyword=k), v) for k, v in kwargs.items()]
+        for what, value in named:
+            try:
+                dumps(value)
+            except BaseException as exc:  # a SystemExit from __reduce__ names it too
+                return index, what, value, exc
+    return None
 
 
 def run_calls(task: Task) -> BatchOutcomes:

@@ -53,11 +53,13 @@ from fermion.errors import (
     SerializationError,
     TaskKilledError,
     TaskTimeoutError,
-    name_argument,
-    name_items,
+    refused_after_shutdown,
+    unpicklable,
 )
 from fermion.executors import _dask_worker, _log_records, _source_pickle
-from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task, describe_callable
+from fermion.executors._arguments import check_positive_int, check_workers
+from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
+from fermion.executors._calls import first_unpicklable
 
 __all__ = ["DaskBackend", "import_distributed"]
 
@@ -108,39 +110,12 @@ def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> S
     """Name the culprit of a pickling failure (which call, which argument, which type)."""
     try:
         cloudpickle.dumps(value)
-    except Exception as exc:
+    except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}"
     else:  # pragma: no cover - only the pair failed, not the value alone
         reason = "it pickles alone but not with the rest of the task"
-    subject = task.describe()
-    if index is not None and task.batch:
-        first = None if task.first_item is None else task.first_item + index
-        subject = name_items(describe_callable(task.fn), first, 1)
-    return SerializationError(
-        f"{subject}: its {what} (type {type(value).__name__}) cannot be pickled to send it "
-        f"to the Dask cluster: {reason}; pass picklable values, or create the object inside "
-        "the task",
-        task=subject,
-        what=what,
-        type_name=type(value).__name__,
-        reason=reason,
-    )
-
-
-def _first_unpicklable(
-    task: Task, index: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> SerializationError | None:
-    for position, value in enumerate(args, start=1):
-        try:
-            cloudpickle.dumps(value)
-        except Exception:
-            return _pickling_failure(task, index, name_argument(position=position), value)
-    for name, value in kwargs.items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception:
-            return _pickling_failure(task, index, name_argument(keyword=name), value)
-    return None
+    subject = task.describe() if index is None else task.describe_one(index)
+    return unpicklable(subject, what, value, reason, "the Dask cluster")
 
 
 def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
@@ -164,12 +139,13 @@ def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
     except Exception:
         pass
     sent: list[int] = []
-    for index, (args, kwargs) in enumerate(task.calls):
-        error = _first_unpicklable(task, index if task.batch else None, args, kwargs)
-        if error is None:
+    for index in range(len(task.calls)):
+        found = first_unpicklable(task, cloudpickle.dumps, [index])
+        if found is None:
             sent.append(index)
         else:
-            submitted.rejected[index] = (False, error)
+            _, what, value, _ = found
+            submitted.rejected[index] = (False, _pickling_failure(task, index, what, value))
     if sent:
         try:
             submitted.calls_payload = _dask_worker.dumps([task.calls[i] for i in sent])
@@ -234,18 +210,8 @@ class DaskBackend(Backend):
         connect_timeout: float = 30.0,
     ) -> None:
         self._distributed = import_distributed()
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-        ):
-            raise ValueError(f"workers must be a positive int or None, not {workers!r}")
-        if (
-            isinstance(threads_per_worker, bool)
-            or not isinstance(threads_per_worker, int)
-            or threads_per_worker < 1
-        ):
-            raise ValueError(
-                f"threads_per_worker must be a positive int, not {threads_per_worker!r}"
-            )
+        check_workers(workers)
+        check_positive_int(threads_per_worker, "threads_per_worker")
         if not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be a positive number, not {connect_timeout!r}")
         if address is not None and workers is not None:
@@ -318,10 +284,7 @@ class DaskBackend(Backend):
             self._last_pickled_fn = (task.fn, submitted.fn_payload)  # one atomic store
         with self._lock:
             if self._closed:
-                raise RuntimeError(
-                    f"cannot schedule new futures after shutdown: this dask backend was shut "
-                    f"down before {task.describe()} was submitted; create a new Executor"
-                )
+                raise refused_after_shutdown(f"the dask backend at {self._address_text()}")
             self._loop.call_soon_threadsafe(self._launch, submitted)
 
     def kill(self, task: Task) -> bool:

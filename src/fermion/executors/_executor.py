@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from fermion.errors import refused_after_shutdown
 from fermion.executors._arguments import (
     check_buffersize,
     check_chunksize,
@@ -170,7 +171,7 @@ class Executor(concurrent.futures.Executor):
 
     def _check_open_locked(self) -> None:
         if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise refused_after_shutdown(repr(self))
         if interpreter_exiting():
             raise RuntimeError(
                 f"cannot schedule new futures after interpreter shutdown ({self!r}: the "

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from fermion.errors import InitializerError, TaskTimeoutError
-from fermion.executors._base import Backend, Task
+from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._calls import run_calls
 from fermion.executors._initializer import check_initializer, run_initializer
 
@@ -61,10 +61,7 @@ class SerialBackend(Backend):
 
     def submit(self, task: Task) -> None:
         with self._lock:
-            if self._broken is not None:
-                raise self._broken.fresh()
-            if self._closed:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            refuse_if_unusable(self._broken, self._closed, "the serial backend")
         if self._initializer is not None and not getattr(self._initialized, "done", False):
             error = run_initializer(self._initializer, self._initargs)
             if error is not None:

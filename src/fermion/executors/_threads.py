@@ -24,8 +24,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from fermion._costs._platform import cpu_count
-from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
-from fermion.executors._base import Backend, Task
+from fermion.errors import (
+    InitializerError,
+    TaskKilledError,
+    TaskTimeoutError,
+)
+from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
 from fermion.executors._exit import forget_in_forked_child, register_at_exit
@@ -138,10 +142,7 @@ class ThreadBackend(Backend):
 
     def submit(self, task: Task) -> None:
         with self._lock:
-            if self._broken is not None:
-                raise self._broken.fresh()
-            if self._closed:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            refuse_if_unusable(self._broken, self._closed, f"the threads backend {self._prefix!r}")
             self._queue.append(task)
             sleeper = self._idle.pop() if self._idle else None
             if sleeper is None:

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor
 from typing import Any, ClassVar
 
-from fermion.errors import FermionError, SerializationError
+from fermion.errors import SerializationError
 from fermion.executors import _source_pickle
-from fermion.executors._base import Backend, Task
+from fermion.executors._arguments import check_positive_int
+from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._initializer import check_initializer
 from fermion.executors._processes import _codec, _pool, _start, _worker
 
@@ -70,12 +71,16 @@ class ProcessBackend(Backend):
             raise TypeError(
                 f"unknown option(s) for the processes backend: {names}; valid options are {valid}"
             )
-        size = _start.default_workers() if workers is None else _positive_int("workers", workers)
+        size = (
+            _start.default_workers()
+            if workers is None
+            else check_positive_int(workers, "workers", default="the backend's default")
+        )
         context = _start.get_context(start_method)
         if max_tasks_per_worker is not None:
-            _positive_int("max_tasks_per_worker", max_tasks_per_worker)
+            check_positive_int(max_tasks_per_worker, "max_tasks_per_worker")
         if max_memory_per_worker is not None:
-            _positive_int("max_memory_per_worker", max_memory_per_worker)
+            check_positive_int(max_memory_per_worker, "max_memory_per_worker")
         initargs = check_initializer(initializer, initargs, self.name)
         init_bytes = None
         if initializer is not None:
@@ -107,9 +112,7 @@ class ProcessBackend(Backend):
         return self._pool.state.broken
 
     def submit(self, task: Task) -> None:
-        broken = self._pool.state.broken
-        if broken is not None:
-            raise broken.fresh() if isinstance(broken, FermionError) else broken
+        refuse_if_unusable(self._pool.state.broken, False, "the process pool")
         self._pool.submit(task)
 
     def kill(self, task: Task) -> bool:
@@ -122,7 +125,7 @@ class ProcessBackend(Backend):
         """Run ``workers`` workers from now on: the ones missing start now (``auto``
         starts a pool one worker short while it works here, and grows it once it hands
         the work over)."""
-        self._pool.grow(_positive_int("workers", workers))
+        self._pool.grow(check_positive_int(workers, "workers"))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait, cancel_futures)
@@ -178,11 +181,3 @@ def _check_initargs(initargs: tuple[Any, ...]) -> None:
                 type_name=type(value).__qualname__,
                 reason=reason,
             ) from exc
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, not {value}")
-    return value

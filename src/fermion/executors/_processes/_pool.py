@@ -31,6 +31,7 @@ from multiprocessing.connection import wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from fermion.errors import refused_after_shutdown
 from fermion.executors._base import BatchOutcomes, Task
 from fermion.executors._exit import forget_in_forked_child
 from fermion.executors._processes import _worker
@@ -38,7 +39,7 @@ from fermion.executors._processes._state import PoolState
 
 __all__ = ["ProcessPool"]
 
-_SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
+_SHUTDOWN_MESSAGE = str(refused_after_shutdown("the process pool"))
 
 
 class _Reply:

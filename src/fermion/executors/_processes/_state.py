@@ -45,11 +45,11 @@ from fermion.errors import (
     TaskTimeoutError,
     WorkerCrashedError,
     WorkerMemoryError,
-    name_argument,
-    name_items,
+    unpicklable,
 )
 from fermion.executors import _log_records
-from fermion.executors._base import BatchOutcomes, PositionalCalls, Task, describe_callable
+from fermion.executors._base import BatchOutcomes, PositionalCalls, Task
+from fermion.executors._calls import first_unpicklable
 from fermion.executors._processes import _codec, _start, _worker
 from fermion.executors._processes._exits import (
     StartFailures,
@@ -829,7 +829,7 @@ def _wire_calls(task: Task) -> tuple[int, list[Any]]:
 
 def _failure(task: Task, index: int, failure: Any) -> BaseException:
     """The exception of a call that failed in the worker (see ``_worker._encode_done``)."""
-    subject = _call_subject(task, index)
+    subject = task.describe_one(index)
     if isinstance(failure, _worker.UnpicklableResult):
         reason = failure.reason
         return SerializationError(
@@ -856,47 +856,19 @@ def _failure(task: Task, index: int, failure: Any) -> BaseException:
     return error
 
 
-def _call_subject(task: Task, index: int) -> str:
-    """The one call of ``task`` at ``index``, named for the user (errors.name_items)."""
-    if not task.batch:
-        return task.describe()
-    first = None if task.first_item is None else task.first_item + index
-    return name_items(describe_callable(task.fn), first, 1)
-
-
-def _unpicklable(
-    task: Task, what: str, culprit: object, exc: BaseException, subject: str | None = None
-) -> SerializationError:
-    type_name = type(culprit).__qualname__
+def _unpicklable(task: Task, what: str, culprit: object, exc: BaseException) -> SerializationError:
     reason = _worker.exception_reason(exc)
-    subject = task.describe() if subject is None else subject
-    return SerializationError(
-        f"{subject}: the {what} of type {type_name} cannot be pickled to send it to "
-        f"a worker process ({reason}); pass something picklable, or create it inside the task",
-        task=subject,
-        what=what,
-        type_name=type_name,
-        reason=reason,
-    )
+    return unpicklable(task.describe(), what, culprit, reason, "a worker process")
 
 
 def _find_unpicklable_argument(task: Task, exc: BaseException) -> SerializationError:
     """Pickling the task failed: find which argument it was (slow path only)."""
-    for index, (args, kwargs) in enumerate(task.calls):
-        subject = _call_subject(task, index)
-        for position, arg in enumerate(args, start=1):
-            try:
-                _codec.dumps(arg)
-            except BaseException as arg_exc:
-                what = name_argument(position=position)
-                return _unpicklable(task, what, arg, arg_exc, subject)
-        for name, arg in kwargs.items():
-            try:
-                _codec.dumps(arg)
-            except BaseException as arg_exc:
-                what = name_argument(keyword=name)
-                return _unpicklable(task, what, arg, arg_exc, subject)
-    return _unpicklable(task, "arguments", task.calls, exc)
+    found = first_unpicklable(task, _codec.dumps)
+    if found is None:
+        return _unpicklable(task, "arguments", task.calls, exc)
+    index, what, value, arg_exc = found
+    reason = _worker.exception_reason(arg_exc)
+    return unpicklable(task.describe_one(index), what, value, reason, "a worker process")
 
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
