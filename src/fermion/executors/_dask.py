@@ -449,6 +449,7 @@ class DaskBackend(Backend):
             task.id,
             self._log_levels.current()[1],
             task.first_item,
+            task.describe(),
             key=submitted.key,
             pure=False,
         )

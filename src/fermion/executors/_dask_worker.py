@@ -22,6 +22,7 @@ import cloudpickle
 
 from fermion.errors import SerializationError, name_call
 from fermion.executors import _log_records
+from fermion.executors._remote_calls import ARGS_KWARGS, run_calls
 
 __all__ = ["STARTED_FIELD_TASK", "STARTED_FIELD_WORKER", "dumps", "pack_failure", "run_task"]
 
@@ -139,6 +140,7 @@ def run_task(
     task_id: int,
     log_levels: _log_records.Levels | None = None,
     first_item: int | None = None,
+    subject: str | None = None,
 ) -> bytes:
     """Run every call of one fermion task; return the pickled outcomes.
 
@@ -146,7 +148,8 @@ def run_task(
     call's outcome, with its traceback as text (tracebacks do not pickle). The
     outcomes come with the seconds the calls took here, without Dask's overhead, and
     with the records the task logged at the caller's ``log_levels`` (None: none kept),
-    which the caller replays through its own logging.
+    which the caller replays through its own logging. *subject* names the task's
+    calls in errors (``Task.describe``).
     """
     if topic is not None:
         _announce_start(topic, task_id)
@@ -154,29 +157,22 @@ def run_task(
         fn = pickle.loads(fn_payload)
         calls = pickle.loads(calls_payload)
     except BaseException as exc:
+        subject = subject or f"fermion task {task_id}"
         error = SerializationError(
-            f"the function or arguments of fermion task {task_id} could not be unpickled on the "
-            f"Dask worker ({type(exc).__name__}: {exc}); install the modules they come from on "
+            f"{subject}: its function or arguments could not be unpickled on the Dask "
+            f"worker ({type(exc).__name__}: {exc}); install the modules they come from on "
             "every worker, in the same versions as the caller",
-            task=f"task {task_id}",
+            task=subject,
             what="function or arguments",
             type_name=type(exc).__name__,
             reason=str(exc),
         )
         return pack_failure(error)
     started = time.perf_counter()
-    values: list[Any] = []
-    errors: WireErrors = {}
     records: list[dict[str, Any]] = []
-    append = values.append
     capture = (
         contextlib.nullcontext() if log_levels is None else _capturing_logs(log_levels, records)
     )
     with capture:
-        for index, (args, kwargs) in enumerate(calls):
-            try:
-                append(fn(*args, **kwargs))
-            except BaseException as exc:
-                append(None)
-                errors[index] = (exc, _format_traceback(exc))
+        values, errors = run_calls(fn, ARGS_KWARGS, calls)
     return _pack_outcomes(values, errors, time.perf_counter() - started, records, first_item)

@@ -47,7 +47,7 @@ from fermion.errors import (
     WorkerMemoryError,
     unpicklable,
 )
-from fermion.executors import _log_records
+from fermion.executors import _log_records, _remote_calls
 from fermion.executors._base import BatchOutcomes, PositionalCalls, Task
 from fermion.executors._calls import first_unpicklable
 from fermion.executors._processes import _codec, _start, _worker
@@ -821,10 +821,10 @@ def _wire_calls(task: Task) -> tuple[int, list[Any]]:
     first arguments of a map chunk as one list, no tuple per call."""
     calls = task.calls
     if isinstance(calls, PositionalCalls):
-        return (_worker.ARGS if calls.unpack else _worker.ONE_ARG), calls.items
+        return (_remote_calls.ARGS if calls.unpack else _remote_calls.ONE_ARG), calls.items
     if all(not kwargs for _, kwargs in calls):
-        return _worker.ARGS, [args for args, _ in calls]
-    return _worker.ARGS_KWARGS, list(calls)
+        return _remote_calls.ARGS, [args for args, _ in calls]
+    return _remote_calls.ARGS_KWARGS, list(calls)
 
 
 def _failure(task: Task, index: int, failure: Any) -> BaseException:

@@ -24,15 +24,15 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import starmap
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
 from fermion.executors import _log_records
 from fermion.executors._initializer import run_initializer
 from fermion.executors._processes import _codec
+from fermion.executors._remote_calls import run_calls
 
 __all__ = [
     "RemoteErrorInfo",
@@ -47,11 +47,6 @@ __all__ = [
 # Parent -> worker: ("run", fn_id, fn_bytes | None, evict_ids, calls_kind, calls, levels | None)
 # | ("stop",); ``levels``: the caller's log levels when they changed (_log_records.Levels)
 RUN = "run"
-# How the calls of a "run" message travel (see ``run_calls``): a plain list each time,
-# so that the worker needs no fermion class to unpickle them.
-ONE_ARG = 0  # calls: [arg, ...]; each call is fn(arg)
-ARGS = 1  # calls: [(arg, ...), ...]; each call is fn(*args)
-ARGS_KWARGS = 2  # calls: [((arg, ...), {name: value}), ...]
 STOP = "stop"
 # ("skip",): do not run the task sent ahead (it was killed while it waited)
 SKIP = "skip"
@@ -252,50 +247,6 @@ def _forward_logs(sender: _ResultSender, levels: _log_records.Levels | None) -> 
     logging.root.addHandler(_log_records.ForwardingHandler(forward))
     if levels is not None:
         _log_records.apply_levels(levels)
-
-
-def run_calls(
-    fn: Callable[..., Any], calls_kind: int, calls: list[Any]
-) -> tuple[list[Any], dict[int, Any]]:
-    """Call ``fn`` once per call; ``(values, failures)`` as ``_encode_done`` takes them.
-
-    This loop is the per-item cost of every map, so the common kinds run through
-    ``map``/``starmap`` consumed by ``list.extend``, at C speed. When a call raises,
-    ``extend`` keeps the values appended before it and the iterator stays where it
-    was: the failure is recorded and ``extend`` resumes with the next call, so no call
-    runs twice. Any BaseException is an outcome here: SIGINT is ignored in a worker,
-    and a SystemExit raised by a task must not end the worker.
-    """
-    values: list[Any] = []
-    failures: dict[int, Any] = {}
-    if calls_kind == ARGS_KWARGS:
-        for index, (args, kwargs) in enumerate(calls):
-            try:
-                values.append(fn(*args, **kwargs))
-            except BaseException as exc:
-                values.append(None)
-                failures[index] = (exc, "".join(traceback.format_exception(exc)))
-        return values, failures
-    results: Iterator[Any] = map(fn, calls) if calls_kind == ONE_ARG else starmap(fn, calls)
-    while True:
-        try:
-            values.extend(results)
-        except BaseException as exc:
-            failures[len(values)] = (exc, "".join(traceback.format_exception(exc)))
-            values.append(None)
-            continue
-        if len(values) == len(calls):
-            return values, failures
-        # A call raised StopIteration, which ``extend`` takes for the end of the calls
-        # (and swallows): that call failed; the calls after it have not run yet.
-        lost = StopIteration(f"{describe(fn)} raised StopIteration")
-        failures[len(values)] = (lost, f"{lost} (its traceback is lost in the worker)\n")
-        values.append(None)
-
-
-def describe(fn: Callable[..., Any]) -> str:
-    module = getattr(fn, "__module__", None) or "?"
-    return f"{module}.{getattr(fn, '__qualname__', None) or fn!r}"
 
 
 def _exit_when_parent_dies(alive_conn: Connection, owner_pid: int) -> None:
