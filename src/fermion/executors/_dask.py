@@ -25,7 +25,6 @@ nanny.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import concurrent.futures
 import contextlib
@@ -60,6 +59,7 @@ from fermion.executors import _dask_worker, _log_records, _source_pickle
 from fermion.executors._arguments import check_positive_int, check_workers
 from fermion.executors._base import Backend, BatchOutcomes, Outcome, Task
 from fermion.executors._calls import first_unpicklable
+from fermion.executors._exit import ExitRegistry
 
 __all__ = ["DaskBackend", "import_distributed"]
 
@@ -257,7 +257,7 @@ class DaskBackend(Backend):
         except BaseException:
             self._stop_loop()
             raise
-        atexit.register(self._close_at_exit)
+        _live_backends.add(self)
 
     # -- public contract -----------------------------------------------------------
 
@@ -304,7 +304,7 @@ class DaskBackend(Backend):
             self._closed = True
             self._terminating = True
             if first:
-                atexit.unregister(self._close_at_exit)
+                _live_backends.discard(self)
         self._on_loop(self._stop_everything, reason, default=None)
         if first:
             with contextlib.suppress(RuntimeError):  # loop already gone
@@ -334,7 +334,7 @@ class DaskBackend(Backend):
             first = not self._closed
             self._closed = True
             if first:
-                atexit.unregister(self._close_at_exit)
+                _live_backends.discard(self)
         if cancel_futures:  # done when shutdown returns, even without wait
             self._on_loop(self._cancel_queued, default=None)
         if first:
@@ -836,3 +836,11 @@ class DaskBackend(Backend):
                 )
             )
             self._cancel_on_cluster(submitted, reason, restart=restart)
+
+
+def _close_all_at_exit(backends: list[DaskBackend]) -> None:
+    for backend in backends:
+        backend._close_at_exit()
+
+
+_live_backends: ExitRegistry[DaskBackend] = ExitRegistry(_close_all_at_exit)

@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
-__all__ = ["forget_in_forked_child", "interpreter_exiting", "register_at_exit", "watch_exit"]
+__all__ = [
+    "ExitRegistry",
+    "forget_in_forked_child",
+    "interpreter_exiting",
+    "register_at_exit",
+    "watch_exit",
+]
+
+_Pool = TypeVar("_Pool")
 
 _exiting = False
 _watching = False
@@ -69,3 +79,40 @@ def _after_fork_in_child() -> None:
 
 
 forget_in_forked_child(_after_fork_in_child)
+
+
+class ExitRegistry(Generic[_Pool]):
+    """The live pools of one backend, and what to do with them when the interpreter exits.
+
+    Every backend's exit handling goes through one of these: a pool adds itself when it
+    starts and discards itself when it is shut down; at exit, ``at_exit`` runs once
+    with the pools still alive, from threading's exit hooks (:func:`register_at_exit`,
+    as concurrent.futures). Pools are held weakly, so a dropped pool is not kept for
+    its exit. A forked child starts with none: the parent's pools' threads are not in it.
+    """
+
+    def __init__(self, at_exit: Callable[[list[_Pool]], None]) -> None:
+        self._at_exit = at_exit
+        self._live: weakref.WeakSet[_Pool] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._registered = False
+        forget_in_forked_child(self._forget)
+
+    def add(self, pool: _Pool) -> None:
+        with self._lock:
+            self._live.add(pool)
+            if not self._registered:
+                self._registered = register_at_exit(self._run)
+
+    def discard(self, pool: _Pool) -> None:
+        with self._lock:
+            self._live.discard(pool)
+
+    def _run(self) -> None:
+        with self._lock:
+            pools = list(self._live)
+        self._at_exit(pools)
+
+    def _forget(self) -> None:
+        self._live = weakref.WeakSet()
+        self._lock = threading.Lock()

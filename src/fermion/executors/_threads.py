@@ -18,7 +18,6 @@ so the pool keeps its size.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -32,7 +31,7 @@ from fermion.errors import (
 from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
-from fermion.executors._exit import forget_in_forked_child, register_at_exit
+from fermion.executors._exit import ExitRegistry
 from fermion.executors._initializer import check_initializer, run_initializer
 from fermion.executors._interrupt import (
     TaskInterrupt,
@@ -69,31 +68,13 @@ class _Worker:
         self.wake.acquire()
 
 
-_live_backends: weakref.WeakSet[ThreadBackend] = weakref.WeakSet()
-_atexit_registered = False
-_atexit_lock = threading.Lock()
-
-
-def _shutdown_all_at_exit() -> None:
+def _shutdown_all_at_exit(backends: list[ThreadBackend]) -> None:
     # Like concurrent.futures: at interpreter exit, queued and running work finishes.
-    for backend in list(_live_backends):
+    for backend in backends:
         backend.shutdown(wait=True)
 
 
-def _register_atexit() -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        if not _atexit_registered:
-            _atexit_registered = register_at_exit(_shutdown_all_at_exit)
-
-
-def _forget_parent_backends() -> None:
-    global _atexit_lock
-    _live_backends.clear()
-    _atexit_lock = threading.Lock()
-
-
-forget_in_forked_child(_forget_parent_backends)
+_live_backends: ExitRegistry[ThreadBackend] = ExitRegistry(_shutdown_all_at_exit)
 
 
 class ThreadBackend(Backend):
@@ -130,7 +111,6 @@ class ThreadBackend(Backend):
         self._started = 0
         self._timer = DeadlineTimer(f"{thread_name_prefix}-deadlines")
         _live_backends.add(self)
-        _register_atexit()
 
     @property
     def workers(self) -> int:

@@ -98,7 +98,6 @@ class ProcessBackend(Backend):
                 owner_pid=os.getpid(),
             ),
         )
-        _pool.register_exit_handler()
         _codec.prepare_caller()  # shared-memory transport: SIGTERM removes segments
         self._finalizer = weakref.finalize(self, _pool.finalizer(self._pool))
         self._finalizer.atexit = False  # exit has its own handler: terminate

@@ -17,14 +17,12 @@ lock while a descheduled submitting thread holds it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import select
 import socket
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
@@ -33,7 +31,7 @@ from typing import Any
 
 from fermion.errors import refused_after_shutdown
 from fermion.executors._base import BatchOutcomes, Task
-from fermion.executors._exit import forget_in_forked_child
+from fermion.executors._exit import ExitRegistry
 from fermion.executors._processes import _worker
 from fermion.executors._processes._state import PoolState
 
@@ -310,35 +308,13 @@ class _Poller:
 
 
 _HAVE_POLL = hasattr(select, "poll")
-_live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
-_atexit_registered = False
-_atexit_lock = threading.Lock()
 
 
-def register_exit_handler() -> None:
-    """Once per interpreter: at exit, let the pools still running finish their work."""
-    global _atexit_registered
-    with _atexit_lock:
-        if not _atexit_registered:
-            atexit.register(_finish_live_pools)
-            _atexit_registered = True
-
-
-def _forget_parent_pools() -> None:
-    global _atexit_lock
-    _live_pools.clear()
-    _atexit_lock = threading.Lock()
-
-
-forget_in_forked_child(_forget_parent_pools)
-
-
-def _finish_live_pools() -> None:
+def _finish_live_pools(pools: list[ProcessPool]) -> None:
     """As the standard library: at exit, the tasks submitted run to their end (a script
     whose last line is ``ex.submit(print, "done")`` prints it). An exit caused by Ctrl-C,
     or a Ctrl-C during this wait, terminates the pools instead: pending tasks are
     cancelled and workers killed, so Ctrl-C still ends the program at once."""
-    pools = list(_live_pools)
     if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
         for pool in pools:
             pool.terminate("the interpreter is exiting after Ctrl-C")
@@ -350,6 +326,9 @@ def _finish_live_pools() -> None:
         for pool in pools:
             pool.terminate("Ctrl-C while the interpreter was exiting")
         raise
+
+
+_live_pools: ExitRegistry[ProcessPool] = ExitRegistry(_finish_live_pools)
 
 
 def finalizer(pool: ProcessPool) -> Callable[[], None]:
