@@ -292,6 +292,12 @@ class Backend(ABC):
         """Stop accepting tasks; with ``cancel_futures`` cancel the queued ones;
         with ``wait`` return only once running tasks are done and workers are gone."""
 
+    def terminate(self, reason: str = "terminated") -> None:
+        """Stop now (Ctrl-C): cancel the queued tasks and stop the running ones where the
+        backend can, failing them with a TaskKilledError that gives *reason*; do not
+        wait. The default cancels the queued tasks and leaves the running ones to end."""
+        self.shutdown(wait=False, cancel_futures=True)
+
 
 def refuse_if_unusable(broken: BaseException | None, closed: bool, subject: str) -> None:
     """What ``submit`` raises when *subject* cannot take work: why it broke (a fresh

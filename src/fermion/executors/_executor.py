@@ -373,11 +373,7 @@ class Executor(concurrent.futures.Executor):
             runs = list(self._runs)
         for run in runs:
             run.drop_unsent()
-        terminate = getattr(self._backend, "terminate", None)
-        if callable(terminate):
-            terminate("KeyboardInterrupt")
-        else:
-            self._backend.shutdown(wait=False, cancel_futures=True)
+        self._backend.terminate("KeyboardInterrupt")
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """The standard semantics: no new work; with ``wait``, return once all work
