@@ -30,7 +30,9 @@ the other callbacks have run, as the standard library would have.
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
+import contextlib
 import logging
 import sysconfig
 import threading
@@ -93,16 +95,64 @@ class Future(concurrent.futures.Future[T]):
     def _wait_in_slices(self, timeout: float | None) -> None:
         """Where waits must be sliced, return once done or once ``timeout`` has passed
         (the standard wait that follows then returns at once or raises TimeoutError, as
-        it would have); elsewhere return at once."""
-        if not _FREE_THREADED_BUILD or self.done() or not slices_waits():
+        it would have); elsewhere return at once.
+
+        The future's Condition is held only to register and unregister a wake-up, and
+        through its C-level lock: a signal handler that raises between the acquire of
+        ``with condition:`` (whose ``__enter__`` is Python code) and its body would
+        leave the lock held, and the thread completing the future would wait for ever.
+        The wait itself is on a private lock that the future's completion releases.
+        """
+        # The state is read without the lock (done() takes it the unsafe way).
+        if not _FREE_THREADED_BUILD or self._state in _DONE_STATES or not slices_waits():
             return  # the cheap answers first: result() of a done future is common
         condition: Any = self._condition
         if type(condition) is not _STANDARD_CONDITION:
             return
+        lock = condition._lock  # type: ignore[attr-defined]
+        waiters: list[Any] = self._waiters
         deadline = None if timeout is None else time.monotonic() + timeout
-        with condition:
-            while not self.done():
+        wakeup = _Wakeup()
+        with lock:
+            if self._state in _DONE_STATES:
+                return
+            waiters.append(wakeup)
+        try:
+            while self._state not in _DONE_STATES:
                 left = SIGNAL_CHECK_S if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     return
-                condition.wait(min(left, SIGNAL_CHECK_S))
+                wakeup.wait(min(left, SIGNAL_CHECK_S))
+        finally:
+            with lock, contextlib.suppress(ValueError):
+                waiters.remove(wakeup)
+
+
+class _Wakeup:
+    """A waiter in the future's ``_waiters`` list (the protocol of concurrent.futures'
+    ``wait``): its completion releases a private lock, which never blocks the thread
+    completing it. A cancel does not call waiters; the sliced wait sees it by the
+    state within a slice."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def wait(self, seconds: float) -> None:
+        if self._lock.acquire(True, seconds):
+            self._lock.release()  # stay woken: later waits return at once
+
+    def _wake(self, _future: object) -> None:
+        with contextlib.suppress(RuntimeError):  # woken already
+            self._lock.release()
+
+    add_result = add_exception = add_cancelled = _wake
+
+
+_DONE_STATES = (
+    concurrent.futures._base.CANCELLED,
+    concurrent.futures._base.CANCELLED_AND_NOTIFIED,
+    concurrent.futures._base.FINISHED,
+)
