@@ -106,15 +106,13 @@ def _key_for(task: Task) -> str:
     return f"fermion-{name}-{uuid.uuid4().hex}"
 
 
-def _pickling_failure(task: Task, index: int | None, what: str, value: Any) -> SerializationError:
-    """Name the culprit of a pickling failure (which call, which argument, which type)."""
-    try:
-        cloudpickle.dumps(value)
-    except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-    else:  # pragma: no cover - only the pair failed, not the value alone
-        reason = "it pickles alone but not with the rest of the task"
+def _pickling_failure(
+    task: Task, index: int | None, what: str, value: Any, exc: BaseException
+) -> SerializationError:
+    """Name the culprit of a pickling failure (which call, which argument, which type)
+    and what pickling it raised."""
     subject = task.describe() if index is None else task.describe_one(index)
+    reason = f"{type(exc).__name__}: {exc}"
     return unpicklable(subject, what, value, reason, "the Dask cluster")
 
 
@@ -130,8 +128,9 @@ def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
     else:
         try:
             submitted.fn_payload = _source_pickle.dumps(task.fn)
-        except Exception:
-            submitted.rejected = {-1: (False, _pickling_failure(task, None, "function", task.fn))}
+        except Exception as exc:
+            error = _pickling_failure(task, None, "function", task.fn, exc)
+            submitted.rejected = {-1: (False, error)}
             return submitted
     try:
         submitted.calls_payload = _dask_worker.dumps(task.calls)
@@ -144,8 +143,8 @@ def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
         if found is None:
             sent.append(index)
         else:
-            _, what, value, _ = found
-            submitted.rejected[index] = (False, _pickling_failure(task, index, what, value))
+            _, what, value, raised = found
+            submitted.rejected[index] = (False, _pickling_failure(task, index, what, value, raised))
     if sent:
         try:
             submitted.calls_payload = _dask_worker.dumps([task.calls[i] for i in sent])
@@ -706,9 +705,7 @@ class DaskBackend(Backend):
                     self._finish(submitted, value)
         finally:
             if again:  # the same task, under a new key: only the old Dask future goes
-                if submitted.dask_future is not None:
-                    submitted.dask_future.release()
-                    submitted.dask_future = None
+                self._release_dask_future(submitted)
             else:
                 self._forget(submitted)
             if self._rerunning is submitted and not again:
@@ -740,6 +737,10 @@ class DaskBackend(Backend):
         if submitted.timer is not None:
             submitted.timer.cancel()
         self._submitted.pop(submitted.task.id, None)
+        self._release_dask_future(submitted)
+
+    @staticmethod
+    def _release_dask_future(submitted: _Submitted) -> None:
         if submitted.dask_future is not None:
             submitted.dask_future.release()
             submitted.dask_future = None

@@ -23,11 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from fermion._costs._platform import cpu_count
-from fermion.errors import (
-    InitializerError,
-    TaskKilledError,
-    TaskTimeoutError,
-)
+from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
 from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
