@@ -98,6 +98,18 @@ def failing_initializer() -> None:
     raise RuntimeError("initializer exploded")
 
 
+def failing_initializer_with_a_late_goodbye(path: str) -> None:
+    """Fails, leaving a thread that writes ``path`` only after a pause: the worker's
+    exit waits for it, as it waits for a logging QueueHandler's feeder thread."""
+
+    def goodbye() -> None:
+        time.sleep(0.3)
+        Path(path).write_text("goodbye")
+
+    threading.Thread(target=goodbye).start()
+    raise RuntimeError("initializer exploded")
+
+
 def sigint_ignored(_: Any = None) -> bool:
     return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 

@@ -417,6 +417,22 @@ def test_failing_initializer_breaks_the_pool(make_backend: Callable[..., Process
         run(backend, helpers.square, 2)
 
 
+def test_the_pool_breaks_only_once_the_failed_worker_has_exited(
+    make_backend: Callable[..., ProcessBackend], tmp_path: Path
+) -> None:
+    # As under the standard library: what the worker does on its way out (a logging
+    # QueueHandler flushing its records) is done when the caller learns of the failure.
+    path = tmp_path / "goodbye"
+    backend = make_backend(
+        workers=1,
+        initializer=helpers.failing_initializer_with_a_late_goodbye,
+        initargs=(str(path),),
+    )
+    with pytest.raises(InitializerError, match="initializer exploded"):
+        run(backend, helpers.square, 2)
+    assert path.read_text() == "goodbye"
+
+
 # -- shutdown ---------------------------------------------------------------------------------
 
 

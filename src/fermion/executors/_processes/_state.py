@@ -197,6 +197,10 @@ class PoolState:
         self._mean_duration: float | None = None  # of recent tasks, for sending ahead
         self._last_duration: float | None = None
         self.broken: BrokenExecutor | None = None
+        # A worker's initializer failed: the pool breaks once that worker (by pid) has
+        # exited, so that what it logged on its way out has been flushed (a
+        # QueueHandler's feeder thread is joined at exit), as under the standard library.
+        self._init_failure: tuple[int, InitializerError] | None = None
         self.shutting_down = False
         # Tasks that ran to the end, with their outcomes: the pool's thread reports
         # them (``take_finished``) once it has sent what it can and is about to wait,
@@ -351,6 +355,12 @@ class PoolState:
         self._close(worker)
         self._return_next_task(worker)  # it never started: another worker runs it
         task = worker.task
+        if (
+            self.broken is None
+            and self._init_failure is not None
+            and self._init_failure[0] == worker.pid
+        ):
+            self._break(self._init_failure[1])
         if worker.state is WorkerState.KILLED or self.broken is not None:
             return
         if worker.state is WorkerState.STARTING:  # replaced by step(), unless the pool breaks
@@ -468,6 +478,9 @@ class PoolState:
         elif kind == _worker.INIT_FAILED:
             info: _worker.RemoteErrorInfo = message[1]
             worker.state = WorkerState.RETIRING
+            worker.deadline = time.monotonic() + STOP_GRACE_S  # killed if it lingers
+            if self._init_failure is not None:
+                return
             error = InitializerError(
                 f"the initializer of a worker process raised {info.type_name}: {info.message}; "
                 "the process pool cannot run tasks",
@@ -476,7 +489,7 @@ class PoolState:
                 remote_traceback=info.traceback,
             )
             error.__cause__ = RemoteTraceback(info.traceback)
-            self._break(error)
+            self._init_failure = (worker.pid, error)
 
     def _while_skipping(self, worker: Worker, message: tuple[Any, ...]) -> None:
         """The worker was told to skip a killed task: only its answer to that counts."""
@@ -600,7 +613,9 @@ class PoolState:
         )
 
     def _start_missing_workers(self) -> None:
-        if self.broken is not None or (self.shutting_down and not self.pending):
+        if self.broken is not None or self._init_failure is not None:
+            return
+        if self.shutting_down and not self.pending:
             return
         live = sum(1 for w in self.workers.values() if w.state in _LIVE)
         for _ in range(self.size - live):
