@@ -74,20 +74,67 @@ def refused_after_shutdown(subject: str) -> RuntimeError:
     )
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``"Type: message"``, the reason errors quote, even when the exception's ``str``
+    raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:
+        return type(exc).__name__
+
+
+#: What to do about a value that cannot be pickled on its way to a worker.
+PASS_PICKLABLE = "pass something picklable, or create it inside the task"
+#: ... and about a result (or an exception) on its way back.
+RETURN_PICKLABLE = "return or raise something picklable"
+#: ... and about a result that arrived but cannot be unpickled.
+IMPORTABLE_RESULTS = "return objects whose classes the caller can import"
+
+
 def unpicklable(
-    subject: str, what: str, value: object, reason: str, destination: str
+    subject: str, what: str, type_name: str, reason: str, journey: str, advice: str
 ) -> SerializationError:
     """*what* (``"function"``, ``"positional argument 2"``, ``"result"``) of the calls
-    *subject* names could not be pickled to send it to *destination* (``"a worker
-    process"``, ``"the Dask cluster"``); *reason* is the pickler's own message."""
-    type_name = type(value).__qualname__
+    *subject* names, of type *type_name*, could not be pickled on its *journey*
+    (``"to send it to a worker process"``, ``"to send it back from the Dask worker"``);
+    *reason* is the pickler's own message, *advice* what to do."""
     return SerializationError(
-        f"{subject}: the {what} of type {type_name} cannot be pickled to send it to "
-        f"{destination} ({reason}); pass something picklable, or create it inside the task",
+        f"{subject}: the {what} of type {type_name} cannot be pickled {journey} "
+        f"({reason}); {advice}",
         task=subject,
         what=what,
         type_name=type_name,
         reason=reason,
+    )
+
+
+def unloadable(
+    subject: str, what: str, type_name: str, reason: str, where: str, advice: str
+) -> SerializationError:
+    """*what* of the calls *subject* names arrived but could not be unpickled *where*
+    (``"in the worker process"``, ``"in the caller"``): *type_name* and *reason* are
+    those of the exception unpickling raised, *advice* what to do."""
+    return SerializationError(
+        f"{subject}: the {what} could not be unpickled {where} ({reason}); {advice}",
+        task=subject,
+        what=what,
+        type_name=type_name,
+        reason=reason,
+    )
+
+
+def timed_out(
+    subject: str, timeout: float, backend: str, outcome: str, took: float | None = None
+) -> TaskTimeoutError:
+    """The error of the calls *subject* names, which ran past their *timeout* (seconds)
+    on *backend*; *outcome* says what the backend did about it, *took* how long they
+    ran where that is known (a backend that cannot stop them early)."""
+    ran = "" if took is None else f" (it took {took:.3g} s)"
+    return TaskTimeoutError(
+        f"{subject} ran longer than its timeout of {timeout:g} s{ran}; {outcome}",
+        timeout=timeout,
+        task=subject,
+        backend=backend,
     )
 
 
@@ -239,7 +286,7 @@ class InitializerError(FermionError, BrokenExecutor):
         """The error for ``exc`` raised by the initializer ``where`` names (a pool in
         this process: the exception itself is the ``__cause__``)."""
         error = cls(
-            f"{where} raised {type(exc).__name__}: {exc}; the pool cannot run tasks "
+            f"{where} raised {describe_exception(exc)}; the pool cannot run tasks "
             "(fix the initializer, or build the executor without it)",
             type_name=type(exc).__qualname__,
             remote_message=str(exc),

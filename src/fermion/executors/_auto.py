@@ -43,6 +43,7 @@ from fermion._costs._gil import GilProbe
 from fermion._costs._load import CpuSample, LoadMeter, MachineLoad, own_cpu_sample
 from fermion._costs._model import Advice, Machine, Option, TaskCost
 from fermion._costs._platform import cpu_count, gil_enabled
+from fermion.errors import describe_exception
 from fermion.executors._arguments import check_workers
 from fermion.executors._auto_policy import (
     DEFAULT_PROCESS_STARTUP,
@@ -621,7 +622,7 @@ class AutoBackend(Backend):
         except Exception as exc:
             self._switch.restore()
             with self._changed:
-                self._policy.pool_failed(f"{type(exc).__name__}: {exc}")
+                self._policy.pool_failed(describe_exception(exc))
                 self._changed.notify_all()
             return
         warmups[0].future.add_done_callback(self._pool_answered)

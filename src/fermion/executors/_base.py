@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Future
 from typing import Any, ClassVar, overload
 
-from fermion.errors import FermionError, name_call, name_items, refused_after_shutdown
+from fermion.errors import (
+    FermionError,
+    TaskTimeoutError,
+    name_call,
+    name_items,
+    refused_after_shutdown,
+    timed_out,
+)
 from fermion.executors import _future
 
 __all__ = [
@@ -211,6 +218,12 @@ class Task:
             return self.describe()
         first = None if self.first_item is None else self.first_item + index
         return name_items(describe_callable(self.fn), first, 1)
+
+    def timed_out(self, backend: str, outcome: str, took: float | None = None) -> TaskTimeoutError:
+        """The error of this task, which ran past its timeout on *backend*; *outcome*
+        says what the backend did about it (``fermion.errors.timed_out``)."""
+        assert self.timeout is not None, "only a task with a timeout times out"
+        return timed_out(self.describe(), self.timeout, backend, outcome, took)
 
     def describe_call(self, index: int) -> str:
         """The call at ``index`` of this task: ``"item 8 of the map"`` or ``"the call"``."""

@@ -45,14 +45,17 @@ import psutil
 
 from fermion._costs._platform import cpu_count
 from fermion.errors import (
+    IMPORTABLE_RESULTS,
+    PASS_PICKLABLE,
     DaskClusterError,
     DaskWorkerLostError,
     ExtraMissingError,
     RemoteTraceback,
     SerializationError,
     TaskKilledError,
-    TaskTimeoutError,
+    describe_exception,
     refused_after_shutdown,
+    unloadable,
     unpicklable,
 )
 from fermion.executors import _dask_worker, _log_records, _source_pickle
@@ -112,8 +115,14 @@ def _pickling_failure(
     """Name the culprit of a pickling failure (which call, which argument, which type)
     and what pickling it raised."""
     subject = task.describe() if index is None else task.describe_one(index)
-    reason = f"{type(exc).__name__}: {exc}"
-    return unpicklable(subject, what, value, reason, "the Dask cluster")
+    return unpicklable(
+        subject,
+        what,
+        type(value).__qualname__,
+        describe_exception(exc),
+        "to send it to the Dask cluster",
+        PASS_PICKLABLE,
+    )
 
 
 def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
@@ -149,13 +158,13 @@ def _prepare(task: Task, pickled_fn: tuple[Any, bytes] | None) -> _Submitted:
         try:
             submitted.calls_payload = _dask_worker.dumps([task.calls[i] for i in sent])
         except Exception as exc:  # each call pickles alone, not together: give up on the task
-            error = SerializationError(
-                f"{task.describe()}: its calls cannot be pickled together ({exc}); pass "
-                "picklable values",
-                task=task.describe(),
-                what="arguments",
-                type_name=type(exc).__name__,
-                reason=str(exc),
+            error = unpicklable(
+                task.describe(),
+                "calls (each pickles alone, not together)",
+                "list",
+                describe_exception(exc),
+                "to send them to the Dask cluster",
+                PASS_PICKLABLE,
             )
             submitted.rejected = {-1: (False, error)}
             return submitted
@@ -417,7 +426,7 @@ class DaskBackend(Backend):
             await self._close_connections()
             raise DaskClusterError(
                 f"could not reach the Dask scheduler at {self._address_text()} within "
-                f"{self._connect_timeout:g} s ({type(exc).__name__}: {exc}); check that "
+                f"{self._connect_timeout:g} s ({describe_exception(exc)}); check that "
                 "`dask scheduler` runs there and that the address and port are right",
                 address=self._address_text(),
             ) from exc
@@ -537,13 +546,7 @@ class DaskBackend(Backend):
             "worker instead)"
         )
         task.fail(
-            TaskTimeoutError(
-                f"{task.describe()} ran longer than its timeout of {task.timeout:g} s on the "
-                f"Dask cluster; it was cancelled there, and {what_now}",
-                timeout=task.timeout,
-                task=task.describe(),
-                backend=self.name,
-            )
+            task.timed_out(self.name, f"it was cancelled on the Dask cluster, and {what_now}")
         )
         self._cancel_on_cluster(submitted, "timed out", restart=restarted)
 
@@ -681,14 +684,13 @@ class DaskBackend(Backend):
             except BaseException as exc:  # a SystemExit from __setstate__ fails only the task
                 self._fail(
                     submitted,
-                    SerializationError(
-                        f"{task.describe()}: its results could not be unpickled in the caller "
-                        f"({type(exc).__name__}: {exc}); return objects whose classes the "
-                        "caller can import",
-                        task=task.describe(),
-                        what="result",
-                        type_name=type(exc).__name__,
-                        reason=str(exc),
+                    unloadable(
+                        task.describe(),
+                        "results",
+                        type(exc).__qualname__,
+                        describe_exception(exc),
+                        "in the caller",
+                        IMPORTABLE_RESULTS,
                     ),
                 )
             else:

@@ -20,7 +20,14 @@ from typing import Any
 
 import cloudpickle
 
-from fermion.errors import SerializationError, name_call
+from fermion.errors import (
+    RETURN_PICKLABLE,
+    SerializationError,
+    describe_exception,
+    name_call,
+    unloadable,
+    unpicklable,
+)
 from fermion.executors import _log_records
 from fermion.executors._remote_calls import ARGS_KWARGS, run_calls
 
@@ -66,14 +73,13 @@ def pack_failure(exc: BaseException) -> bytes:
 def _unpicklable(
     index: int, first_item: int | None, what: str, value: Any, exc: Exception
 ) -> SerializationError:
-    subject = name_call(first_item, index)
-    return SerializationError(
-        f"{subject}: its {what} of type {type(value).__name__} cannot be pickled to send "
-        f"it back from the Dask worker ({exc}); return or raise picklable objects",
-        task=subject,
-        what=what,
-        type_name=type(value).__name__,
-        reason=str(exc),
+    return unpicklable(
+        name_call(first_item, index),
+        what,
+        type(value).__qualname__,
+        describe_exception(exc),
+        "to send it back from the Dask worker",
+        RETURN_PICKLABLE,
     )
 
 
@@ -158,14 +164,14 @@ def run_task(
         calls = pickle.loads(calls_payload)
     except BaseException as exc:
         subject = subject or f"fermion task {task_id}"
-        error = SerializationError(
-            f"{subject}: its function or arguments could not be unpickled on the Dask "
-            f"worker ({type(exc).__name__}: {exc}); install the modules they come from on "
-            "every worker, in the same versions as the caller",
-            task=subject,
-            what="function or arguments",
-            type_name=type(exc).__name__,
-            reason=str(exc),
+        error = unloadable(
+            subject,
+            "function or arguments",
+            type(exc).__qualname__,
+            describe_exception(exc),
+            "on the Dask worker",
+            "install the modules they come from on every worker, in the same versions as "
+            "the caller",
         )
         return pack_failure(error)
     started = time.perf_counter()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from fermion.errors import InitializerError, TaskTimeoutError
+from fermion.errors import InitializerError
 from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._calls import run_calls
 from fermion.executors._initializer import check_initializer, run_initializer
@@ -85,13 +85,11 @@ class SerialBackend(Backend):
         elapsed = time.monotonic() - started
         if task.timeout is not None and elapsed > task.timeout:
             task.fail(
-                TaskTimeoutError(
-                    f"{task.describe()} took {elapsed:.3g} s, over its timeout of "
-                    f"{task.timeout:g} s; the serial backend runs tasks in the caller's "
-                    f"thread and cannot stop them early, so the result was dropped",
-                    timeout=task.timeout,
-                    task=task.describe(),
-                    backend=self.name,
+                task.timed_out(
+                    self.name,
+                    "the serial backend runs tasks in the caller's thread and cannot stop "
+                    "them early, so the result was dropped",
+                    took=elapsed,
                 )
             )
             return

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from fermion._costs._platform import cpu_count
-from fermion.errors import InitializerError, TaskKilledError, TaskTimeoutError
+from fermion.errors import InitializerError, TaskKilledError
 from fermion.executors._base import Backend, Task, refuse_if_unusable
 from fermion.executors._calls import run_calls
 from fermion.executors._deadlines import DeadlineTimer, TimerHandle
@@ -310,13 +310,10 @@ class ThreadBackend(Backend):
         def expire() -> None:
             self._stop(
                 task,
-                TaskTimeoutError(
-                    f"{task.describe()} ran longer than its timeout of {timeout:g} s; its "
-                    f"thread was sent an interrupt (best effort: code running in C goes on "
-                    f"until it returns to Python) and replaced",
-                    timeout=timeout,
-                    task=task.describe(),
-                    backend=self.name,
+                task.timed_out(
+                    self.name,
+                    "its thread was sent an interrupt (best effort: code running in C goes "
+                    "on until it returns to Python) and replaced",
                 ),
             )
 

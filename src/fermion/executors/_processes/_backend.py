@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor
 from typing import Any, ClassVar
 
-from fermion.errors import SerializationError
+from fermion.errors import SerializationError, describe_exception
 from fermion.executors import _source_pickle
 from fermion.executors._arguments import check_positive_int
 from fermion.executors._base import Backend, Task, refuse_if_unusable
@@ -147,7 +147,7 @@ def _pickle_initializer(initializer: Callable[..., Any]) -> bytes:
     try:
         return _source_pickle.dumps(initializer)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = describe_exception(exc)
         raise SerializationError(
             f"the initializer {initializer!r} cannot be pickled to send it to worker "
             f"processes ({reason}); pass a function defined at module level",
@@ -171,7 +171,7 @@ def _check_initargs(initargs: tuple[Any, ...]) -> None:
         except RuntimeError:
             continue  # multiprocessing's own objects: pickled when the worker starts
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = describe_exception(exc)
             raise SerializationError(
                 f"initargs[{index}] ({type(value).__qualname__}) cannot be pickled to send "
                 f"it to worker processes ({reason})",

@@ -29,7 +29,7 @@ from multiprocessing.connection import wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from fermion.errors import refused_after_shutdown
+from fermion.errors import describe_exception, refused_after_shutdown
 from fermion.executors._base import BatchOutcomes, Task
 from fermion.executors._exit import ExitRegistry
 from fermion.executors._processes import _worker
@@ -241,7 +241,7 @@ class ProcessPool:
                         state.on_exit(entry[1])
                 state.on_deadlines(time.monotonic())
         except BaseException as exc:
-            reason = f"internal error in the process pool: {type(exc).__name__}: {exc}"
+            reason = f"internal error in the process pool: {describe_exception(exc)}"
             with self._lock:
                 if self._accepting:  # not shut down: say why it stopped
                     self._refusal = (

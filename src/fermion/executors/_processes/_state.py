@@ -37,14 +37,18 @@ from multiprocessing.context import BaseContext
 from typing import Any, NamedTuple
 
 from fermion.errors import (
+    IMPORTABLE_RESULTS,
+    PASS_PICKLABLE,
+    RETURN_PICKLABLE,
     InitializerError,
     RemoteError,
     RemoteTraceback,
     SerializationError,
     TaskKilledError,
-    TaskTimeoutError,
     WorkerCrashedError,
     WorkerMemoryError,
+    describe_exception,
+    unloadable,
     unpicklable,
 )
 from fermion.executors import _log_records, _remote_calls
@@ -406,12 +410,8 @@ class PoolState:
                 self._kill_worker(worker)
                 self.counts["tasks_timed_out"] += 1
                 task.fail(
-                    TaskTimeoutError(
-                        f"{task.describe()} ran longer than its timeout of {task.timeout} s; "
-                        f"its worker process {worker.pid} was killed and replaced",
-                        timeout=task.timeout,
-                        task=task.describe(),
-                        backend="processes",
+                    task.timed_out(
+                        "processes", f"its worker process {worker.pid} was killed and replaced"
                     )
                 )
             else:  # a worker told to stop that did not
@@ -466,13 +466,13 @@ class PoolState:
             if task is not None:
                 worker.known_functions.clear()  # it may not have loaded what we sent
                 task.fail(
-                    SerializationError(
-                        f"{task.describe()}: the {what} could not be unpickled in the worker "
-                        f"process ({reason}); make sure the worker can import what they need",
-                        task=task.describe(),
-                        what=what,
-                        type_name=type_name,
-                        reason=reason,
+                    unloadable(
+                        task.describe(),
+                        what,
+                        type_name,
+                        reason,
+                        "in the worker process",
+                        "make sure the worker can import what they need",
                     )
                 )
         elif kind == _worker.INIT_FAILED:
@@ -511,15 +511,14 @@ class PoolState:
         task = self._take_task(worker)
         self._start_next_task(worker)
         if task is not None:
-            reason = _worker.exception_reason(exc)
             task.fail(
-                SerializationError(
-                    f"{task.describe()}: the result could not be unpickled in the caller "
-                    f"({reason}); return objects the calling process can import",
-                    task=task.describe(),
-                    what="result",
-                    type_name=type(exc).__name__,
-                    reason=reason,
+                unloadable(
+                    task.describe(),
+                    "result",
+                    type(exc).__qualname__,
+                    describe_exception(exc),
+                    "in the caller",
+                    IMPORTABLE_RESULTS,
                 )
             )
 
@@ -631,7 +630,7 @@ class PoolState:
                 if live == 0:
                     self._break(
                         WorkerCrashedError(
-                            f"could not start a worker process ({type(exc).__name__}: {exc})",
+                            f"could not start a worker process ({describe_exception(exc)})",
                             pid=None,
                             exitcode=None,
                             signal_name=None,
@@ -699,7 +698,7 @@ class PoolState:
         try:
             function = self._pickled_functions.dumps(task.fn)
         except BaseException as exc:
-            raise _unpicklable(task, "function", task.fn, exc) from exc
+            raise _unpicklable(task.describe(), "function", task.fn, exc) from exc
         function_id = self._function_id(function)
         known = worker.known_functions
         # Not known, or sent with the task it runs now, which may yet fail to load it:
@@ -846,15 +845,13 @@ def _failure(task: Task, index: int, failure: Any) -> BaseException:
     """The exception of a call that failed in the worker (see ``_worker._encode_done``)."""
     subject = task.describe_one(index)
     if isinstance(failure, _worker.UnpicklableResult):
-        reason = failure.reason
-        return SerializationError(
-            f"{subject}: the result of type {failure.type_name} cannot be "
-            f"pickled to send it back from the worker process ({reason}); return something "
-            "picklable",
-            task=subject,
-            what="result",
-            type_name=failure.type_name,
-            reason=reason,
+        return unpicklable(
+            subject,
+            "result",
+            failure.type_name,
+            failure.reason,
+            "to send it back from the worker process",
+            RETURN_PICKLABLE,
         )
     if isinstance(failure, _worker.RemoteErrorInfo):
         error: BaseException = RemoteError(
@@ -871,19 +868,26 @@ def _failure(task: Task, index: int, failure: Any) -> BaseException:
     return error
 
 
-def _unpicklable(task: Task, what: str, culprit: object, exc: BaseException) -> SerializationError:
-    reason = _worker.exception_reason(exc)
-    return unpicklable(task.describe(), what, culprit, reason, "a worker process")
+def _unpicklable(
+    subject: str, what: str, culprit: object, exc: BaseException
+) -> SerializationError:
+    return unpicklable(
+        subject,
+        what,
+        type(culprit).__qualname__,
+        describe_exception(exc),
+        "to send it to a worker process",
+        PASS_PICKLABLE,
+    )
 
 
 def _find_unpicklable_argument(task: Task, exc: BaseException) -> SerializationError:
     """Pickling the task failed: find which argument it was (slow path only)."""
     found = first_unpicklable(task, _codec.dumps)
     if found is None:
-        return _unpicklable(task, "arguments", task.calls, exc)
+        return _unpicklable(task.describe(), "arguments", task.calls, exc)
     index, what, value, arg_exc = found
-    reason = _worker.exception_reason(arg_exc)
-    return unpicklable(task.describe_one(index), what, value, reason, "a worker process")
+    return _unpicklable(task.describe_one(index), what, value, arg_exc)
 
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

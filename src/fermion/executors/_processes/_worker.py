@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from fermion.errors import describe_exception
 from fermion.executors import _log_records
 from fermion.executors._initializer import run_initializer
 from fermion.executors._processes import _codec
@@ -38,7 +39,6 @@ __all__ = [
     "RemoteErrorInfo",
     "UnpicklableResult",
     "WorkerSetup",
-    "exception_reason",
     "main",
     "readable_now",
     "run_calls",
@@ -329,7 +329,7 @@ def _encode_done(values: list[Any], failures: dict[int, Any], retire: str | None
             _codec.dumps(value)
         except BaseException as exc:
             values[index] = None
-            failures[index] = UnpicklableResult(type(value).__qualname__, exception_reason(exc))
+            failures[index] = UnpicklableResult(type(value).__qualname__, describe_exception(exc))
     return _codec.encode((DONE, values, failures, retire))
 
 
@@ -353,12 +353,4 @@ def _error_info(exc: BaseException, tb: str | None) -> RemoteErrorInfo:
 
 
 def _reject(sender: _ResultSender, what: str, exc: BaseException) -> None:
-    sender.send(_codec.encode((REJECTED, what, type(exc).__qualname__, exception_reason(exc))))
-
-
-def exception_reason(exc: BaseException) -> str:
-    """``"Type: message"`` for error messages, even when the exception's ``str`` raises."""
-    try:
-        return f"{type(exc).__name__}: {exc}"
-    except BaseException:
-        return type(exc).__name__
+    sender.send(_codec.encode((REJECTED, what, type(exc).__qualname__, describe_exception(exc))))
