@@ -470,7 +470,9 @@ def test_executor_imap_ordered_and_unordered_with_progress(executor: Any) -> Non
 def test_executor_task_timeout_and_kill(executor: Any, release: Any) -> None:
     path, _ = release
     timed = executor.schedule(wait_for_file, (path,), timeout=0.3)
-    with pytest.raises(TaskTimeoutError, match=r"timeout of 0.3 s; it was cancelled on the Dask cluster"):
+    with pytest.raises(
+        TaskTimeoutError, match=r"timeout of 0.3 s; it was cancelled on the Dask cluster"
+    ):
         timed.result(timeout=WAIT)
     running = executor.submit(wait_for_file, path)
     wait_until(running.running, "the task to start on a worker")
@@ -483,7 +485,9 @@ def test_executor_task_timeout_and_kill(executor: Any, release: Any) -> None:
 def test_executor_map_task_timeout_is_per_item(executor: Any, release: Any) -> None:
     path, open_gate = release
     results = executor.map(wait_for_file, [path, path], task_timeout=0.3, timeout=WAIT)
-    with pytest.raises(TaskTimeoutError, match=r"timeout of 0.3 s; it was cancelled on the Dask cluster"):
+    with pytest.raises(
+        TaskTimeoutError, match=r"timeout of 0.3 s; it was cancelled on the Dask cluster"
+    ):
         next(results)
     open_gate()
 
