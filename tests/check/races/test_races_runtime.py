@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +34,23 @@ def test_containers_kept_alive_are_bounded(
     for _ in range(100):
         _runtime._fermion_k({}, "k", write)
     assert len(_runtime._pinned) <= 20
+
+
+def test_an_object_whose_attribute_was_recorded_dies_when_the_program_drops_it(
+    recording: None,
+) -> None:
+    # Finalisers and weak references must fire as in the plain run: the hooks' caches
+    # hold ids, not the objects (blinker's test_instancemethod_receiver relies on it).
+    class Receiver:
+        value = 0
+
+    read, cell = site("read", "attr", "value"), site("read", "closure", "v")
+    receiver, token = Receiver(), Receiver()
+    assert _runtime._fermion_a(receiver, read).value == 0
+    _runtime._fermion_cl(1, cell, token)
+    dead = [weakref.ref(receiver), weakref.ref(token)]
+    del receiver, token
+    assert [ref() for ref in dead] == [None, None]
 
 
 def test_thread_local_attributes_are_never_shared(recording: None) -> None:

@@ -114,7 +114,7 @@ class _Lockset:
         self.locks = locks
         self.epoch = epoch
         self.seen: set[Hashable] = set()
-        self.last: dict[int, object] = {}
+        self.last: dict[int, int] = {}
         self.plus: dict[Hashable, _Lockset] = {}
         self.minus: dict[Hashable, _Lockset] = {}
 
@@ -130,7 +130,8 @@ class ThreadState:
 
     ``node`` (a :class:`_Lockset`) is the set of locks the thread holds now, with its
     caches: ``node.seen``, the accesses recorded since the thread's last hand-off with
-    those locks, and ``node.last``, the same for the site -> object shortcut. Lock
+    those locks, and ``node.last``, the same for the site -> id of the object shortcut
+    (an id, not the object: a cache must not keep what the program dropped alive). Lock
     changes do not move the thread's clock, so the thread keeps one cache per lockset
     and switches between them; only a hand-off (which moves the clock) empties them
     all. A lock event is thus one attribute write (``node``): on a free-threaded build,
@@ -664,7 +665,7 @@ def _fermion_cl(value: Any, site: int, token: object) -> Any:
         except AttributeError:
             st = _new_state()
         try:
-            hit = st.node.last[site] is token
+            hit = st.node.last[site] == id(token)
         except KeyError:
             hit = False
         if not hit:
@@ -680,7 +681,7 @@ def _fermion_cs(site: int, token: object) -> None:
         except AttributeError:
             st = _new_state()
         try:
-            hit = st.node.last[site] is token
+            hit = st.node.last[site] == id(token)
         except KeyError:
             hit = False
         if not hit:
@@ -695,7 +696,7 @@ def _fermion_a(obj: Any, site: int) -> Any:
         except AttributeError:
             st = _new_state()
         try:
-            hit = st.node.last[site] is obj
+            hit = st.node.last[site] == id(obj)
         except KeyError:
             hit = False
         if not hit:
@@ -714,7 +715,7 @@ def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
     last = st.node.last
     if len(last) >= _SEEN_LIMIT:
         last.clear()
-    last[site] = obj
+    last[site] = id(obj)
 
 
 def _item_hook(container: Any, key: Any, site: int) -> None:
