@@ -53,6 +53,63 @@ def test_an_object_whose_attribute_was_recorded_dies_when_the_program_drops_it(
     assert [ref() for ref in dead] == [None, None]
 
 
+class Plain:
+    pass
+
+
+class Guarded:
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+
+class Slotted:
+    __slots__ = ("name",)
+
+
+class WithProperty:
+    @property
+    def name(self) -> str:
+        return self.__dict__["name"]
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["name"] = value.upper()
+
+
+@pytest.mark.parametrize(
+    ("cls", "stored", "races"),
+    [
+        (Plain, "ready", 0),  # the object the attribute holds
+        (Plain, "".join(["rea", "dy"]), 0),  # an equal str
+        (Plain, "renamed", 1),  # a new value: a write
+        (Guarded, "ready", 1),  # its own __setattr__ may do more than store
+        (Slotted, "ready", 1),  # no __dict__ to compare with
+        (WithProperty, "ready", 1),  # the setter takes the store
+    ],
+)
+def test_a_store_of_the_value_an_attribute_already_holds_is_no_write(
+    recording: None, cls: type, stored: str, races: int
+) -> None:
+    # blinker's Symbol: __init__, run again on every lookup of an interned instance,
+    # stores the name it already has, while other threads read it.
+    symbol = cls()
+    if cls is WithProperty:
+        symbol.__dict__["name"] = "ready"
+    else:
+        object.__setattr__(symbol, "name", "ready")
+    write, read = site("write", "attr", "name"), site("read", "attr", "name")
+
+    def store() -> None:
+        _runtime._fermion_as(symbol, write, stored).name = stored
+
+    def load() -> None:
+        assert _runtime._fermion_a(symbol, read).name
+
+    run_in_thread(store)
+    run_in_thread(load)
+    assert len(_runtime._detector.races) == races
+
+
 def test_thread_local_attributes_are_never_shared(recording: None) -> None:
     local = threading.local()
     update = site("update", "attr", "count")

@@ -17,6 +17,9 @@ cell ``v`` (nonlocal)       load: ``_fermion_cl(v, S, _fermion_cell_N)``; store:
 ``obj.attr``                ``_fermion_a(obj, S).attr`` in any context (the hook
                             records and returns ``obj``), except the callee of a call
                             (``obj.method()`` is a method lookup, not state)
+``obj.attr = v`` (in a      ``_fermion_as(obj, S, _fermion_v).attr = (_fermion_v :=
+function)                   v)``: not recorded when the attribute already holds ``v``
+                            (a store that changes nothing cannot race)
 ``c[k]`` (load)             ``_fermion_i(c, k, S)`` (records, then returns ``c[k]``)
 ``c[k] = v`` / del / ``+=`` ``(_fermion_t := c)[_fermion_k(_fermion_t, k, S)]``
 ``k in c``                  ``_fermion_in(k, c, S)``
@@ -62,6 +65,7 @@ HOOK_NAMES = (
     "_fermion_cl",
     "_fermion_cs",
     "_fermion_a",
+    "_fermion_as",
     "_fermion_i",
     "_fermion_k",
     "_fermion_in",
@@ -89,6 +93,7 @@ _ITERATING_BUILTINS = frozenset(
 _VIEW_METHODS = frozenset({"items", "keys", "values"})
 _HOOK_MODULE = "fermion.check._races._runtime"
 _TEMP = "_fermion_t"
+_STORED = "_fermion_v"  # the value an attribute store stores (see _attribute_store)
 
 
 @dataclass(frozen=True)
@@ -574,7 +579,22 @@ class _Instrumenter(ast.NodeTransformer):
 
     def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
         hooks = self._store_hooks(node.targets, WRITE)
-        self.generic_visit(node)
+        target = node.targets[0]
+        if (
+            len(node.targets) == 1
+            and isinstance(target, ast.Attribute)
+            and self._scope.kind == "function"
+            and not _is_private(target.attr)
+            and not self._is_module_function(target)
+        ):
+            # The value first, then the target: the order Python evaluates them in.
+            value = self.visit(node.value)
+            node.value = ast.copy_location(
+                ast.NamedExpr(ast.Name(_STORED, ast.Store()), value), node.value
+            )
+            node.targets = [self._attribute_store(target)]
+        else:
+            self.generic_visit(node)
         return [*hooks, node] if hooks else node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
@@ -716,17 +736,30 @@ class _Instrumenter(ast.NodeTransformer):
 
     def _attribute(self, node: ast.Attribute, kind: str) -> ast.expr:
         base = node.value
-        if (
-            isinstance(base, ast.Name)
-            and base.id in self.module_imports
-            and base.id not in self.shared_globals
-            and (base.id, node.attr) not in self.attribute_stores
-        ):
+        if self._is_module_function(node):
             return node  # ``module.function``: not shared state worth a hook
         node.value = self.visit(base)
         site = self._site(node, kind, ATTR, node.attr)
         node.value = ast.copy_location(_call("_fermion_a", node.value, site), base)
         return node
+
+    def _attribute_store(self, node: ast.Attribute) -> ast.expr:
+        """``obj.attr`` as the target of ``obj.attr = (_fermion_v := v)``."""
+        base = node.value
+        node.value = self.visit(base)
+        site = self._site(node, WRITE, ATTR, node.attr)
+        stored = ast.Name(_STORED, ast.Load())
+        node.value = ast.copy_location(_call("_fermion_as", node.value, site, stored), base)
+        return node
+
+    def _is_module_function(self, node: ast.Attribute) -> bool:
+        base = node.value
+        return (
+            isinstance(base, ast.Name)
+            and base.id in self.module_imports
+            and base.id not in self.shared_globals
+            and (base.id, node.attr) not in self.attribute_stores
+        )
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
         if isinstance(node.ctx, ast.Load):
@@ -852,3 +885,8 @@ def compile_instrumented(
     tree = ast.parse(source, filename)
     rewrite(tree, filename, module, register, import_hooks=import_hooks)
     return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def _is_private(name: str) -> bool:
+    """``__name``: Python stores it under a mangled name (``_Class__name``)."""
+    return name.startswith("__") and not name.endswith("__")

@@ -704,6 +704,48 @@ def _fermion_a(obj: Any, site: int) -> Any:
     return obj
 
 
+def _fermion_as(obj: Any, site: int, value: object) -> Any:
+    """Store of *value* into an attribute of *obj*; returns *obj*. Not recorded where
+    the attribute already holds *value*: such a store changes nothing, so a reader
+    sees the same whether it runs before or after (``__init__`` run again on an
+    interned instance, a setter called with the current value)."""
+    if _enabled and not _holds(obj, SITES[site].name, value):
+        try:
+            st = _tls.s
+        except AttributeError:
+            st = _new_state()
+        try:
+            hit = st.node.last[site] == id(obj)
+        except KeyError:
+            hit = False
+        if not hit:
+            _object_access(st, site, obj, False)
+    return obj
+
+
+def _holds(obj: object, name: str, value: object) -> bool:
+    """Whether ``obj.name`` is stored in *obj*'s ``__dict__`` as *value* (the same
+    object, or an equal str, int...) and no data descriptor of its class (a property,
+    a slot) takes the store instead. Runs no code of the program: no ``__eq__`` but
+    the interpreter's own, no ``__getattr__``."""
+    try:
+        current = object.__getattribute__(obj, "__dict__")[name]
+    except Exception:  # no __dict__ (slots), not there, or a __dict__ that is no dict
+        return False
+    if current is not value and not (
+        type(current) is type(value) and type(value) in _PLAIN_KEYS and current == value
+    ):
+        return False
+    cls = type(obj)
+    if cls.__setattr__ is not object.__setattr__ and cls.__setattr__ is not type.__setattr__:
+        return False  # the class's own __setattr__ may do more than store
+    for klass in cls.__mro__:
+        attribute = klass.__dict__.get(name)
+        if attribute is not None:
+            return not hasattr(type(attribute), "__set__")
+    return True
+
+
 def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
     key = (site, id(obj))
     if key not in st.node.seen:
