@@ -737,8 +737,8 @@ def _holds(obj: object, name: str, value: object) -> bool:
     ):
         return False
     cls = type(obj)
-    if cls.__setattr__ is not object.__setattr__ and cls.__setattr__ is not type.__setattr__:
-        return False  # the class's own __setattr__ may do more than store
+    if not isinstance(cls.__setattr__, types.WrapperDescriptorType):
+        return False  # a __setattr__ written in Python may do more than store
     for klass in cls.__mro__:
         attribute = klass.__dict__.get(name)
         if attribute is not None:
