@@ -1,12 +1,15 @@
-"""Confirms the race ``pytest --fermion-races --fermion-threads 4`` reports in blinker 1.9.0:
+"""Confirms the races ``pytest --fermion-races --fermion-threads 4`` reports in blinker 1.9.0:
 ``Symbol.__new__`` checks ``cls.symbols`` and then stores into it with no lock, so two
 threads asking for one new name can each build their own Symbol, and
-``Symbol(name) is Symbol(name)`` (the class's promise) breaks.
+``Symbol(name) is Symbol(name)`` (the class's promise) breaks; and ``__new__`` publishes
+the new Symbol in ``cls.symbols`` before ``__init__`` sets its ``name``, so another
+thread can get it without one (``repr`` raises AttributeError).
 
     PYTHONPATH=<blinker sdist>/src python tests/real_suites/confirm_blinker_symbol.py
 
-Prints how many of the names gave two different objects (on free-threaded 3.13t some do;
-with the GIL, practically none: the race is there, the interleaving is rare).
+Prints how many of the names gave two different objects, and how many Symbols had no
+name yet when their ``repr`` was taken (on free-threaded 3.13t some do; with the GIL,
+practically none: the races are there, the interleavings are rare).
 """
 
 from __future__ import annotations
@@ -19,19 +22,24 @@ from blinker._utilities import Symbol
 THREADS, NAMES, ROUNDS = 8, 2000, 5
 
 
-def work(barrier: threading.Barrier, prefix: str, row: list[object]) -> None:
+def work(barrier: threading.Barrier, prefix: str, row: list[object], nameless: list[int]) -> None:
     barrier.wait(30)
     for i in range(NAMES):
-        row[i] = Symbol(f"{prefix}-{i}")
+        symbol = row[i] = Symbol(f"{prefix}-{i}")
+        try:
+            repr(symbol)
+        except AttributeError:
+            nameless.append(i)
 
 
 def main() -> None:
     broken = 0
+    nameless: list[int] = []  # list.append: atomic, no lock needed
     for round_ in range(ROUNDS):
         got: list[list[object]] = [[None] * NAMES for _ in range(THREADS)]
         barrier = threading.Barrier(THREADS)
         threads = [
-            threading.Thread(target=work, args=(barrier, f"r{round_}", got[t]))
+            threading.Thread(target=work, args=(barrier, f"r{round_}", got[t], nameless))
             for t in range(THREADS)
         ]
         for t in threads:
@@ -42,7 +50,8 @@ def main() -> None:
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(
         f"Python {sys.version.split()[0]} (GIL {'on' if gil else 'off'}): {broken} of "
-        f"{ROUNDS * NAMES} names gave two different Symbol objects"
+        f"{ROUNDS * NAMES} names gave two different Symbol objects; {len(nameless)} of "
+        f"{ROUNDS * NAMES * THREADS} Symbols had no name yet when their repr was taken"
     )
 
 
