@@ -116,6 +116,27 @@ def test_a_store_of_the_value_an_attribute_already_holds_is_no_write(
     assert len(_runtime._detector.races) == races
 
 
+def test_a_dropped_container_lets_go_of_what_it_holds_at_the_next_pin(recording: None) -> None:
+    # A dict cannot be weakly referenced, so the runtime keeps the ones it saw alive
+    # (their ids must not be reused unnoticed), and with them what they hold; once the
+    # program dropped one, the next container pinned releases it.
+    class Held:
+        pass
+
+    write = site("write", "item", "d")
+    held = Held()
+    dead = weakref.ref(held)
+    table = {"k": held}
+    del held
+    _runtime._fermion_k(table, "k", write)
+    del table
+    assert dead() is not None  # pinned, with what it holds
+    kept = {"k": 1}
+    _runtime._fermion_k(kept, "k", write)
+    assert dead() is None
+    assert id(kept) in _runtime._pinned  # the program still holds that one
+
+
 def test_thread_local_attributes_are_never_shared(recording: None) -> None:
     local = threading.local()
     update = site("update", "attr", "count")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import _thread
 import collections
 import itertools
+import sys
 import threading
 import types
 import weakref
@@ -413,9 +414,10 @@ def _analyse(
         lock = detector.lock_for(owner, field)
     if not lock.acquire(True, _STUCK_AFTER):  # _Held, written out
         raise _Stuck
+    pinned = False
     try:
         if obj is not None:
-            _owner_of(detector, obj, ident, _watched[stripe])
+            pinned = _owner_of(detector, obj, ident, _watched[stripe])
         detector.access(
             st.tid,
             owner,
@@ -430,8 +432,10 @@ def _analyse(
         )
     finally:
         lock.release()
-    if obj is not None and len(_pinned) >= _PIN_LIMIT:
-        _unpin_oldest(detector)
+    if pinned:
+        _unpin_dropped(detector)
+        if len(_pinned) >= _PIN_LIMIT:
+            _unpin_oldest(detector)
 
 
 _READS = frozenset({READ, UPDATE, ITERATE})
@@ -491,8 +495,9 @@ def _on_death(ident: int) -> Any:
     return callback
 
 
-def _owner_of(detector: RaceDetector, obj: object, ident: int, watched: dict[int, Any]) -> None:
-    """Watch *obj* (at *ident*, its id), so that its id is not reused unnoticed.
+def _owner_of(detector: RaceDetector, obj: object, ident: int, watched: dict[int, Any]) -> bool:
+    """Watch *obj* (at *ident*, its id), so that its id is not reused unnoticed; True
+    if it was pinned just now.
 
     Called under the lock of *ident*'s stripe, whose part of ``_watched`` is *watched*,
     after dead objects were forgotten.
@@ -500,7 +505,7 @@ def _owner_of(detector: RaceDetector, obj: object, ident: int, watched: dict[int
     if ident in watched:
         entry = watched[ident]
         if entry is obj or (type(entry) is weakref.ref and entry() is obj):
-            return
+            return False
         # A dead object's id, reused before its callback ran (a pinned object never
         # dies, so the entry is a dead weak reference).
         detector.forget(ident)
@@ -509,9 +514,54 @@ def _owner_of(detector: RaceDetector, obj: object, ident: int, watched: dict[int
     except TypeError:
         watched[ident] = obj
         _pinned[ident] = obj
+        return True
+    return False
 
 
 _PIN_LIMIT = 200_000
+
+
+#: How many of the newest pinned containers each new pin looks at (_unpin_dropped).
+_YOUNG_PINS = 16
+#: sys.getrefcount of a pinned container that only the runtime holds: _pinned,
+#: _watched, the caller's variable and getrefcount's own argument.
+_ONLY_PINNED = 4
+
+
+def _unpin_dropped(detector: RaceDetector) -> None:
+    """Release the newest pinned containers that the program has dropped (only the
+    runtime still holds them), and forget their history.
+
+    Pinning keeps a container's contents alive too, so a finaliser or a weak reference
+    of what it holds (the result list of a call, holding a bound method) would fire
+    only once the container is unpinned, later than in the plain run. Most containers
+    die young, so each new pin looks at the few pinned just before it. The containers
+    are dropped outside every runtime lock: the finalisers that follow run program code.
+    Called holding no stripe lock.
+    """
+    if not _pin_lock.acquire(False):
+        return  # another thread is choosing: next time
+    released = []
+    try:
+        try:
+            newest = list(itertools.islice(reversed(_pinned), _YOUNG_PINS))
+        except RuntimeError:  # changed meanwhile by another thread (free-threaded)
+            return
+        for ident in newest:
+            candidate = _pinned.get(ident)
+            if candidate is None or sys.getrefcount(candidate) > _ONLY_PINNED:
+                continue
+            stripe = detector.stripe_of(ident)
+            with _Held(detector.locks[stripe]):
+                if _pinned.get(ident) is candidate and sys.getrefcount(candidate) <= _ONLY_PINNED:
+                    del _pinned[ident]
+                    del _watched[stripe][ident]
+                    detector.forget(ident)
+                    released.append(candidate)
+            del candidate
+    finally:
+        _pin_lock.release()
+    del released
 
 
 def _unpin_oldest(detector: RaceDetector) -> None:
