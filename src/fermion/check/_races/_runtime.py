@@ -608,9 +608,44 @@ def _attr_access(st: ThreadState, site: int, obj: object) -> None:
     if isinstance(obj, types.ModuleType):
         _record(st, site, ("module", obj.__name__), attr, attr, "", None)
         return
-    owner_name = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    if isinstance(obj, type):
+        owner_name = obj.__name__
+    elif _is_instrumented_property(type(obj), attr):
+        return  # not storage: its getter and setter record the fields they touch
+    else:
+        owner_name = type(obj).__name__
     label = f"{owner_name}.{attr}"
     _record(st, site, None, attr, label, "", label, obj)
+
+
+# (class, attribute name) -> whether it is a property of instrumented code.
+_properties: dict[tuple[type, str], bool] = {}
+
+
+def _is_instrumented_property(cls: type, name: str) -> bool:
+    """Whether ``cls.name`` is a ``property`` whose getter is instrumented code.
+
+    Such a property is no location of its own: ``obj.status`` runs the getter, whose
+    accesses to the storage it uses (``self._status``) are recorded where they are,
+    with the locks the getter or setter takes. A property of code that is not
+    instrumented stays a location, or its accesses would not be seen at all. Reads
+    only class dictionaries: runs no code of the program.
+    """
+    key = (cls, name)
+    try:
+        return _properties[key]
+    except KeyError:
+        pass
+    found = False
+    for klass in cls.__mro__:
+        attribute = klass.__dict__.get(name)
+        if attribute is not None:
+            getter = attribute.fget if isinstance(attribute, property) else None
+            found = "_fermion_a" in getattr(getter, "__globals__", ())
+            break
+    if len(_properties) < 10_000:
+        _properties[key] = found
+    return found
 
 
 def _item_access(
