@@ -15,12 +15,18 @@
 * ``concurrent.futures.Future`` (``set_result`` → ``result()``) and
   ``ThreadPoolExecutor.submit`` (submit → the task runs) are patched here
   (:class:`ThreadingPatches`): they use no checked primitive the registry would see.
+* So are the pipes of ``multiprocessing`` (``Connection.send`` → a ``recv`` that
+  returns): what a thread receives may answer what another thread sent before, through
+  a process the detector does not see (a pool's worker acknowledging a task), so every
+  message received is ordered after every message sent before it on any pipe. Races
+  between threads that talk only through pipes may go unseen; none are invented.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import multiprocessing.connection
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -28,6 +34,9 @@ from typing import Any
 from fermion.check._races import _runtime
 
 __all__ = ["RegistryListener", "ThreadingPatches", "lock_label"]
+
+#: The hand-off every pipe message makes (see the module doc).
+_PIPES = ("multiprocessing pipes",)
 
 
 def lock_label(lock: object) -> str:
@@ -126,14 +135,43 @@ class ThreadingPatches:
             _runtime.handoff_release(token)
             return submit(executor, _run_after_submit, token, fn, *args, **kwargs)
 
+        self._patch_pipes()
         self._patch(Future, "set_result", future_set_result)
         self._patch(Future, "set_exception", future_set_exception)
         self._patch(Future, "result", future_result)
         self._patch(Future, "exception", future_exception)
         self._patch(concurrent.futures.ThreadPoolExecutor, "submit", executor_submit)
 
+    def _patch_pipes(self) -> None:
+        connection = multiprocessing.connection._ConnectionBase
+        for name in ("send", "send_bytes"):
+            self._patch(connection, name, _releasing(connection.__dict__[name]))
+        for name in ("recv", "recv_bytes", "recv_bytes_into"):
+            self._patch(connection, name, _acquiring(connection.__dict__[name]))
+
     def uninstall(self) -> None:
         """Undo :meth:`install`, newest patch first."""
         while self._saved:
             owner, name, original = self._saved.pop()
             setattr(owner, name, original)
+
+
+def _releasing(send: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(send)
+    def sending(connection: object, *args: Any, **kwargs: Any) -> Any:
+        if _runtime.is_active():
+            _runtime.handoff_release(_PIPES)
+        return send(connection, *args, **kwargs)
+
+    return sending
+
+
+def _acquiring(recv: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(recv)
+    def receiving(connection: object, *args: Any, **kwargs: Any) -> Any:
+        received = recv(connection, *args, **kwargs)
+        if _runtime.is_active():
+            _runtime.handoff_acquire(_PIPES)
+        return received
+
+    return receiving
