@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -249,6 +250,16 @@ _REPLACEMENTS: list[tuple[Any, str, Any]] = [
     (threading.Thread, "_bootstrap_inner", _checked_bootstrap_inner),
     (ThreadPoolExecutor, "submit", _checked_submit),
 ]
+
+
+# Each replacement of a module's name pickles by reference where it is installed
+# (threading.Lock, queue.SimpleQueue), not under its original's own name
+# (_thread.allocate_lock, _queue.SimpleQueue), where pickle would find the original and
+# refuse: a multiprocessing Manager's registry holds threading.Lock, and a spawned
+# child then unpickles its own, unpatched one.
+for _owner, _name, _replacement in _REPLACEMENTS:
+    if isinstance(_owner, types.ModuleType):
+        _replacement.__module__, _replacement.__qualname__ = _owner.__name__, _name
 
 
 class Patch:
