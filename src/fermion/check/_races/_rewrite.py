@@ -21,7 +21,10 @@ cell ``v`` (nonlocal)       load: ``_fermion_cl(v, S, _fermion_cell_N)``; store:
 function)                   v)``: not recorded when the attribute already holds ``v``
                             (a store that changes nothing cannot race)
 ``c[k]`` (load)             ``_fermion_i(c, k, S)`` (records, then returns ``c[k]``)
-``c[k] = v`` / del / ``+=`` ``(_fermion_t := c)[_fermion_k(_fermion_t, k, S)]``
+``c[k] = v`` / del / ``+=`` ``(_fermion_t := c)[_fermion_k(_fermion_t, k, S)]``; in a
+                            function ``c[k] = v`` is ``(_fermion_t := c)[_fermion_ks(
+                            _fermion_t, k, S, _fermion_v)] = (_fermion_v := v)``: it
+                            also publishes ``v`` (see the runtime)
 ``k in c``                  ``_fermion_in(k, c, S)``
 ``c.get(k)``                ``_fermion_get(c, S, k)``
 ``for x in c``, ``[.. for   ``_fermion_it(c, S)`` (also ``c.items()``/``keys()``/
@@ -68,6 +71,7 @@ HOOK_NAMES = (
     "_fermion_as",
     "_fermion_i",
     "_fermion_k",
+    "_fermion_ks",
     "_fermion_in",
     "_fermion_get",
     "_fermion_newcell",
@@ -593,6 +597,17 @@ class _Instrumenter(ast.NodeTransformer):
                 ast.NamedExpr(ast.Name(_STORED, ast.Store()), value), node.value
             )
             node.targets = [self._attribute_store(target)]
+        elif (
+            len(node.targets) == 1
+            and isinstance(target, ast.Subscript)
+            and self._scope.kind == "function"
+            and not _has_slice(target.slice)
+        ):
+            value = self.visit(node.value)
+            node.value = ast.copy_location(
+                ast.NamedExpr(ast.Name(_STORED, ast.Store()), value), node.value
+            )
+            node.targets = [self._subscript_store(target, WRITE, stored=True)]
         else:
             self.generic_visit(node)
         return [*hooks, node] if hooks else node
@@ -773,7 +788,7 @@ class _Instrumenter(ast.NodeTransformer):
             return ast.copy_location(_call("_fermion_i", container, key, site), node)
         return self._subscript_store(node, DELETE if isinstance(node.ctx, ast.Del) else WRITE)
 
-    def _subscript_store(self, node: ast.Subscript, kind: str) -> ast.expr:
+    def _subscript_store(self, node: ast.Subscript, kind: str, *, stored: bool = False) -> ast.expr:
         if _has_slice(node.slice) or self._scope.kind == "comprehension":
             self.generic_visit(node)
             return node
@@ -784,9 +799,14 @@ class _Instrumenter(ast.NodeTransformer):
         node.value = ast.copy_location(
             ast.NamedExpr(ast.Name(_TEMP, ast.Store()), container), node.value
         )
-        node.slice = ast.copy_location(
-            _call("_fermion_k", ast.Name(_TEMP, ast.Load()), key, site), node
+        hook = (
+            _call(
+                "_fermion_ks", ast.Name(_TEMP, ast.Load()), key, site, ast.Name(_STORED, ast.Load())
+            )
+            if stored
+            else _call("_fermion_k", ast.Name(_TEMP, ast.Load()), key, site)
         )
+        node.slice = ast.copy_location(hook, node)
         return node
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:

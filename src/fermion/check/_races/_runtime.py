@@ -481,6 +481,11 @@ def _forget_one(detector: RaceDetector, ident: int, stripe: int) -> None:
             return
         watched.pop(ident, None)
         detector.forget(ident)
+    if ident in _published:  # its id may go to a new object: not its publications
+        _published.discard(ident)
+        token = (_PUBLISHED, ident)
+        with _Held(detector.lock_for(token)):
+            detector.discard_token(token)
 
 
 def _alive(entry: Any) -> bool:
@@ -614,6 +619,8 @@ def _attr_access(st: ThreadState, site: int, obj: object) -> None:
         return  # not storage: its getter and setter record the fields they touch
     else:
         owner_name = type(obj).__name__
+        if id(obj) in _published:  # found in a container: after what its publisher did
+            handoff_acquire((_PUBLISHED, id(obj)))
     label = f"{owner_name}.{attr}"
     _record(st, site, None, attr, label, "", label, obj)
 
@@ -843,6 +850,30 @@ def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
     if len(last) >= _SEEN_LIMIT:
         last.clear()
     last[site] = id(obj)
+
+
+#: Objects stored into a container by instrumented code (``c[k] = obj``) after accesses
+#: to them were recorded, by id; the hand-off token of each is (_PUBLISHED, id).
+_published: set[int] = set()
+_PUBLISHED = "published"
+
+
+def _fermion_ks(container: Any, key: Any, site: int, value: object) -> Any:
+    """``container[key] = value``: :func:`_fermion_k`, and the publication of *value*
+    when it is an object whose accesses are recorded.
+
+    What the storing thread did to the object before the store happens-before what a
+    thread that touches the object later does: it can only have found the object in a
+    container the interpreter keeps consistent (under the GIL, or the container's own
+    lock on a free-threaded build), the way a task is handed from the thread that makes
+    it to the one that finds it in a table. The store into the container is still an
+    access of its own: a check-then-act on the container races as before."""
+    if _enabled:
+        ident = id(value)
+        if ident in _watched[_detector.stripe_of(ident)]:
+            _published.add(ident)
+            handoff_release((_PUBLISHED, ident))
+    return _fermion_k(container, key, site)
 
 
 def _item_hook(container: Any, key: Any, site: int) -> None:
