@@ -12,6 +12,7 @@ attribute exactly.
 
 from __future__ import annotations
 
+import _thread
 import queue
 import sys
 import threading
@@ -177,19 +178,20 @@ def _checked_start(self: threading.Thread) -> None:
 
 
 def _checked_bootstrap_inner(self: threading.Thread) -> None:
-    # The hand-offs are emitted from inside run(), where the thread is registered in
-    # threading (current_thread() works) and not yet unregistered.
+    # The start hand-off is taken from inside run(), where the thread is registered in
+    # threading (current_thread() works). The exit hand-off is made once threading has
+    # unregistered the thread: its teardown (Thread._delete) runs program code too (a
+    # patched threading.get_ident, as pebble's waitforthreads installs), and a join
+    # returns only after it.
     target_run = self.run
+    idents: list[int] = []
 
     def run() -> None:
         me = threading.get_ident()
+        idents.append(me)
         for callback in _registry._on_handoff_acquire:
             callback(("thread-start", self), me)
-        try:
-            target_run()
-        finally:
-            for callback in _registry._on_handoff_release:
-                callback(("thread-exit", self), me)
+        target_run()
 
     self.run = run  # type: ignore[method-assign]
     try:
@@ -197,7 +199,11 @@ def _checked_bootstrap_inner(self: threading.Thread) -> None:
     finally:
         with suppress(AttributeError):
             del self.run
-        _registry.forget_thread(threading.get_ident())
+        me = idents[0] if idents else _thread.get_ident()
+        if idents:
+            for callback in _registry._on_handoff_release:
+                callback(("thread-exit", self), me)
+        _registry.forget_thread(me)
 
 
 _original_submit = ThreadPoolExecutor.submit
