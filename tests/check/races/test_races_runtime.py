@@ -137,6 +137,24 @@ def test_a_dropped_container_lets_go_of_what_it_holds_at_the_next_pin(recording:
     assert id(kept) in _runtime._pinned  # the program still holds that one
 
 
+def test_the_publications_of_objects_that_died_are_forgotten(recording: None) -> None:
+    # Each object stored into a container after its fields were written holds a
+    # hand-off clock; a loop of short-lived tasks must not pile them up.
+    class Task:
+        number = 0
+
+    write, store = site("write", "attr", "number"), site("write", "item", "tasks")
+    tasks: dict[int, Task] = {}
+    for number in range(200):
+        task = Task()
+        _runtime._fermion_as(task, write, number).number = number
+        _runtime._fermion_ks(tasks, number, store, task)
+        tasks[number] = task
+        assert id(task) in _runtime._published
+        del tasks[number], task
+    assert len(_runtime._published) <= 2  # the last ones, until the next access
+
+
 def test_thread_local_attributes_are_never_shared(recording: None) -> None:
     local = threading.local()
     update = site("update", "attr", "count")

@@ -481,7 +481,13 @@ def _forget_one(detector: RaceDetector, ident: int, stripe: int) -> None:
             return
         watched.pop(ident, None)
         detector.forget(ident)
-    if ident in _published:  # its id may go to a new object: not its publications
+    _forget_publication(detector, ident)
+
+
+def _forget_publication(detector: RaceDetector, ident: int) -> None:
+    """The object at *ident* is gone: its id may go to a new object, not its
+    publications. Called holding no stripe lock (the token has a lock of its own)."""
+    if ident in _published:
         _published.discard(ident)
         token = (_PUBLISHED, ident)
         with _Held(detector.lock_for(token)):
@@ -566,6 +572,8 @@ def _unpin_dropped(detector: RaceDetector) -> None:
             del candidate
     finally:
         _pin_lock.release()
+    for candidate in released:
+        _forget_publication(detector, id(candidate))
     del released
 
 
@@ -585,6 +593,7 @@ def _unpin_oldest(detector: RaceDetector) -> None:
                 if _pinned.pop(ident, None) is not None:
                     _watched[stripe].pop(ident, None)
                     detector.forget(ident)
+            _forget_publication(detector, ident)
 
 
 def _remember(st: ThreadState, key: Hashable) -> None:
@@ -856,6 +865,9 @@ def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
 #: to them were recorded, by id; the hand-off token of each is (_PUBLISHED, id).
 _published: set[int] = set()
 _PUBLISHED = "published"
+#: Past this many live published objects, new ones are not published (their fields
+#: may then be reported as racing with the thread that found them): each holds a clock.
+_PUBLISHED_LIMIT = 100_000
 
 
 def _fermion_ks(container: Any, key: Any, site: int, value: object) -> Any:
@@ -870,7 +882,9 @@ def _fermion_ks(container: Any, key: Any, site: int, value: object) -> Any:
     access of its own: a check-then-act on the container races as before."""
     if _enabled:
         ident = id(value)
-        if ident in _watched[_detector.stripe_of(ident)]:
+        if ident in _watched[_detector.stripe_of(ident)] and (
+            ident in _published or len(_published) < _PUBLISHED_LIMIT
+        ):
             _published.add(ident)
             handoff_release((_PUBLISHED, ident))
     return _fermion_k(container, key, site)
