@@ -1303,6 +1303,8 @@ def activate() -> None:
         _foreign_released.clear()
         _exit_keys.clear()
         _dead_tokens.clear()
+        _published.clear()
+        _properties.clear()
     _enabled = True
 
 
@@ -1322,6 +1324,7 @@ def deactivate() -> RaceDetector:
             for watched in _watched:
                 watched.clear()
             _dead.clear()
+            _published.clear()
         finally:
             for stripe in reversed(stripes):
                 stripe.release()
