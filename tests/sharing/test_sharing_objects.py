@@ -256,6 +256,9 @@ def test_workers_keep_a_shared_array_mapped_until_its_owner_drops_it(method: str
         other = fermion.sharing.shared_copy(np.ones(10))
         first = ex.submit(children.mapping_address, array).result(60)
         assert ex.submit(children.mapping_address, array).result(60) == first  # not remapped
+        # The pool's thread may still hold the last task (its arguments: the array) a
+        # moment after its result arrived; once a later task's result has, it has let go.
+        assert ex.submit(abs, -1).result(60) == 1
         name = array.segment_name
         del array
         gc.collect()
