@@ -144,7 +144,8 @@ class ThreadState:
     """
 
     __slots__ = (
-        "epoch", "ident", "inside", "lock_counts", "name", "node", "nodes", "pending", "tid",
+        "epoch", "ident", "inside", "lock_counts", "name", "node", "nodes", "pending",
+        "recent_pins", "tid",
     )  # fmt: skip
 
     def __init__(self, tid: int, name: str, ident: int) -> None:
@@ -158,6 +159,8 @@ class ThreadState:
         self.nodes: dict[frozenset[Hashable], _Lockset] = {_NO_LOCKS: root}
         self.node = root
         self.lock_counts: dict[Hashable, int] = {}
+        #: Ids of the containers this thread pinned last (see _unpin_dropped).
+        self.recent_pins: collections.deque[int] = collections.deque(maxlen=_YOUNG_PINS)
 
     @property
     def locks(self) -> frozenset[Hashable]:
@@ -433,7 +436,8 @@ def _analyse(
     finally:
         lock.release()
     if pinned:
-        _unpin_dropped(detector)
+        _unpin_dropped(detector, st)
+        st.recent_pins.append(ident)
         if len(_pinned) >= _PIN_LIMIT:
             _unpin_oldest(detector)
 
@@ -539,26 +543,24 @@ _YOUNG_PINS = 16
 _ONLY_PINNED = 4
 
 
-def _unpin_dropped(detector: RaceDetector) -> None:
-    """Release the newest pinned containers that the program has dropped (only the
-    runtime still holds them), and forget their history.
+def _unpin_dropped(detector: RaceDetector, st: ThreadState) -> None:
+    """Release the containers *st*'s thread pinned last that the program has dropped
+    (only the runtime still holds them), and forget their history.
 
     Pinning keeps a container's contents alive too, so a finaliser or a weak reference
     of what it holds (the result list of a call, holding a bound method) would fire
     only once the container is unpinned, later than in the plain run. Most containers
-    die young, so each new pin looks at the few pinned just before it. The containers
-    are dropped outside every runtime lock: the finalisers that follow run program code.
-    Called holding no stripe lock.
+    die young, so each new pin looks at the few its thread pinned just before it: only
+    its own, so that what their contents' finalisers do runs in the thread that most
+    likely dropped them, as in the plain run, not in another one (where it would race
+    with that thread's work). The containers are dropped outside every runtime lock:
+    the finalisers that follow run program code. Called holding no stripe lock.
     """
-    if not _pin_lock.acquire(False):
-        return  # another thread is choosing: next time
+    if not st.recent_pins or not _pin_lock.acquire(False):
+        return  # nothing to look at, or another thread is choosing: next time
     released = []
     try:
-        try:
-            newest = list(itertools.islice(reversed(_pinned), _YOUNG_PINS))
-        except RuntimeError:  # changed meanwhile by another thread (free-threaded)
-            return
-        for ident in newest:
+        for ident in list(st.recent_pins):
             candidate = _pinned.get(ident)
             if candidate is None or sys.getrefcount(candidate) > _ONLY_PINNED:
                 continue
@@ -569,6 +571,7 @@ def _unpin_dropped(detector: RaceDetector) -> None:
                     del _watched[stripe][ident]
                     detector.forget(ident)
                     released.append(candidate)
+                    st.recent_pins.remove(ident)
             del candidate
     finally:
         _pin_lock.release()
@@ -652,13 +655,9 @@ def _is_instrumented_property(cls: type, name: str) -> bool:
         return _properties[key]
     except KeyError:
         pass
-    found = False
-    for klass in cls.__mro__:
-        attribute = klass.__dict__.get(name)
-        if attribute is not None:
-            getter = attribute.fget if isinstance(attribute, property) else None
-            found = "_fermion_a" in getattr(getter, "__globals__", ())
-            break
+    attribute = _class_attribute(cls, name)
+    getter = attribute.fget if isinstance(attribute, property) else None
+    found = "_fermion_a" in getattr(getter, "__globals__", ())
     if len(_properties) < 10_000:
         _properties[key] = found
     return found
@@ -810,18 +809,9 @@ def _fermion_as(obj: Any, site: int, value: object) -> Any:
     the attribute already holds *value*: such a store changes nothing, so a reader
     sees the same whether it runs before or after (``__init__`` run again on an
     interned instance, a setter called with the current value)."""
-    if _enabled and not _holds(obj, SITES[site].name, value):
-        try:
-            st = _tls.s
-        except AttributeError:
-            st = _new_state()
-        try:
-            hit = st.node.last[site] == id(obj)
-        except KeyError:
-            hit = False
-        if not hit:
-            _object_access(st, site, obj, False)
-    return obj
+    if _enabled and _holds(obj, SITES[site].name, value):
+        return obj
+    return _fermion_a(obj, site)
 
 
 def _holds(obj: object, name: str, value: object) -> bool:
@@ -840,11 +830,18 @@ def _holds(obj: object, name: str, value: object) -> bool:
     cls = type(obj)
     if not isinstance(cls.__setattr__, types.WrapperDescriptorType):
         return False  # a __setattr__ written in Python may do more than store
+    attribute = _class_attribute(cls, name)
+    return attribute is None or not hasattr(type(attribute), "__set__")
+
+
+def _class_attribute(cls: type, name: str) -> object:
+    """``cls.name`` as the class dictionaries along its MRO hold it (None if none does),
+    not bound and with no descriptor or ``__getattr__`` run."""
     for klass in cls.__mro__:
         attribute = klass.__dict__.get(name)
         if attribute is not None:
-            return not hasattr(type(attribute), "__set__")
-    return True
+            return attribute
+    return None
 
 
 def _object_access(st: ThreadState, site: int, obj: object, cell: bool) -> None:
