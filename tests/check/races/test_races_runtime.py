@@ -137,6 +137,39 @@ def test_a_dropped_container_lets_go_of_what_it_holds_at_the_next_pin(recording:
     assert id(kept) in _runtime._pinned  # the program still holds that one
 
 
+def test_a_dropped_container_lets_go_of_what_it_holds_when_the_collector_starts(
+    recording: None,
+) -> None:
+    # blinker's test_instancemethod_receiver: drop the receiver, gc.collect(), check
+    # that its weak reference died, with no new container pinned in between.
+    import gc
+
+    class Held:
+        pass
+
+    write = site("write", "item", "d")
+    held = Held()
+    dead = weakref.ref(held)
+    table = {"k": held}
+    del held
+    _runtime._fermion_k(table, "k", write)
+    del table
+    assert dead() is not None  # pinned, with what it holds
+    gc.collect()
+    assert dead() is None
+    assert _runtime._before_collection in gc.callbacks
+
+
+def test_the_collector_hook_leaves_with_the_session() -> None:
+    import gc
+
+    _runtime.activate()
+    _runtime.activate()  # a second session in the same process: one hook
+    assert gc.callbacks.count(_runtime._before_collection) == 1
+    _runtime.deactivate()
+    assert _runtime._before_collection not in gc.callbacks
+
+
 def test_the_publications_of_objects_that_died_are_forgotten(recording: None) -> None:
     # Each object stored into a container after its fields were written holds a
     # hand-off clock; a loop of short-lived tasks must not pile them up.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -163,6 +164,80 @@ def test_a_failing_thread_fails_the_test_and_names_the_thread(tmp_path: Path) ->
     assert "in test thread 2 of 3; 1 of the 3 threads failed" in proc.stdout
 
 
+UNITTEST_TESTS = """\
+import threading
+import unittest
+
+import stats
+
+SEEN = set()
+CASES = set()
+TORN_DOWN = []
+CLEANED = []
+
+
+class StatsTest(unittest.TestCase):
+    def setUp(self):
+        self.setups = getattr(self, "setups", 0) + 1
+        self.scratch = []  # the case's own: never a race
+        self.addCleanup(CLEANED.append, 1)
+
+    def tearDown(self):
+        TORN_DOWN.append(self._testMethodName)
+
+    def test_record(self):
+        SEEN.add(threading.current_thread().name)
+        CASES.add(id(self))
+        self.scratch.append(1)
+        stats.record()
+        self.assertEqual(self.setups, 1)  # each thread's case was set up once
+        self.assertEqual(self.scratch, [1])
+
+    def test_threads_seen(self):
+        self.assertEqual(len(SEEN), 3, SEEN)
+        self.assertEqual(len(CASES), 3, CASES)  # a test case of each thread's own
+        self.assertEqual(TORN_DOWN.count("test_record"), 3)
+        self.assertGreaterEqual(len(CLEANED), 3)
+
+    @unittest.skip("not today")
+    def test_skipped(self):
+        raise AssertionError("a skipped test ran")
+
+    @unittest.expectedFailure
+    def test_expected_failure(self):
+        self.assertEqual(1, 2)
+
+    def test_only_thread_1_fails(self):
+        self.assertFalse(threading.current_thread().name.endswith("-1"), "thread 1 failed")
+
+
+class AsyncTest(unittest.IsolatedAsyncioTestCase):
+    async def test_coroutine(self):
+        stats.pure(1)
+"""
+
+
+def test_unittest_test_methods_run_in_n_threads_each_on_a_test_case_of_its_own(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "stats.py").write_text(STATS)
+    (tmp_path / "test_unit.py").write_text(UNITTEST_TESTS)
+    proc = run_pytest(tmp_path, "--fermion-races", "--fermion-threads", "3", "-rA")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "FAILED test_unit.py::StatsTest::test_record - " in text  # the race on hits
+    assert "data race on hits" in text and "stats.py:7 in record" in text
+    assert "scratch" not in text
+    assert "PASSED test_unit.py::StatsTest::test_threads_seen" in text
+    assert re.search(r"SKIPPED \[1\] test_unit.py:\d+: not today", text)
+    assert "XFAIL test_unit.py::StatsTest::test_expected_failure" in text
+    assert "thread 1 failed" in text
+    assert "in test thread 1 of 3; 1 of the 3 threads failed" in text
+    assert "PASSED test_unit.py::AsyncTest::test_coroutine" in text
+    assert "test_unit.py::AsyncTest::test_coroutine is a coroutine function" in text
+    assert "4 test(s) ran in 3 threads at once, 1 in one" in text, text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -231,6 +306,23 @@ def test_run_in_threads_releases_all_threads_together_and_collects_each_error() 
     assert sorted(outcome.errors) == [1, 3]
     assert isinstance(outcome.first(), ValueError)
     assert _parallel.run_in_threads(lambda: None, {}, 3).first() is None
+
+
+def test_a_thread_whose_setup_fails_releases_the_others_and_its_error_is_reported() -> None:
+    # Thread 2's own arguments cannot be made (a unittest setUp that raised): the others
+    # must not wait out the start barrier's minute, and the test reports thread 2's
+    # error, not the broken barrier the others saw.
+    def per_thread(index: int, kwargs: dict[str, object]) -> dict[str, object]:
+        if index == 2:
+            raise OSError("setUp of thread 2 failed")
+        return kwargs
+
+    ran = []
+    outcome = _parallel.run_in_threads(lambda: ran.append(1), {}, 4, per_thread=per_thread)
+    assert outcome.first_index() == 2
+    assert str(outcome.first()) == "setUp of thread 2 failed"
+    assert all(isinstance(outcome.errors[i], threading.BrokenBarrierError) for i in (0, 1, 3))
+    assert ran == []
 
 
 @pytest.mark.parametrize(

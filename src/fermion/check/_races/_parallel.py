@@ -32,6 +32,7 @@ __all__ = [
     "THREAD_UNSAFE_FIXTURES",
     "RaceLedger",
     "SeenRace",
+    "TestCaseThreads",
     "ThreadsOutcome",
     "own_tmp_path",
     "race_key",
@@ -73,8 +74,17 @@ class ThreadsOutcome:
 
     errors: dict[int, BaseException] = field(default_factory=dict)
 
+    def first_index(self) -> int | None:
+        """The thread whose error the test reports: the first that did not only see
+        another thread break the start barrier."""
+        own = [
+            i for i, exc in self.errors.items() if not isinstance(exc, threading.BrokenBarrierError)
+        ]
+        return min(own or self.errors) if self.errors else None
+
     def first(self) -> BaseException | None:
-        return self.errors[min(self.errors)] if self.errors else None
+        index = self.first_index()
+        return None if index is None else self.errors[index]
 
 
 def run_in_threads(
@@ -95,7 +105,12 @@ def run_in_threads(
     outcome = ThreadsOutcome()
 
     def body(index: int) -> None:
-        arguments = per_thread(index, kwargs) if per_thread is not None else kwargs
+        try:
+            arguments = per_thread(index, kwargs) if per_thread is not None else kwargs
+        except BaseException as exc:  # the others need not wait for this one
+            outcome.errors[index] = exc
+            barrier.abort()
+            return
         try:
             barrier.wait(start_timeout)
             fn(**arguments)
@@ -125,6 +140,47 @@ def own_tmp_path(index: int, kwargs: dict[str, Any]) -> dict[str, Any]:
     if "tmpdir" in out:
         out["tmpdir"] = out["tmpdir"].ensure(f"thread-{index}", dir=True)
     return out
+
+
+class TestCaseThreads:
+    """A ``unittest.TestCase`` test method run by the test threads, each on a test case
+    of its own.
+
+    The test case is the test's fixture: its ``setUp`` builds what the method works on.
+    Sharing one case between the threads would report races on that scratch state (a
+    file object the test opened), which the code under test never shares; each thread
+    gets a fresh case of the same class and method instead, set up before the start
+    barrier and torn down after, so that the races left are on what the cases share:
+    module and class state, the library's own. Thread 0 runs the method on the case
+    unittest set up (and tears down) itself.
+    """
+
+    def __init__(self, case: Any, method: Callable[[], Any]) -> None:
+        self.case = case
+        self.method = method
+
+    def per_thread(self, index: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if index == 0:
+            return {"case": self.case}
+        case = type(self.case)(self.case._testMethodName)
+        try:
+            case.setUp()
+        except BaseException:
+            case.doCleanups()
+            raise
+        return {"case": case}
+
+    def __call__(self, case: Any) -> None:
+        if case is self.case:
+            self.method()
+            return
+        try:
+            getattr(case, case._testMethodName)()
+        finally:
+            try:
+                case.tearDown()
+            finally:
+                case.doCleanups()
 
 
 # -- the ledger -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ summary (``--fermion-races-json FILE``) listed, so only new ones fail;
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,14 @@ class _RacePlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        restore = self._thread_unittest_method(item)
         self.session.begin()
         try:
             result = yield
         finally:
             findings = self.session.end()
+            if restore is not None:
+                restore()
         new = self.ledger.add(item.nodeid, findings)
         if new:
             from fermion.check._report import Report
@@ -139,33 +143,73 @@ class _RacePlugin:
             )
         return result
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
-        if not self.own_threads:
-            return None
+    def _runs_in_threads(self, item: pytest.Function) -> bool:
+        """Whether *item*'s body runs in the threads (if not, why is recorded)."""
         from fermion.check._races import _parallel
 
-        marker = pyfuncitem.get_closest_marker("thread_unsafe")
+        marker = item.get_closest_marker("thread_unsafe")
         marked = (marker.kwargs.get("reason") or "is marked thread_unsafe") if marker else None
-        reason = _parallel.single_thread_reason(pyfuncitem.obj, pyfuncitem.fixturenames, marked)
+        reason = _parallel.single_thread_reason(item.obj, item.fixturenames, marked)
         if reason is not None:
-            self.single[pyfuncitem.nodeid] = reason
-            return None
-        funcargs = pyfuncitem.funcargs
-        kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+            self.single[item.nodeid] = reason
+        return reason is None
+
+    def _in_threads(self, fn: Any, kwargs: dict[str, Any], per_thread: Any) -> None:
+        """Call ``fn(**kwargs)`` in the test threads; raise the first thread's error."""
+        from fermion.check._races import _parallel
+
         threads = self.options.threads
-        outcome = _parallel.run_in_threads(
-            pyfuncitem.obj, kwargs, threads, per_thread=_parallel.own_tmp_path
-        )
+        outcome = _parallel.run_in_threads(fn, kwargs, threads, per_thread=per_thread)
         self.threaded += 1
-        error = outcome.first()
-        if error is not None:
-            index = min(outcome.errors)
+        index = outcome.first_index()
+        if index is not None:
+            error = outcome.errors[index]
             error.add_note(
                 f"(in test thread {index} of {threads}; {len(outcome.errors)} of the "
                 f"{threads} threads failed: pytest --fermion-threads {threads})"
             )
             raise error
+
+    def _thread_unittest_method(self, item: pytest.Item) -> Any:
+        """Run a ``unittest.TestCase`` test method in the threads, each on a test case of
+        its own (``_parallel.TestCaseThreads``); the function that puts the method back,
+        or None.
+
+        pytest calls such tests through unittest, which calls ``item.obj`` (the bound
+        method) after setUp: that is the one place to hand the threads the body.
+        """
+        from _pytest.unittest import TestCaseFunction
+
+        from fermion.check._races import _parallel
+
+        if not (self.own_threads and isinstance(item, TestCaseFunction)):
+            return None
+        if not self._runs_in_threads(item):
+            return None
+        method = item.obj
+        cases = _parallel.TestCaseThreads(item.instance, method)
+
+        # unittest reads skip and expected-failure flags off the method it calls
+        @functools.wraps(method)
+        def in_threads() -> None:
+            self._in_threads(cases, {}, cases.per_thread)
+
+        item.obj = in_threads
+
+        def restore() -> None:
+            item.obj = method
+
+        return restore
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
+        if not self.own_threads or not self._runs_in_threads(pyfuncitem):
+            return None
+        from fermion.check._races import _parallel
+
+        funcargs = pyfuncitem.funcargs
+        kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+        self._in_threads(pyfuncitem.obj, kwargs, _parallel.own_tmp_path)
         return True
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import _thread
 import collections
+import gc
 import itertools
 import sys
 import threading
@@ -578,6 +579,29 @@ def _unpin_dropped(detector: RaceDetector, st: ThreadState) -> None:
     for candidate in released:
         _forget_publication(detector, id(candidate))
     del released
+
+
+def _before_collection(phase: str, _info: dict[str, int]) -> None:
+    """A ``gc.callbacks`` hook: release the containers this thread dropped before the
+    collector looks for garbage.
+
+    A test that drops an object and calls ``gc.collect()`` to see it go (a weak
+    reference that must die, a finaliser that must run) would otherwise find it kept
+    alive by a dropped container the runtime still pins, when no new pin came between
+    the drop and the check. Only the collecting thread's own pins, and only when that
+    thread is outside the runtime (a collection starts at any allocation, the runtime's
+    own included).
+    """
+    if phase != "start" or not _enabled:
+        return
+    st = getattr(_tls, "s", None)
+    if st is None or st.inside or st.pending or not st.recent_pins:
+        return
+    _guarded(st, _release_dropped)
+
+
+def _release_dropped(st: ThreadState) -> None:
+    _unpin_dropped(_detector, st)
 
 
 def _unpin_oldest(detector: RaceDetector) -> None:
@@ -1302,6 +1326,8 @@ def activate() -> None:
         _dead_tokens.clear()
         _published.clear()
         _properties.clear()
+        if _before_collection not in gc.callbacks:
+            gc.callbacks.append(_before_collection)
     _enabled = True
 
 
@@ -1310,6 +1336,8 @@ def deactivate() -> RaceDetector:
     global _enabled
     _enabled = False
     with _lock:
+        if _before_collection in gc.callbacks:
+            gc.callbacks.remove(_before_collection)
         detector = _detector
         # Wait for analyses in flight (each holds one stripe) before the caller reads
         # the findings.
