@@ -223,7 +223,10 @@ def run_script(backend: str, workers: int | None, items: list[Any]) -> tuple[flo
     """Seconds of ``slow_main.py``'s job on ``backend`` (its own interpreter), and the
     choice ``auto`` reported."""
     command = [sys.executable, SLOW_MAIN, backend, str(workers or 0), json.dumps(items)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    # Bytecode caching on, as on a user's machine (a machine that sets
+    # PYTHONDONTWRITEBYTECODE would recompile every module in every run).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600, env=env)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return float(report["seconds"]), str(report["choice"])
 

@@ -190,3 +190,43 @@ def test_a_busy_machine_is_named_by_the_share_of_time_spent_waiting_for_a_core()
     policy = _policy()
     _run(policy, 0, 0.0, wall=0.01, cpu=0.006, queued=0.004)
     assert policy.busy_share() == pytest.approx(0.4)
+
+
+def test_the_choice_waits_for_a_call_far_longer_than_those_measured() -> None:
+    # One call in ten takes 40 ms, the others 0.5 ms (the "mixed" workload): the first
+    # call is a long one, still running when the short ones beside it settle the
+    # question. Judged by the short ones alone, 300 calls look like 0.15 s of work and
+    # stay here; the choice waits for the long call and counts it.
+    machine = Machine(cpus=2, gil=True, process_startup=0.3)
+    policy = _policy(machine)
+    policy.task_queued(1, batch=True, planned=True, left=299)
+    policy.task_started("long", 0.0, process_cpu=0.0)
+    policy.tick(0.002, 0.002)  # the first call runs past PROBE_AFTER: widened
+    assert policy.widened
+    for key in range(8):
+        policy.task_queued(1, batch=True, planned=True, left=298 - key)
+        policy.task_started(key, 0.002 + key * 5e-4, process_cpu=0.0)
+        policy.task_finished(key, TaskClocks(1, 5e-4, 5e-4, 5e-4))
+    policy.probe_update(samples=4, late=4, seconds=0.02, interval=0.0005)  # clearly held
+    assert policy.wants_tick
+    assert not any(isinstance(a, Commit | StartPool) for a in policy.tick(0.02, 0.03))
+    assert not policy.decided and not policy.wants_tick  # no busy loop meanwhile
+    assert policy.next_tick() is not None
+    policy.task_finished("long", TaskClocks(1, 0.04, 0.04, 0.04))
+    policy.probe_update(samples=5, late=5, seconds=0.04, interval=0.0005)  # each tick reads it
+    actions = policy.tick(0.041, 0.05)
+    assert isinstance(actions[-1], StartPool), policy.reason
+    assert "measured 9 calls" in policy.reason
+
+
+def test_a_chunk_still_running_at_the_window_counts_the_calls_it_had_time_for() -> None:
+    # A chunk of 50 calls that started 1 ms before the window closed has done about 2
+    # of them at the measured 0.5 ms, not 50 in no time.
+    policy = _policy(Machine(cpus=2, gil=True, process_startup=0.3))
+    for key in range(4):
+        policy.task_queued(1, batch=True, planned=True)
+        policy.task_started(key, key * 5e-4, process_cpu=0.0)
+        policy.task_finished(key, TaskClocks(1, 5e-4, 5e-4, 5e-4))
+    policy.task_queued(50, batch=True, planned=True)
+    policy.task_started("chunk", 0.099, process_cpu=0.0, calls=50)
+    assert policy._share_of_running(0.1) == (pytest.approx(0.001), 2)

@@ -125,3 +125,32 @@ def test_the_clock_is_read_with_the_counters_not_after_the_slow_walk(
     sample = _load.cpu_sample()
     assert time.monotonic() - before >= 0.3
     assert sample.wall - before < 0.2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_the_cores_counters_read_from_proc_stat_are_psutils() -> None:
+    import psutil
+
+    from fermion._costs import _load
+
+    ours = _load._proc_stat_busy()
+    theirs = [_load._busy_seconds(times) for times in psutil.cpu_times(percpu=True)]
+    assert ours is not None and len(ours) == len(theirs)
+    # read a moment apart: the counters only grow, by little
+    for mine, psutils in zip(ours, theirs, strict=True):
+        assert mine <= psutils + 0.05 and psutils - mine < 1.0
+
+
+def test_an_auto_executor_with_short_work_does_not_import_psutil() -> None:
+    # psutil costs 7-10 ms to import, more than the whole of a short job.
+    code = (
+        "import sys\n"
+        "from fermion import Executor\n"
+        "with Executor('auto') as ex:\n"
+        "    assert list(ex.map(abs, range(-5, 5))) == [5, 4, 3, 2, 1, 0, 1, 2, 3, 4]\n"
+        "print('psutil' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ("True" if not sys.platform.startswith("linux") else "False")

@@ -10,7 +10,7 @@ program half fills run at about half speed. :func:`machine_load` measures it::
         print(meter.result.describe())  # "another program used 1.7 of 2 cores ..."
 
 Method: the CPU time every program spent on the cores this process may run on (the
-kernel's per-core counters, ``/proc/stat`` on Linux, read through psutil), minus the
+kernel's per-core counters: ``/proc/stat`` on Linux, psutil elsewhere), minus the
 CPU time of this process and all its descendants (worker processes included, alive or
 already reaped), over the block's wall time. What is left is what other programs took.
 
@@ -179,19 +179,62 @@ def _cores_busy() -> tuple[float, int, float]:
     on them), read together."""
     cores = _my_cores()
     wall = time.monotonic()
-    per_core = _psutil().cpu_times(percpu=True)
-    return wall, len(cores), sum(_busy_seconds(per_core[i]) for i in cores if i < len(per_core))
+    per_core = _proc_stat_busy()
+    if per_core is None:
+        per_core = [_busy_seconds(times) for times in _psutil().cpu_times(percpu=True)]
+    return wall, len(cores), sum(per_core[i] for i in cores if i < len(per_core))
+
+
+#: The columns of a ``cpuN`` line of ``/proc/stat`` that are busy time (see _busy_seconds).
+_PROC_STAT_BUSY = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq steal
+
+
+def _proc_stat_busy() -> list[float] | None:
+    """Busy CPU seconds of each core, read from Linux's ``/proc/stat`` (None elsewhere).
+
+    The same counters psutil reads, read here because importing psutil costs 7-10 ms,
+    which an ``auto`` executor in a short script would pay for its first sample.
+    """
+    try:
+        with open("/proc/stat", "rb") as stat:
+            lines = stat.read().splitlines()
+    except OSError:
+        return None
+    tick = _clock_tick()
+    busy: dict[int, float] = {}
+    for line in lines:
+        if not line.startswith(b"cpu") or line[3:4] == b" ":
+            continue  # the machine's total, and the lines that are not cores
+        fields = line.split()
+        try:
+            core = int(fields[0][3:])
+            busy[core] = (
+                sum(int(fields[1 + i]) for i in _PROC_STAT_BUSY if 1 + i < len(fields)) / tick
+            )
+        except ValueError:
+            return None
+    if not busy:
+        return None
+    return [busy.get(core, 0.0) for core in range(max(busy) + 1)]
+
+
+def _clock_tick() -> float:
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, ValueError, OSError):
+        return 100.0
 
 
 def own_cpu_sample(worker_pids: Iterable[int] = ()) -> CpuSample:
     """Like :func:`cpu_sample`, but this process tree is this process (and its reaped
     children) plus the ``worker_pids`` it knows: no walk over every process of the
     machine, which costs milliseconds (the ``auto`` backend samples while work runs)."""
-    psutil = _psutil()
     wall, cores, busy = _cores_busy()
     mine = os.times()
     own = mine.user + mine.system + mine.children_user + mine.children_system
-    for pid in worker_pids:
+    pids = list(worker_pids)
+    psutil = _psutil() if pids else None
+    for pid in pids:
         try:
             t = psutil.Process(pid).cpu_times()
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):

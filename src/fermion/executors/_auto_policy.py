@@ -76,6 +76,10 @@ KEEP_MEASURING_THREADS = 1.5
 #: its wall time) runs native threads of its own (BLAS): running more calls at once
 #: would only fight over the cores.
 NATIVE_THREADS_SHARE = 0.6
+#: A task still running after this many times what its calls take at the measured
+#: mean holds a call longer than any measured: the choice waits for it (or for the
+#: window's end, which counts it), rather than judge the work by its short calls.
+OUTLASTS = 3.0
 #: The shortest call whose process CPU says anything about native threads (other
 #: threads' bits of work, a clock's granularity, weigh too much in shorter ones).
 NATIVE_MEASURABLE = 0.001
@@ -366,18 +370,39 @@ class AutoPolicy:
             )
             if self.calls and window_over:
                 self._due = True
-                # The chunks still running count, as if done now: a long call inside
-                # one must not be missed (a lower bound of their cost).
-                self._running_share = (
-                    sum(now - r.started for r in self.running.values()),
-                    sum(r.calls for r in self.running.values()),
-                )
+                self._running_share = self._share_of_running(now)
             if elapsed >= self.max_measure_seconds:
                 self._due = True
                 self._partial = (elapsed, process_cpu - first.process_cpu, len(self.running))
+            elif self._due and not window_over and self._long_call_in_flight(now):
+                # The calls measured are the short ones: wait for the long one (its end
+                # makes the choice due again) or for the window's end, which counts it.
+                self._due = False
         if self._due and self.advice is None:
             self._decide()
         return self._take_actions()
+
+    def _share_of_running(self, now: float) -> tuple[float, int]:
+        """(seconds, calls) to count for the tasks still running, as if done now: a long
+        call inside one must not be missed. Each counts the calls it has had time for
+        at the measured mean (one at least, all of its own at most), so that a chunk
+        that has just started does not pass for many calls that took no time."""
+        mean = self.wall / self.calls if self.calls else 0.0
+        seconds, calls = 0.0, 0
+        for r in self.running.values():
+            ran = max(now - r.started, 0.0)
+            seconds += ran
+            done = round(ran / mean) if mean > 0 else r.calls
+            calls += min(r.calls, max(1, done))
+        return seconds, calls
+
+    def _long_call_in_flight(self, now: float) -> bool:
+        """A task still running has taken more than ``OUTLASTS`` times what its calls
+        take at the measured mean (a call much longer than those measured)."""
+        if not self.calls:
+            return False
+        mean = max(self.wall / self.calls, SMALL_CALL)
+        return any(now - r.started > OUTLASTS * mean * r.calls for r in self.running.values())
 
     # -- the findings -----------------------------------------------------------------
 
