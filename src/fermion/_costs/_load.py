@@ -233,13 +233,14 @@ def own_cpu_sample(worker_pids: Iterable[int] = ()) -> CpuSample:
     mine = os.times()
     own = mine.user + mine.system + mine.children_user + mine.children_system
     pids = list(worker_pids)
-    psutil = _psutil() if pids else None
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            continue
-        own += t.user + t.system
+    if pids:  # psutil only then: see _proc_stat_busy
+        psutil = _psutil()
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            own += t.user + t.system
     return CpuSample(wall, cores, busy, own)
 
 
