@@ -230,3 +230,37 @@ def test_a_chunk_still_running_at_the_window_counts_the_calls_it_had_time_for() 
     policy.task_queued(50, batch=True, planned=True)
     policy.task_started("chunk", 0.099, process_cpu=0.0, calls=50)
     assert policy._share_of_running(0.1) == (pytest.approx(0.001), 2)
+
+
+def test_computing_threads_outnumber_the_cores_when_other_programs_hold_some() -> None:
+    # NumPy calls (no GIL held) measured on 2 threads while the kernel's counters say
+    # other programs kept 1.3 of the 2 cores busy: 2 threads would get 60% of them.
+    busy, quiet, brief = _policy(), _policy(), _policy()
+    for policy, others, seconds in ((busy, 1.3, 0.05), (quiet, 0.1, 0.05), (brief, 1.3, 0.01)):
+        _run(policy, 0, 0.0, wall=0.01, cpu=0.01)
+        policy.task_queued(1, batch=False)
+        policy.task_started(1, 0.01, process_cpu=0.01)
+        assert policy.widened
+        policy.probe_update(samples=20, late=0, seconds=0.02, interval=0.0005)  # GIL free
+        for key in range(2, 6):
+            _run(policy, key, 0.01 * key, wall=0.01, cpu=0.01)
+        policy.machine_load(others, seconds)
+    assert busy.others_cores() == 1.3 and brief.others_cores() == 0.0  # too brief to tell
+    commit = [a for a in busy.tick(0.1, 0.1) if isinstance(a, Commit)]
+    workers = 6  # 8 would get 85% (8 / (8 + 1.3)); the default of cores + 4 is the most
+    assert commit == [Commit("threads", workers)], busy.reason
+    assert f"other programs held about 1.3 of the 2 cores, and {workers} threads" in busy.reason
+    for policy in (quiet, brief):
+        assert [a for a in policy.tick(0.1, 0.1) if isinstance(a, Commit)] == [
+            Commit("threads", 2, reuse=True)
+        ]
+
+
+def test_python_code_holding_the_gil_gets_no_more_threads_on_a_busy_machine() -> None:
+    policy = _policy(Machine(cpus=2, gil=True, process_startup=5.0))  # no pool pays
+    for key in range(6):
+        _run(policy, key, 0.01 * key, wall=0.01, cpu=0.006, queued=0.004)
+    policy.probe_update(samples=3, late=3, seconds=0.02, interval=0.0005)  # held
+    policy.machine_load(1.3, 0.06)
+    actions = policy.tick(0.1, 0.1)
+    assert not any(isinstance(a, Commit) and a.workers > 2 for a in actions), policy.reason

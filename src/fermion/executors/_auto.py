@@ -187,10 +187,14 @@ class _MeasuredTask(Task):
         if started:
             self.original.started_at = self.started_at
             self.ident = threading.get_ident()
+            # The wall clock first here and last at the end, so that the CPU clocks
+            # cover no more than the wall interval: the GIL can pass to another thread
+            # between two readings, and CPU time read over a longer interval than the
+            # wall time would pass for native threads (2.3 busy cores of 2).
+            self.wall0 = time.perf_counter()
             self.queued0 = _clocks.get()()
             self.process0 = self.owner._process_cpu()
             self.cpu0 = time.thread_time()
-            self.wall0 = time.perf_counter()
             self.owner._task_started(self)
         return started
 
@@ -204,13 +208,13 @@ class _MeasuredTask(Task):
         super().fail(exc)
 
     def clocks(self) -> TaskClocks:
-        wall = time.perf_counter() - self.wall0
+        mine = threading.get_ident() == self.ident
+        cpu = time.thread_time() - self.cpu0 if mine else 0.0
         process_cpu = self.owner._process_cpu() - self.process0
-        if threading.get_ident() == self.ident:
-            cpu = time.thread_time() - self.cpu0
-            queued = _clocks.get()() - self.queued0
-        else:  # failed from another thread (a timeout): its own clocks are out of reach
-            cpu, queued = min(process_cpu, wall), 0.0
+        queued = _clocks.get()() - self.queued0 if mine else 0.0
+        wall = time.perf_counter() - self.wall0  # last: see start
+        if not mine:  # failed from another thread (a timeout): its own clocks are out of reach
+            cpu = min(process_cpu, wall)
         return TaskClocks(len(self.calls), wall, cpu, process_cpu, queued)
 
 
@@ -491,6 +495,8 @@ class AutoBackend(Backend):
                         break
                     self._changed.wait(None if wake is None else wake - now)
             self._cost_transfers()
+            # The kernel's counters (tens of µs to read), outside the lock the tasks take.
+            load = self._load.so_far() if not policy.decided else None
             with self._changed:
                 if self._finalised:
                     return
@@ -502,7 +508,10 @@ class AutoBackend(Backend):
                         time.perf_counter() - self._probe_since,
                         PROBE_INTERVAL,
                     )
-                actions = policy.tick(time.perf_counter(), self._process_cpu())
+                if load is not None:
+                    policy.machine_load(load.others, load.wall)
+                process_cpu = self._process_cpu()  # before the wall clock: see _MeasuredTask
+                actions = policy.tick(time.perf_counter(), process_cpu)
                 feed = self._feed_locked()
             self._run_here(feed)
             self._carry_out(actions)
@@ -514,7 +523,11 @@ class AutoBackend(Backend):
         driver = self._driver
         if driver is not None and driver.ident == threading.get_ident():
             self._driver_cpu = time.thread_time()
-        return time.process_time() - self._driver_cpu
+        # The driver's clock before the process's: read after, it could already count
+        # driver work done after the process clock was read, and the call measured from
+        # here would seem to have used that CPU too.
+        spent = self._driver_cpu
+        return time.process_time() - spent
 
     def _transfer_due_locked(self) -> bool:
         return (self._transfers_done == 0 and self._first_call is not None) or (

@@ -29,6 +29,7 @@ pool only once a worker is ready. If the work ends first, it simply ran here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,6 +81,17 @@ NATIVE_THREADS_SHARE = 0.6
 #: mean holds a call longer than any measured: the choice waits for it (or for the
 #: window's end, which counts it), rather than judge the work by its short calls.
 OUTLASTS = 3.0
+#: On a machine where other programs hold cores, threads that compute without the GIL
+#: are made enough to get this share of the cores they compete for: the kernel shares a
+#: core between the threads ready to run, so N threads beside H other programs' get
+#: N / (N + H) of the machine (the standard library's default of cores + 4 threads
+#: happens to do the same; it is the most made).
+FAIR_SHARE = 0.85
+#: Other programs holding fewer cores than this leave the worker count alone ...
+BUSY_CORES = 0.5
+#: ... and so does a load measured over less than this: the kernel's counters tick
+#: every 10 ms per core.
+LOAD_SECONDS = 0.04
 #: The shortest call whose process CPU says anything about native threads (other
 #: threads' bits of work, a clock's granularity, weigh too much in shorter ones).
 NATIVE_MEASURABLE = 0.001
@@ -178,6 +190,8 @@ class AutoPolicy:
         self.off_core_alone = 0.0  # seconds off the core while no other call ran
         self.off_core_shared = 0.0  # seconds off the core next to other calls (the GIL?)
         self.queued = 0.0  # seconds the measuring threads waited for a core
+        self.load_others = 0.0  # cores other programs held, over load_seconds
+        self.load_seconds = 0.0
         self.native_busy = 0.0  # most cores a call kept busy running alone
         self.transfer = PickleCost(0, 0.0)
         self.probe_samples = 0
@@ -324,6 +338,12 @@ class AutoPolicy:
         self.probe_seconds, self.probe_interval = seconds, interval
         if self.advice is None and self._gil_clearly_held():
             self._due = True
+
+    def machine_load(self, others: float, seconds: float) -> None:
+        """Other programs kept ``others`` of this process's cores busy, on average over
+        the ``seconds`` since the measuring began (the kernel's counters: not our
+        threads' waits for a core, which our own threads beside the calls cause too)."""
+        self.load_others, self.load_seconds = others, seconds
 
     def pool_ready(self) -> None:
         """A worker of the process pool is ready: the tasks move there."""
@@ -536,7 +556,42 @@ class AutoPolicy:
             )
             if measuring.speedup * KEEP_MEASURING_THREADS >= advice.speedup:
                 advice = replace(measuring, options=advice.options)
-        return advice
+        return self._fair_share(advice, cost, items)
+
+    def others_cores(self) -> float:
+        """Cores other programs held while the calls were measured, as the kernel's
+        counters tell (``machine_load``); 0.0 until measured long enough."""
+        return self.load_others if self.load_seconds >= LOAD_SECONDS else 0.0
+
+    def _fair_share(self, advice: Advice, cost: TaskCost, items: int) -> Advice:
+        """More threads than cores for computing calls that leave the GIL free, when
+        other programs hold cores (see ``FAIR_SHARE``)."""
+        others = self.others_cores()
+        computing = cost.wall > 0 and cost.cpu >= 0.5 * cost.wall
+        gil_free = not self.machine.gil or cost.gil_held < 0.5
+        if (
+            advice.backend != "threads"
+            or self.workers is not None
+            or others < BUSY_CORES
+            or not (computing and gil_free)
+        ):
+            return advice
+        wanted = math.ceil(FAIR_SHARE * others / (1.0 - FAIR_SHARE))
+        # at most the standard library's default: beyond it, memory-bound calls (NumPy)
+        # fight over the caches more than they gain cores
+        workers = min(max(advice.workers, wanted), self.machine.cpus + 4, items)
+        if workers <= advice.workers:
+            return advice
+        reason = (
+            f"threads with {workers} workers: other programs held about {others:.1f} of "
+            f"the {self.machine.cpus} cores, and {workers} threads keep a fair share of them"
+        )
+        kept = (
+            advice.reasons[:-1]
+            if advice.reasons[-1:] and advice.reasons[-1].startswith("threads with")
+            else advice.reasons
+        )  # the prediction for a quiet machine
+        return replace(advice, workers=workers, reasons=(*kept, reason))
 
     def _decide(self) -> None:
         self._due = False
