@@ -264,3 +264,23 @@ def test_python_code_holding_the_gil_gets_no_more_threads_on_a_busy_machine() ->
     policy.machine_load(1.3, 0.06)
     actions = policy.tick(0.1, 0.1)
     assert not any(isinstance(a, Commit) and a.workers > 2 for a in actions), policy.reason
+
+
+def test_calls_crowded_out_by_their_own_native_threads_run_one_at_a_time() -> None:
+    # BLAS calls measured side by side: each thread waited 40% of its time for a core,
+    # and the kernel's counters say no other program held one: the calls' own BLAS
+    # threads fill the cores. With other programs holding the cores instead, the same
+    # waits say nothing about native threads.
+    own, others = _policy(), _policy()
+    for policy, load in ((own, 0.05), (others, 1.3)):
+        _run(policy, 0, 0.0, wall=0.02, cpu=0.012, queued=0.008)
+        policy.task_queued(1, batch=False)
+        policy.task_started(1, 0.02, process_cpu=0.02)
+        policy.probe_update(samples=20, late=0, seconds=0.02, interval=0.0005)  # GIL free
+        for key in range(2, 6):
+            _run(policy, key, 0.02 * key, wall=0.02, cpu=0.012, queued=0.008)
+        policy.machine_load(load, 0.1)
+    assert own.tick(0.2, 0.2)[-1] == Commit("serial", 1), own.reason
+    assert "their own native threads (e.g. BLAS) fill the cores" in own.reason
+    last = others.tick(0.2, 0.2)[-1]
+    assert isinstance(last, Commit) and last.backend == "threads", others.reason

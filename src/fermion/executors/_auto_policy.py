@@ -92,6 +92,9 @@ BUSY_CORES = 0.5
 #: ... and so does a load measured over less than this: the kernel's counters tick
 #: every 10 ms per core.
 LOAD_SECONDS = 0.04
+#: Measuring threads that wait this share of their time for a core nobody else holds
+#: are crowded out by the calls' own native threads.
+CROWDED = 0.25
 #: The shortest call whose process CPU says anything about native threads (other
 #: threads' bits of work, a clock's granularity, weigh too much in shorter ones).
 NATIVE_MEASURABLE = 0.001
@@ -474,9 +477,27 @@ class AutoPolicy:
         return on_time < 0.25 * self.probe_seconds and self.cpu >= 0.75 * self.wall
 
     def _native_parallel(self) -> bool:
-        """A call alone already kept most cores busy (native threads)."""
+        """A call alone already kept most cores busy (native threads), or calls side by
+        side waited for a core that no other program held (``_crowded_by_own_threads``)."""
+        if self.machine.cpus <= 1:
+            return False
+        return self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus or (
+            self._crowded_by_own_threads()
+        )
+
+    def _crowded_by_own_threads(self) -> bool:
+        """The measuring threads, side by side, spent ``CROWDED`` of their time waiting
+        for a core while the kernel's counters say other programs held almost none:
+        the calls' own native threads (BLAS, which spreads over the cores once a call
+        has run a few milliseconds, too late for the call alone to show it) fill the
+        cores, and more calls at once only fight over them."""
         return (
-            self.machine.cpus > 1 and self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus
+            self.widened
+            and self.calls >= 2
+            and self.wall >= 0.01
+            and self.busy_share() >= CROWDED
+            and self.load_seconds >= LOAD_SECONDS
+            and self.load_others < BUSY_CORES
         )
 
     def busy_share(self) -> float:
@@ -538,8 +559,10 @@ class AutoPolicy:
         chunksize = self._chunksize()
         machine = self.machine
         if self._native_parallel():
-            # Each call keeps the cores busy already: no pool runs two faster.
+            # Each call keeps the cores busy already: no pool runs two faster. (Its own
+            # thread's CPU, side by side with others, misses what its native threads did.)
             machine = replace(machine, cpus=1)
+            cost = replace(cost, cpu=max(cost.cpu, cost.wall))
         advice = recommend(cost, machine, items, workers=self.workers, chunksize=chunksize)
         if (
             advice.backend == "threads"
@@ -602,10 +625,15 @@ class AutoPolicy:
         else:
             measured = f"the first call was still running after {_seconds(cost.wall)}"
         findings = [measured]
-        if self._native_parallel():
+        if self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus > 1:
             findings.append(
                 f"one call alone kept {self.native_busy:.1f} of {self.machine.cpus} cores busy "
                 "(native threads, e.g. BLAS)"
+            )
+        elif self._native_parallel():
+            findings.append(
+                f"calls side by side waited {self.busy_share():.0%} of their time for a core "
+                "that no other program held: their own native threads (e.g. BLAS) fill the cores"
             )
         self.reason = f"{'; '.join(findings)}: {advice.reason}"
         if self.probing:
