@@ -217,6 +217,7 @@ class AutoPolicy:
         self.pool_workers = 0  # a process pool starting (0: none)
         self.committed: Commit | None = None
         self._due = False  # enough is measured: the next tick decides
+        self._postponed = False  # it was due, and waits for a long call or the load
         # (seconds, process CPU seconds, calls running) of calls still running at the
         # deadline, when none had returned
         self._partial: tuple[float, float, int] | None = None
@@ -259,6 +260,8 @@ class AutoPolicy:
             wake = min(wake, started + PROBE_AFTER)
         if self.calls and self.since is not None:
             wake = min(wake, self.since + WINDOW * self.measure_seconds)
+            if self._crowded_by_whom_unknown():
+                wake = min(wake, self.since + LOAD_SECONDS)
         return wake
 
     # -- events -----------------------------------------------------------------------
@@ -397,10 +400,13 @@ class AutoPolicy:
             if elapsed >= self.max_measure_seconds:
                 self._due = True
                 self._partial = (elapsed, process_cpu - first.process_cpu, len(self.running))
-            elif self._due and not window_over and self._long_call_in_flight(now):
-                # The calls measured are the short ones: wait for the long one (its end
-                # makes the choice due again) or for the window's end, which counts it.
-                self._due = False
+            elif (self._due or self._postponed) and not window_over:
+                # Enough is measured, but the calls measured are the short ones (wait for
+                # the long one, or for the window's end, which counts it), or the cores
+                # are crowded and the load does not tell yet by whom (the next ticks
+                # read it, see next_tick).
+                wait = self._long_call_in_flight(now) or self._crowded_by_whom_unknown()
+                self._due, self._postponed = not wait, wait
         if self._due and self.advice is None:
             self._decide()
         return self._take_actions()
@@ -484,6 +490,12 @@ class AutoPolicy:
         return self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus or (
             self._crowded_by_own_threads()
         )
+
+    def _crowded_by_whom_unknown(self) -> bool:
+        """The measuring threads wait for cores, and the load is not measured long
+        enough yet to tell whether other programs or the calls' own native threads
+        hold them."""
+        return self.widened and self.busy_share() >= CROWDED and self.load_seconds < LOAD_SECONDS
 
     def _crowded_by_own_threads(self) -> bool:
         """The measuring threads, side by side, spent ``CROWDED`` of their time waiting
