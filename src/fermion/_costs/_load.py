@@ -261,12 +261,6 @@ class LoadMeter:
         self._first = self._sampler()
         self._load = None
 
-    def so_far(self) -> MachineLoad:
-        """The load since :meth:`start`, the interval going on (``stop`` ends it)."""
-        if self._first is None:
-            raise RuntimeError("LoadMeter.so_far() was called before start(); call start() first")
-        return MachineLoad.between(self._first, self._sampler())
-
     def stop(self) -> MachineLoad:
         """Read the counters again and return the load since :meth:`start`."""
         if self._first is None:

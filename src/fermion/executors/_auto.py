@@ -163,7 +163,7 @@ _clocks = _ThreadClocks()
 class _MeasuredTask(Task):
     """A task run here while measuring: the user's future, timed from start to end."""
 
-    __slots__ = ("cpu0", "ident", "original", "owner", "process0", "queued0", "wall0")
+    __slots__ = ("cpu0", "ident", "original", "outer0", "owner", "process0", "queued0", "wall0")
 
     def __init__(self, original: Task, owner: AutoBackend) -> None:
         super().__init__(
@@ -180,21 +180,24 @@ class _MeasuredTask(Task):
         self.original = original
         self.owner = owner
         self.ident = 0
-        self.wall0 = self.cpu0 = self.process0 = self.queued0 = 0.0
+        self.wall0 = self.outer0 = self.cpu0 = self.process0 = self.queued0 = 0.0
 
     def start(self) -> bool:
         started = super().start()
         if started:
             self.original.started_at = self.started_at
             self.ident = threading.get_ident()
-            # The wall clock first here and last at the end, so that the CPU clocks
-            # cover no more than the wall interval: the GIL can pass to another thread
-            # between two readings, and CPU time read over a longer interval than the
-            # wall time would pass for native threads (2.3 busy cores of 2).
-            self.wall0 = time.perf_counter()
+            # The GIL can pass to another thread between any two readings. The call's
+            # wall time is read right around it (a millisecond's wait for the GIL
+            # among the readings would make a tiny call look like one that waits);
+            # the process's CPU is set against the wall interval around the readings
+            # instead, which holds it (CPU read over a longer interval than the wall
+            # would pass for native threads: 2.3 busy cores of 2).
+            self.outer0 = time.perf_counter()
             self.queued0 = _clocks.get()()
             self.process0 = self.owner._process_cpu()
             self.cpu0 = time.thread_time()
+            self.wall0 = time.perf_counter()
             self.owner._task_started(self)
         return started
 
@@ -208,11 +211,14 @@ class _MeasuredTask(Task):
         super().fail(exc)
 
     def clocks(self) -> TaskClocks:
+        wall = time.perf_counter() - self.wall0  # first and last: see start
         mine = threading.get_ident() == self.ident
         cpu = time.thread_time() - self.cpu0 if mine else 0.0
         process_cpu = self.owner._process_cpu() - self.process0
         queued = _clocks.get()() - self.queued0 if mine else 0.0
-        wall = time.perf_counter() - self.wall0  # last: see start
+        outer = time.perf_counter() - self.outer0
+        if outer > 0:  # the process's CPU rate over the readings, over the call's wall
+            process_cpu *= min(1.0, wall / outer)
         if not mine:  # failed from another thread (a timeout): its own clocks are out of reach
             cpu = min(process_cpu, wall)
         return TaskClocks(len(self.calls), wall, cpu, process_cpu, queued)
@@ -447,7 +453,7 @@ class AutoBackend(Backend):
                 return
             widened = policy.widened
             policy.task_started(
-                measured.future, measured.wall0, measured.process0, len(measured.calls)
+                measured.future, measured.outer0, measured.process0, len(measured.calls)
             )
             if policy.widened != widened or len(policy.running) == 1 or policy.wants_tick:
                 self._changed.notify_all()  # the driver: a new watch, more slots
@@ -495,8 +501,6 @@ class AutoBackend(Backend):
                         break
                     self._changed.wait(None if wake is None else wake - now)
             self._cost_transfers()
-            # The kernel's counters (tens of µs to read), outside the lock the tasks take.
-            load = self._load.so_far() if not policy.decided else None
             with self._changed:
                 if self._finalised:
                     return
@@ -508,8 +512,6 @@ class AutoBackend(Backend):
                         time.perf_counter() - self._probe_since,
                         PROBE_INTERVAL,
                     )
-                if load is not None:
-                    policy.machine_load(load.others, load.wall)
                 process_cpu = self._process_cpu()  # before the wall clock: see _MeasuredTask
                 actions = policy.tick(time.perf_counter(), process_cpu)
                 feed = self._feed_locked()

@@ -87,14 +87,18 @@ OUTLASTS = 3.0
 #: N / (N + H) of the machine (the standard library's default of cores + 4 threads
 #: happens to do the same; it is the most made).
 FAIR_SHARE = 0.85
-#: Other programs holding fewer cores than this leave the worker count alone ...
+#: Other programs holding fewer cores than this leave the worker count alone.
 BUSY_CORES = 0.5
-#: ... and so does a load measured over less than this: the kernel's counters tick
-#: every 10 ms per core.
-LOAD_SECONDS = 0.04
-#: Measuring threads that wait this share of their time for a core nobody else holds
-#: are crowded out by the calls' own native threads.
+#: The process's CPU rate says something once the measuring has run this long.
+RATE_SECONDS = 0.01
+#: Measuring threads that wait this share of their time for a core are crowded: by
+#: other programs when this process gets less than the machine, by the calls' own
+#: native threads when it keeps ``FULL`` of the cores busy.
 CROWDED = 0.25
+FULL = 0.85
+#: Cores a call's native threads must keep busy beyond its own thread to count: other
+#: threads' bits of work meanwhile (the caller's, the collector's) are not native threads.
+NATIVE_HELPERS = 0.5
 #: The shortest call whose process CPU says anything about native threads (other
 #: threads' bits of work, a clock's granularity, weigh too much in shorter ones).
 NATIVE_MEASURABLE = 0.001
@@ -193,9 +197,10 @@ class AutoPolicy:
         self.off_core_alone = 0.0  # seconds off the core while no other call ran
         self.off_core_shared = 0.0  # seconds off the core next to other calls (the GIL?)
         self.queued = 0.0  # seconds the measuring threads waited for a core
-        self.load_others = 0.0  # cores other programs held, over load_seconds
-        self.load_seconds = 0.0
-        self.native_busy = 0.0  # most cores a call kept busy running alone
+        self._since_cpu = 0.0  # the process's CPU clock when the first task started
+        self.process_rate: float | None = None  # cores this process kept busy since
+        # cores each task kept busy running alone (its native threads), by task, in order
+        self._alone_busy: dict[Any, float] = {}
         self.transfer = PickleCost(0, 0.0)
         self.probe_samples = 0
         self.probe_late = 0
@@ -261,7 +266,7 @@ class AutoPolicy:
         if self.calls and self.since is not None:
             wake = min(wake, self.since + WINDOW * self.measure_seconds)
             if self._crowded_by_whom_unknown():
-                wake = min(wake, self.since + LOAD_SECONDS)
+                wake = min(wake, self.since + RATE_SECONDS)
         return wake
 
     # -- events -----------------------------------------------------------------------
@@ -287,14 +292,19 @@ class AutoPolicy:
 
     def task_started(self, key: Any, now: float, process_cpu: float, calls: int = 1) -> None:
         if self.since is None:
-            self.since = now
+            self.since, self._since_cpu = now, process_cpu
         alone = not self.running
         for other in self.running.values():
             other.alone = False
         self.running[key] = _Running(now, process_cpu, calls, alone)
         # A call that proved not tiny widens the measuring: the calls that follow may
         # run long and run side by side.
-        if self.calls and not self._small() and self.advice is None:
+        if (
+            self.calls
+            and not self._small()
+            and self.advice is None
+            and not self._native_suspected()
+        ):
             self._widen()
 
     def task_finished(self, key: Any, clocks: TaskClocks) -> None:
@@ -306,9 +316,11 @@ class AutoPolicy:
         wall = max(clocks.wall - clocks.queued, 0.0)  # another program's use of a core
         cpu = min(clocks.cpu, wall)  # one thread's CPU clock reads more for tiny calls
         off_core = max(0.0, clocks.wall - clocks.cpu - clocks.queued)
-        if alone and clocks.wall >= NATIVE_MEASURABLE:
-            busy = clocks.process_cpu / clocks.wall
-            self.native_busy = max(self.native_busy, busy)
+        if alone and clocks.wall >= NATIVE_MEASURABLE and clocks.cpu >= NATIVE_MEASURABLE / 2:
+            # (a tiny call that waited a millisecond for the GIL says nothing)
+            helpers = (clocks.process_cpu - clocks.cpu) / clocks.wall
+            native = helpers >= NATIVE_HELPERS  # not the caller's bits of work, or a GC
+            self._alone_busy[key] = clocks.process_cpu / clocks.wall if native else 0.0
             if clocks.process_cpu > 1.25 * clocks.cpu + 1e-4:
                 # Native threads computed too: count their CPU as the call's.
                 cpu = clocks.process_cpu
@@ -345,12 +357,6 @@ class AutoPolicy:
         if self.advice is None and self._gil_clearly_held():
             self._due = True
 
-    def machine_load(self, others: float, seconds: float) -> None:
-        """Other programs kept ``others`` of this process's cores busy, on average over
-        the ``seconds`` since the measuring began (the kernel's counters: not our
-        threads' waits for a core, which our own threads beside the calls cause too)."""
-        self.load_others, self.load_seconds = others, seconds
-
     def pool_ready(self) -> None:
         """A worker of the process pool is ready: the tasks move there."""
         if self.committed is None and self.pool_workers:
@@ -380,36 +386,48 @@ class AutoPolicy:
 
     def tick(self, now: float, process_cpu: float) -> list[Action]:
         """Decide what is due at ``now`` (the process's CPU clock reads ``process_cpu``)."""
+        if self.since is not None and now - self.since >= RATE_SECONDS:
+            self.process_rate = (process_cpu - self._since_cpu) / (now - self.since)
         if self.advice is None and self.running:
             first = min(self.running.values(), key=lambda r: r.started)
             elapsed = now - first.started
             if not self.widened and not self._small() and elapsed >= PROBE_AFTER:
                 if first.alone and elapsed >= NATIVE_MEASURABLE:
                     busy = (process_cpu - first.process_cpu) / elapsed
-                    self.native_busy = max(self.native_busy, busy)
-                if not self._native_parallel():
+                    if busy >= 1.0 + NATIVE_HELPERS:  # more than its own thread can use
+                        key = next(k for k, r in self.running.items() if r is first)
+                        self._alone_busy[key] = busy
+                if not self._native_suspected():
                     self._widen()
-            # A map's chunk may run long, its calls known only at its end: measuring
-            # also ends by the clock, on the calls finished so far.
-            window_over = (
-                self.since is not None and now - self.since >= WINDOW * self.measure_seconds
-            )
-            if self.calls and window_over:
+            if self.calls and self._window_over(now):
+                # A map's chunk may run long, its calls known only at its end: measuring
+                # also ends by the clock, on the calls finished so far.
                 self._due = True
                 self._running_share = self._share_of_running(now)
             if elapsed >= self.max_measure_seconds:
                 self._due = True
                 self._partial = (elapsed, process_cpu - first.process_cpu, len(self.running))
-            elif (self._due or self._postponed) and not window_over:
+        if self.advice is None and (self._due or self._postponed) and self._partial is None:
+            if not self._window_over(now):
                 # Enough is measured, but the calls measured are the short ones (wait for
                 # the long one, or for the window's end, which counts it), or the cores
                 # are crowded and the load does not tell yet by whom (the next ticks
-                # read it, see next_tick).
-                wait = self._long_call_in_flight(now) or self._crowded_by_whom_unknown()
+                # read it, see next_tick), or one call alone kept the cores busy and the
+                # next, alone too, is to confirm it.
+                wait = (
+                    self._long_call_in_flight(now)
+                    or self._crowded_by_whom_unknown()
+                    or (self._native_suspected() and not self._native_parallel())
+                )
                 self._due, self._postponed = not wait, wait
+            elif self._postponed:
+                self._due, self._postponed = True, False
         if self._due and self.advice is None:
             self._decide()
         return self._take_actions()
+
+    def _window_over(self, now: float) -> bool:
+        return self.since is not None and now - self.since >= WINDOW * self.measure_seconds
 
     def _share_of_running(self, now: float) -> tuple[float, int]:
         """(seconds, calls) to count for the tasks still running, as if done now: a long
@@ -428,9 +446,9 @@ class AutoPolicy:
     def _long_call_in_flight(self, now: float) -> bool:
         """A task still running has taken more than ``OUTLASTS`` times what its calls
         take at the measured mean (a call much longer than those measured)."""
-        if not self.calls:
-            return False
-        mean = max(self.wall / self.calls, SMALL_CALL)
+        if not self.calls or self._small():
+            return False  # small calls wait for the GIL or a core as long as they run
+        mean = self.wall / self.calls
         return any(now - r.started > OUTLASTS * mean * r.calls for r in self.running.values())
 
     # -- the findings -----------------------------------------------------------------
@@ -482,34 +500,52 @@ class AutoPolicy:
         on_time = (self.probe_samples - self.probe_late) * self.probe_interval
         return on_time < 0.25 * self.probe_seconds and self.cpu >= 0.75 * self.wall
 
+    @property
+    def native_busy(self) -> float:
+        """Cores the calls kept busy running alone, as two tasks agree (the lower of the
+        last two readings): one reading can be another thread's burst of work."""
+        readings = list(self._alone_busy.values())[-2:]
+        return min(readings) if len(readings) == 2 else 0.0
+
+    def _native_suspected(self) -> bool:
+        """The last task alone kept most cores busy: the next runs alone too, to confirm
+        (the measuring does not widen meanwhile)."""
+        readings = list(self._alone_busy.values())
+        return bool(readings) and not self._small() and self._keeps_cores_busy(readings[-1])
+
+    def _keeps_cores_busy(self, busy: float) -> bool:
+        return self.machine.cpus > 1 and busy >= NATIVE_THREADS_SHARE * self.machine.cpus
+
     def _native_parallel(self) -> bool:
-        """A call alone already kept most cores busy (native threads), or calls side by
-        side waited for a core that no other program held (``_crowded_by_own_threads``)."""
+        """Two calls alone kept most cores busy (native threads), or calls side by side
+        waited for a core while this process kept the cores busy
+        (``_crowded_by_own_threads``)."""
         if self.machine.cpus <= 1:
             return False
-        return self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus or (
-            self._crowded_by_own_threads()
-        )
+        return self._keeps_cores_busy(self.native_busy) or self._crowded_by_own_threads()
+
+    def _crowded(self) -> bool:
+        """The measuring threads, side by side, waited ``CROWDED`` of their time for a
+        core (not for the GIL: a thread waiting for it is not ready to run). Only for
+        calls that are not small: native threads that spread over the cores run in
+        calls of milliseconds, and the waits of tiny calls are mostly our own threads'."""
+        return self.widened and not self._small() and self.busy_share() >= CROWDED
 
     def _crowded_by_whom_unknown(self) -> bool:
-        """The measuring threads wait for cores, and the load is not measured long
-        enough yet to tell whether other programs or the calls' own native threads
-        hold them."""
-        return self.widened and self.busy_share() >= CROWDED and self.load_seconds < LOAD_SECONDS
+        """Crowded, and the process's CPU rate is not measured yet to tell by whom."""
+        return self._crowded() and self.process_rate is None
 
     def _crowded_by_own_threads(self) -> bool:
-        """The measuring threads, side by side, spent ``CROWDED`` of their time waiting
-        for a core while the kernel's counters say other programs held almost none:
-        the calls' own native threads (BLAS, which spreads over the cores once a call
-        has run a few milliseconds, too late for the call alone to show it) fill the
-        cores, and more calls at once only fight over them."""
+        """Crowded while this process keeps the cores busy: the calls' own native
+        threads (BLAS, which spreads over the cores once a call has run a few
+        milliseconds, too late for the call alone to show it) fill them, and more calls
+        at once only fight over them."""
+        rate = self.process_rate
         return (
-            self.widened
+            self._crowded()
             and self.calls >= 2
-            and self.wall >= 0.01
-            and self.busy_share() >= CROWDED
-            and self.load_seconds >= LOAD_SECONDS
-            and self.load_others < BUSY_CORES
+            and rate is not None
+            and rate >= FULL * self.machine.cpus
         )
 
     def busy_share(self) -> float:
@@ -594,9 +630,21 @@ class AutoPolicy:
         return self._fair_share(advice, cost, items)
 
     def others_cores(self) -> float:
-        """Cores other programs held while the calls were measured, as the kernel's
-        counters tell (``machine_load``); 0.0 until measured long enough."""
-        return self.load_others if self.load_seconds >= LOAD_SECONDS else 0.0
+        """Cores other programs held while the calls were measured: the ones this
+        process did not get while its measuring threads waited for one (0.0 when they
+        did not wait: the cores then idled, or the GIL kept the threads back)."""
+        rate = self.process_rate
+        if rate is None or not self._crowded():
+            return 0.0
+        return max(0.0, self.machine.cpus - rate)
+
+    def _threads_of_others(self, others: float) -> float:
+        """How many threads of other programs ``others`` cores mean: each of our
+        measuring threads got ``process_rate / threads`` of a core, so did theirs."""
+        rate = self.process_rate or 0.0
+        mine = min(self.measuring_threads, self.machine.cpus)
+        share = rate / mine if mine else 0.0
+        return others / share if share > 0 else others
 
     def _fair_share(self, advice: Advice, cost: TaskCost, items: int) -> Advice:
         """More threads than cores for computing calls that leave the GIL free, when
@@ -611,7 +659,7 @@ class AutoPolicy:
             or not (computing and gil_free)
         ):
             return advice
-        wanted = math.ceil(FAIR_SHARE * others / (1.0 - FAIR_SHARE))
+        wanted = math.ceil(FAIR_SHARE * self._threads_of_others(others) / (1.0 - FAIR_SHARE))
         # at most the standard library's default: beyond it, memory-bound calls (NumPy)
         # fight over the caches more than they gain cores
         workers = min(max(advice.workers, wanted), self.machine.cpus + 4, items)
@@ -619,7 +667,8 @@ class AutoPolicy:
             return advice
         reason = (
             f"threads with {workers} workers: other programs held about {others:.1f} of "
-            f"the {self.machine.cpus} cores, and {workers} threads keep a fair share of them"
+            f"the {self.machine.cpus} cores, and {workers} threads keep a fair share of the "
+            "machine"
         )
         kept = (
             advice.reasons[:-1]
@@ -637,15 +686,16 @@ class AutoPolicy:
         else:
             measured = f"the first call was still running after {_seconds(cost.wall)}"
         findings = [measured]
-        if self.native_busy >= NATIVE_THREADS_SHARE * self.machine.cpus > 1:
+        if self._keeps_cores_busy(self.native_busy):
             findings.append(
-                f"one call alone kept {self.native_busy:.1f} of {self.machine.cpus} cores busy "
+                f"calls alone kept {self.native_busy:.1f} of {self.machine.cpus} cores busy "
                 "(native threads, e.g. BLAS)"
             )
         elif self._native_parallel():
             findings.append(
                 f"calls side by side waited {self.busy_share():.0%} of their time for a core "
-                "that no other program held: their own native threads (e.g. BLAS) fill the cores"
+                f"while this process kept {self.process_rate or 0.0:.1f} of "
+                f"{self.machine.cpus} cores busy: their own native threads (e.g. BLAS) fill them"
             )
         self.reason = f"{'; '.join(findings)}: {advice.reason}"
         if self.probing:
