@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import threading
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -116,34 +118,27 @@ def test_a_store_of_the_value_an_attribute_already_holds_is_no_write(
     assert len(_runtime._detector.races) == races
 
 
-def test_a_dropped_container_lets_go_of_what_it_holds_at_the_next_pin(recording: None) -> None:
-    # A dict cannot be weakly referenced, so the runtime keeps the ones it saw alive
-    # (their ids must not be reused unnoticed), and with them what they hold; once the
-    # program dropped one, the next container pinned releases it.
-    class Held:
-        pass
-
-    write = site("write", "item", "d")
-    held = Held()
-    dead = weakref.ref(held)
-    table = {"k": held}
-    del held
-    _runtime._fermion_k(table, "k", write)
-    del table
-    assert dead() is not None  # pinned, with what it holds
+def _pin_the_next_container(write: int) -> None:
     kept = {"k": 1}
     _runtime._fermion_k(kept, "k", write)
-    assert dead() is None
     assert id(kept) in _runtime._pinned  # the program still holds that one
 
 
-def test_a_dropped_container_lets_go_of_what_it_holds_when_the_collector_starts(
-    recording: None,
-) -> None:
+def _collect_garbage(write: int) -> None:
     # blinker's test_instancemethod_receiver: drop the receiver, gc.collect(), check
     # that its weak reference died, with no new container pinned in between.
-    import gc
+    gc.collect()
+    assert _runtime._before_collection in gc.callbacks
 
+
+@pytest.mark.parametrize(
+    "release", [_pin_the_next_container, _collect_garbage], ids=["next pin", "collector"]
+)
+def test_a_dropped_container_lets_go_of_what_it_holds(recording: None, release: Any) -> None:
+    # A dict cannot be weakly referenced, so the runtime keeps the ones it saw alive
+    # (their ids must not be reused unnoticed), and with them what they hold; once the
+    # program dropped one, the next container its thread pins, or the next garbage
+    # collection its thread starts, releases it.
     class Held:
         pass
 
@@ -155,14 +150,11 @@ def test_a_dropped_container_lets_go_of_what_it_holds_when_the_collector_starts(
     _runtime._fermion_k(table, "k", write)
     del table
     assert dead() is not None  # pinned, with what it holds
-    gc.collect()
+    release(write)
     assert dead() is None
-    assert _runtime._before_collection in gc.callbacks
 
 
 def test_the_collector_hook_leaves_with_the_session() -> None:
-    import gc
-
     _runtime.activate()
     _runtime.activate()  # a second session in the same process: one hook
     assert gc.callbacks.count(_runtime._before_collection) == 1
