@@ -222,7 +222,7 @@ class AutoPolicy:
         self.pool_workers = 0  # a process pool starting (0: none)
         self.committed: Commit | None = None
         self._due = False  # enough is measured: the next tick decides
-        self._postponed = False  # it was due, and waits for a long call or the load
+        self._postponed = False  # it was due, and waits (see tick)
         # (seconds, process CPU seconds, calls running) of calls still running at the
         # deadline, when none had returned
         self._partial: tuple[float, float, int] | None = None
