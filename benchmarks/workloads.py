@@ -26,13 +26,23 @@ Shapes the six above miss (issue 15), each unlike what ``auto`` was tuned on:
 - ``mixed``       pure Python, one call in ten 40 ms, the rest 0.5 ms.
 - ``*+hog``       ``python_cpu`` and ``numpy`` with another program spinning on one
   core beside them all along.
+
+C code that holds the GIL for milliseconds at a time (no Python bytecode between, so
+the switch interval does not hand it over), a shape the ones above miss:
+
+- ``json_parse``  ``json.loads`` of a 3,000-record document, ~2 ms per call, 0.3 s in
+  all -> processes (threads on 3.13t).
+- ``regex``       ``re.findall`` over a 1 MB text, ~20 ms per call -> processes
+  (threads on 3.13t).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -88,6 +98,28 @@ def list_sum(values: list[float]) -> float:
     for value in values:
         total += value * value
     return total
+
+
+@functools.cache
+def _document() -> str:
+    """A JSON document of 3,000 records (built once per process, as a cache would)."""
+    records = [
+        {"id": i, "name": f"n{i}", "tags": ["a", "b", str(i)], "v": i / 2} for i in range(3000)
+    ]
+    return json.dumps(records)
+
+
+def parse_document(seed: int) -> int:
+    return len(json.loads(_document()))
+
+
+@functools.cache
+def _text() -> str:
+    return " ".join(f"word{i} 12{i}34 user{i}@host{i}.org" for i in range(20_000))
+
+
+def find_addresses(seed: int) -> int:
+    return len(re.findall(r"\w+@\w+\.org", _text()))
 
 
 def calibrate_spin(seconds: float) -> int:
@@ -183,6 +215,14 @@ def _slow_import(quick: bool, scratch: str) -> list[int]:
     return [calibrate_spin(0.02)] * (5 if quick else 25)
 
 
+def _documents(quick: bool, scratch: str) -> list[int]:
+    return list(range(20 if quick else 150))
+
+
+def _texts(quick: bool, scratch: str) -> list[int]:
+    return list(range(6 if quick else 60))
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload("python_cpu", spin, _python_cpu, "processes (threads on 3.13t)"),
     Workload("numpy", sort_random, _numpy, "threads"),
@@ -198,6 +238,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("mixed", spin, _mixed, "processes (threads on 3.13t)"),
     Workload("python_cpu+hog", spin, _python_cpu, "processes (threads on 3.13t)", hog=True),
     Workload("numpy+hog", sort_random, _numpy, "threads", hog=True),
+    Workload("json_parse", parse_document, _documents, "processes (threads on 3.13t)"),
+    Workload("regex", find_addresses, _texts, "processes (threads on 3.13t)"),
 )
 
 

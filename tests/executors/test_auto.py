@@ -111,6 +111,17 @@ def test_waiting_tasks_run_on_threads() -> None:
     assert executor.backend.chosen is not None  # type: ignore[attr-defined]
 
 
+@pytest.mark.skipif(cpu_count() < 2, reason="needs two cores to measure on two threads")
+def test_calls_that_leave_the_gil_free_get_a_second_thread_while_measured() -> None:
+    # The first call waits (GIL free): the probe finds the GIL free, and the second
+    # call starts beside it. A barrier of two passes only if both run at once.
+    barrier = threading.Barrier(2, timeout=20)
+    with Executor("auto", workers=2, **STEADY) as executor:
+        futures = [executor.submit(barrier.wait) for _ in range(2)]
+        done, _ = concurrent.futures.wait(futures, timeout=30)
+        assert [f.exception() for f in done] == [None, None], str(choice_of(executor))
+
+
 @pytest.mark.slow
 def test_python_cpu_tasks_run_on_processes_or_free_threads() -> None:
     expected = "processes" if gil_enabled() else "threads"

@@ -65,7 +65,40 @@ def test_a_first_call_that_runs_long_widens_and_starts_the_probe() -> None:
     assert policy.tick(PROBE_AFTER / 2, 0.0) == []
     actions = policy.tick(PROBE_AFTER * 2, PROBE_AFTER * 2)  # one core busy: Python code
     assert actions == [StartProbe()]
-    assert policy.local_slots == 2
+    assert policy.next_tick() == pytest.approx(policy.max_measure_seconds)  # no busy ticks
+    # With a GIL, a second thread joins only once the probe finds the GIL free
+    assert policy.local_slots == 1
+    policy.probe_update(samples=10, late=0, seconds=0.006, interval=0.0005)
+    assert policy.widened and policy.local_slots == 2
+
+
+def test_calls_under_a_millisecond_are_measured_side_by_side_at_once() -> None:
+    # (they hand the GIL over as soon as they return: no need to wait for the probe)
+    policy = _policy()
+    _run(policy, 0, 0.0, wall=0.0005, cpu=0.0005)
+    policy.task_queued(1, batch=False)
+    policy.task_started(1, 0.0005, process_cpu=0.0005)
+    assert policy.widened and policy.local_slots == 2
+    assert policy.tick(0.0006, 0.0006) == [StartProbe()]
+
+
+def test_calls_that_hold_the_gil_are_measured_on_one_thread() -> None:
+    # (a C call holding the GIL for milliseconds: two threads would pass it to each
+    # other, and the driver and the probe would wait tens of milliseconds for a turn)
+    policy = _policy()
+    _run(policy, 0, 0.0, wall=0.002, cpu=0.002)
+    policy.task_queued(1, batch=False)
+    policy.task_started(1, 0.002, process_cpu=0.002)
+    assert policy.tick(0.003, 0.003) == [StartProbe()]
+    policy.probe_update(samples=6, late=6, seconds=0.006, interval=0.0005)
+    assert not policy.widened and policy.local_slots == 1
+    policy.probe_update(samples=12, late=12, seconds=0.012, interval=0.0005)
+    assert not policy.widened
+    policy.task_finished(1, TaskClocks(1, 0.002, 0.002, 0.002))
+    policy.first_transfer(PickleCost(100, 1e-5))
+    actions = policy.tick(0.013, 0.013)  # the GIL clearly held: chosen at once
+    assert StopProbe() in actions and any(isinstance(a, StartPool | Commit) for a in actions)
+    assert "holds the GIL" in policy.reason
 
 
 def test_a_first_call_that_keeps_every_core_busy_is_not_run_twice_at_once() -> None:
@@ -101,26 +134,39 @@ def test_one_call_alone_that_seemed_to_keep_the_cores_busy_is_not_enough() -> No
     policy.task_finished("b", TaskClocks(1, 0.006, 0.006, 0.006))
     policy.task_queued(1, batch=False)
     policy.task_started("c", 0.012, process_cpu=0.019)
-    assert policy.widened and policy.native_busy < 1.2
+    assert policy.probing and policy.native_busy < 1.2
 
 
 def test_python_code_holding_the_gil_starts_a_pool_and_works_on_until_it_is_ready() -> None:
     policy = _policy()
     _run(policy, 0, 0.0, wall=0.01, cpu=0.01)
     policy.task_queued(1, batch=False)
-    policy.task_started(1, 0.01, process_cpu=0.01)  # proved not tiny: widened
-    assert policy.widened
+    policy.task_started(1, 0.01, process_cpu=0.01)  # proved not tiny: the probe starts
+    assert policy.probing
     policy.probe_update(samples=3, late=3, seconds=0.02, interval=0.0005)  # clearly held
+    assert not policy.widened
     policy.task_finished(1, TaskClocks(1, 0.01, 0.01, 0.01))
     policy.first_transfer(PickleCost(100, 1e-5))
     actions = policy.tick(0.03, 0.02)
     assert actions == [StartProbe(), StopProbe(), StartPool(2, starting=1)]
     assert "holds the GIL" in policy.reason and "in the background" in policy.reason
+    assert policy.local_slots == 0  # the pool's creation has the GIL to itself
+    policy.pool_launched()
     assert policy.local_slots == 1  # one call at a time here: the workers start up meanwhile
     assert not policy.handing_over
+    # each call here is followed by a pause for the pool's thread: 5% of it, 0.5 ms at most
+    assert policy.pause_after_call(0.002) == pytest.approx(0.0001)
+    assert policy.pause_after_call(0.1) == pytest.approx(0.0005)
     policy.pool_ready()
     assert policy.tick(0.3, 0.3) == [Commit("processes", 2)]
     assert policy.handing_over and policy.local_slots == 0
+
+
+def test_measuring_calls_of_a_millisecond_or_more_give_up_the_gil_after_each() -> None:
+    policy = _policy()
+    assert policy.pause_after_call(0.0005) is None  # the switch interval serves short ones
+    assert policy.pause_after_call(0.002) is not None  # C code may hold it for as long
+    assert _policy(NO_GIL).pause_after_call(0.002) is None
 
 
 def test_work_that_ends_before_the_pool_is_ready_drops_it_and_says_so() -> None:
@@ -223,8 +269,8 @@ def test_the_choice_waits_for_a_call_far_longer_than_those_measured() -> None:
     policy = _policy(machine)
     policy.task_queued(1, batch=True, planned=True, left=299)
     policy.task_started("long", 0.0, process_cpu=0.0)
-    policy.tick(0.002, 0.002)  # the first call runs past PROBE_AFTER: widened
-    assert policy.widened
+    policy.tick(0.002, 0.002)  # the first call runs past PROBE_AFTER: the probe starts
+    assert policy.probing
     for key in range(8):
         policy.task_queued(1, batch=True, planned=True, left=298 - key)
         policy.task_started(key, 0.002 + key * 5e-4, process_cpu=0.0)
@@ -264,8 +310,8 @@ def test_computing_threads_outnumber_the_cores_when_other_programs_hold_some() -
         _run(policy, 0, 0.0, wall=0.01, cpu=0.01 - queued, queued=queued)
         policy.task_queued(1, batch=False)
         policy.task_started(1, 0.01, process_cpu=0.01)
-        assert policy.widened
         policy.probe_update(samples=20, late=0, seconds=0.02, interval=0.0005)  # GIL free
+        assert policy.widened
         for key in range(2, 6):
             _run(policy, key, 0.01 * key, wall=0.01, cpu=0.01 - queued, queued=queued)
     commit = [a for a in busy.tick(0.1, 0.12) if isinstance(a, Commit)]

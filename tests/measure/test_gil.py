@@ -91,3 +91,21 @@ def test_probe_rejects_nonsense_settings() -> None:
             probe.start()
     finally:
         probe.stop()
+
+
+def test_a_probe_starts_without_waiting_for_its_thread_and_stops_with_or_without() -> None:
+    # (auto starts one next to calls that may hold the GIL for milliseconds: starting
+    # it must not wait for a turn; stopping it need not either)
+    probe = GilProbe(interval=0.0005)
+    probe.start()
+    deadline = threading.Event()
+    for _ in range(200):  # up to 2 s for three samples
+        if probe.samples >= 3:
+            break
+        deadline.wait(0.01)
+    probe.stop(wait=False)
+    assert probe.samples >= 3
+    probe.stop()  # waits for its thread: no sample after that
+    after = probe.samples
+    deadline.wait(0.01)
+    assert probe.samples == after

@@ -98,6 +98,23 @@ def test_little_work_is_not_worth_starting_processes() -> None:
     assert any("starting a process pool" in r for r in advice.reasons)
 
 
+def test_a_pool_started_behind_the_work_costs_only_the_calls_not_done_by_then() -> None:
+    # auto: the calls run here until the workers are ready, so a short job is never
+    # slower for a pool (all done first), and a long one loses only the start-up's share
+    behind = replace(LAPTOP, startup_overlapped=True)
+    short = predict_option(PYTHON_40MS, behind, "processes", 2, 4)
+    assert short is not None and short.speedup == 1.0
+    assert recommend(PYTHON_40MS, behind, 4).backend == "serial"
+    long = predict_option(PYTHON_40MS, behind, "processes", 2, 100)
+    waited = predict_option(PYTHON_40MS, LAPTOP, "processes", 2, 100)
+    assert long is not None and waited is not None
+    assert long.seconds < waited.seconds
+    # the second worker starts once the calls stop here (another start-up): 5 calls
+    # here, 4 on the first worker alone (each one 10 us longer there: the pickling),
+    # then 91 on both
+    assert long.seconds == pytest.approx(0.2 + 4 * 0.04001 + 91 * 0.04001 / 2, rel=1e-3)
+
+
 def test_large_arguments_make_processes_copy_more_than_compute() -> None:
     big = TaskCost(wall=0.005, cpu=0.005, gil_held=0.95, transfer=0.02, transfer_bytes=16_000_000)
     advice = recommend(big, LAPTOP, 200)

@@ -1,6 +1,6 @@
 """Measuring primitives shared by ``profile``, ``advise``, ``bench`` and the ``auto``
-backend: timing calls, the cost of sending objects to another process, a thread's
-wait for a core, and the known start-up time of a process pool."""
+backend: timing calls, the cost of sending objects to another process, and a thread's
+wait for a core."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ __all__ = [
     "cpu_count",
     "free_threaded",
     "gil_enabled",
-    "known_worker_startup",
     "pickle_cost",
-    "record_worker_startup",
     "sampled_transfer_estimate",
     "timed_call",
     "transfer_estimate",
@@ -191,20 +189,6 @@ class RunQueueClock:
         # A clock kept per thread (the ``auto`` backend's) closes when its thread ends.
         with contextlib.suppress(OSError):
             self.close()
-
-
-_startup_seconds: float | None = None
-
-
-def known_worker_startup() -> float | None:
-    """Seconds a process pool took to start in this process, if measured already."""
-    return _startup_seconds
-
-
-def record_worker_startup(seconds: float) -> None:
-    """Keep a measured start-up time of a process pool, for ``auto`` and ``profile``."""
-    global _startup_seconds
-    _startup_seconds = seconds
 
 
 def timed_call(

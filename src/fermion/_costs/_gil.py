@@ -21,6 +21,7 @@ takes the GIL for microseconds between long GIL-free operations reads as low.
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from collections.abc import Iterator
@@ -63,20 +64,25 @@ class GilProbe:
         self._samples = 0
         self._late = 0
         self._total_wait = 0.0
-        self._thread: threading.Thread | None = None
+        self._started = False
+        self._finished = threading.Event()
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._started:
             raise RuntimeError(
                 "this GilProbe was already started; create a new one per measurement"
             )
-        self._thread = threading.Thread(target=self._run, name="fermion-gil-probe", daemon=True)
-        self._thread.start()
+        self._started = True
+        # Not threading.Thread.start, which waits until the new thread runs: next to
+        # calls that hold the GIL for milliseconds (C code), each of the turns that
+        # takes would wait for a call to end. (A daemon thread, as _thread's are.)
+        _thread.start_new_thread(self._run, ())
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """End the sampling; ``wait``: until the probe's thread has ended."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
+        if wait and self._started:
+            self._finished.wait(timeout=5.0)
 
     def _run(self) -> None:
         clock = time.perf_counter
@@ -94,6 +100,7 @@ class GilProbe:
                 self._record(delay, threshold)
         finally:
             runqueue.close()
+            self._finished.set()
 
     def _record(self, delay: float, threshold: float) -> None:
         with self._lock:

@@ -261,6 +261,10 @@ class LoadMeter:
         self._first = self._sampler()
         self._load = None
 
+    def elapsed(self) -> float:
+        """Seconds since :meth:`start` (0.0 before it)."""
+        return time.monotonic() - self._first.wall if self._first is not None else 0.0
+
     def stop(self) -> MachineLoad:
         """Read the counters again and return the load since :meth:`start`."""
         if self._first is None:

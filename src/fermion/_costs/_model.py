@@ -86,7 +86,9 @@ class Machine:
     ``chunk_item_overhead`` on each result of a chunk (``map`` hands a chunk's results
     over as one list: iterating and freeing them costs tens of nanoseconds each).
     Neither can be parallelised. Defaults are typical of a Linux laptop; ``profile``
-    measures the start-up cost.
+    measures the start-up cost. ``startup_overlapped``: the calls run in this process,
+    one at a time, until the pool's workers are ready (``auto``): its start-up costs
+    only the calls not done by then, and nothing if they are all done first.
     """
 
     cpus: int
@@ -97,6 +99,7 @@ class Machine:
     item_overhead: float = 1e-6
     chunk_item_overhead: float = 0.05e-6
     thread_startup: float = 100e-6
+    startup_overlapped: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.cpus, int) and self.cpus >= 1):
@@ -244,13 +247,24 @@ def predict_option(
         chunk = chunksize or _chunksize(cost, machine.process_dispatch, items, workers)
         parallel = _parallelism(cost, machine, workers, shares_gil=False)
         half = cost.transfer / 2  # unpickling the arguments, pickling the result
-        compute = items * (cost.wall + half) / parallel
-        parent = (
-            items * half
-            + _collect(machine, items, chunk)
-            + math.ceil(items / chunk) * machine.process_dispatch
-        )
         startup = machine.process_startup * math.ceil(workers / machine.cpus)
+        each = cost.wall + half  # one call in a worker
+        sent = items
+        compute = items * each / parallel
+        if machine.startup_overlapped and cost.wall > 0:
+            sent = max(0, items - int(startup / cost.wall))  # the rest ran here meanwhile
+            if sent == 0:
+                return Option("processes", workers, chunk, 1.0, serial_seconds)
+            # A core ran the calls here: the workers for the others started first, and
+            # the last ones start only then, another start-up.
+            first = max(1, min(workers, machine.cpus - 1))
+            early = min(sent, int(startup * first / each)) if first < workers else 0
+            compute = (early * each / first) + (sent - early) * each / parallel
+        parent = (
+            sent * half
+            + _collect(machine, sent, chunk)
+            + math.ceil(sent / chunk) * machine.process_dispatch
+        )
         seconds = startup + max(compute, parent)
     seconds = max(seconds, 1e-12)
     speedup = serial_seconds / seconds if serial_seconds > 0 else 0.0
@@ -420,7 +434,8 @@ def _reasons(
                 f"({_seconds(chosen.chunksize * cost.wall)} of work each) amortise that"
             )
     processes = best_of.get("processes")
-    if processes is not None and items * cost.wall < 2 * machine.process_startup:
+    little = (1 if machine.startup_overlapped else 2) * machine.process_startup
+    if processes is not None and items * cost.wall < little:
         reasons.append(
             f"all {items} items take {_seconds(items * cost.wall)} in total, little next to "
             f"starting a process pool ({_seconds(machine.process_startup)})"

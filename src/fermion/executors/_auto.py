@@ -9,9 +9,10 @@ process's CPU, its thread's wait for a core. A driver thread ticks the policy an
 carries out its actions: the GIL probe, the cost of sending the first call to another
 process (off the tasks' path), a process pool started in the background, the commit.
 
-Nothing waits for a pool. Once the policy commits, the queued tasks go to the chosen
-backend in order and every later ``submit`` goes to it directly; a process pool is
-committed to only once a worker is ready, and until then the work goes on here. When
+Nothing waits for a pool but its creation (a few milliseconds: see ``_until_spawned``).
+Once the policy commits, the queued tasks go to the chosen backend in order and every
+later ``submit`` goes to it directly; a process pool is committed to only once a worker
+is ready, and until then the work goes on here. When
 the measuring threads with one thread per core are the choice, they simply go on.
 ``serial`` hands nothing over: the tasks go on here, one at a time. ``submit`` never
 runs a task in the caller's thread, whatever was chosen, so it returns at once.
@@ -36,17 +37,16 @@ from typing import Any, ClassVar, cast
 from fermion._costs._cost import (
     RunQueueClock,
     call_transfer_estimate,
-    known_worker_startup,
     sampled_transfer_estimate,
 )
 from fermion._costs._gil import GilProbe
 from fermion._costs._load import CpuSample, LoadMeter, MachineLoad, own_cpu_sample
 from fermion._costs._model import Advice, Machine, Option, TaskCost
 from fermion._costs._platform import cpu_count, gil_enabled
+from fermion._costs._startup import expected_worker_startup
 from fermion.errors import describe_exception
 from fermion.executors._arguments import check_workers
 from fermion.executors._auto_policy import (
-    DEFAULT_PROCESS_STARTUP,
     Action,
     AutoPolicy,
     Commit,
@@ -72,8 +72,13 @@ PROBE_INTERVAL = 0.0005
 LOAD_MEASURABLE = 0.1
 #: The GIL's switch interval while a process pool starts (see ``_SwitchInterval``).
 POOL_START_SWITCH_INTERVAL = 0.0005
+#: How long the work here may wait for a process pool's thread to start its first
+#: worker process (1-3 ms once the forkserver runs, 25 ms for the forkserver's own
+#: start), and how often the driver looks.
+POOL_SPAWN_WAIT = 0.05
+POOL_SPAWN_POLL = 0.0005
 #: How often the driver reads the GIL probe's samples while it runs.
-PROBE_READ = 0.005
+PROBE_READ = 0.0025
 
 
 def _nothing() -> None:
@@ -163,7 +168,17 @@ _clocks = _ThreadClocks()
 class _MeasuredTask(Task):
     """A task run here while measuring: the user's future, timed from start to end."""
 
-    __slots__ = ("cpu0", "ident", "original", "outer0", "owner", "process0", "queued0", "wall0")
+    __slots__ = (
+        "cpu0",
+        "ident",
+        "original",
+        "outer0",
+        "owner",
+        "process0",
+        "queued0",
+        "wall",
+        "wall0",
+    )
 
     def __init__(self, original: Task, owner: AutoBackend) -> None:
         super().__init__(
@@ -181,6 +196,7 @@ class _MeasuredTask(Task):
         self.owner = owner
         self.ident = 0
         self.wall0 = self.outer0 = self.cpu0 = self.process0 = self.queued0 = 0.0
+        self.wall = 0.0  # seconds from its start to its end, once ended
 
     def start(self) -> bool:
         started = super().start()
@@ -211,7 +227,7 @@ class _MeasuredTask(Task):
         super().fail(exc)
 
     def clocks(self) -> TaskClocks:
-        wall = time.perf_counter() - self.wall0  # first and last: see start
+        wall = self.wall = time.perf_counter() - self.wall0  # first and last: see start
         mine = threading.get_ident() == self.ident
         cpu = time.thread_time() - self.cpu0 if mine else 0.0
         process_cpu = self.owner._process_cpu() - self.process0
@@ -275,11 +291,16 @@ class AutoBackend(Backend):
             if options:  # the processes import: only to check
                 check_options(load_backend(backend_name), backend_name, options)
         if process_startup is None:
-            process_startup = known_worker_startup() or DEFAULT_PROCESS_STARTUP
+            process_startup = expected_worker_startup()
         cpus = cpu_count()
         measuring_threads = min(cpus, workers or cpus)
         self._policy = AutoPolicy(
-            Machine(cpus=cpus, gil=gil_enabled(), process_startup=float(process_startup)),
+            Machine(
+                cpus=cpus,
+                gil=gil_enabled(),
+                process_startup=float(process_startup),
+                startup_overlapped=True,
+            ),
             measuring_threads=measuring_threads,
             workers=workers,
             measure_seconds=float(measure_seconds),
@@ -303,6 +324,7 @@ class AutoBackend(Backend):
         self._driver: threading.Thread | None = None
         self._probe: GilProbe | None = None
         self._probe_since = 0.0
+        self._probe_read = 0.0  # when the driver last read its samples
         self._driver_cpu = 0.0  # CPU seconds of the driver thread so far
         self._pool: Backend | None = None  # a process pool started, not yet committed to
         self._first_call: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None
@@ -470,6 +492,11 @@ class AutoBackend(Backend):
                 self._changed.notify_all()
 
     def _measured_done(self, future: Future[Any]) -> None:
+        with self._lock:
+            measured = self._in_flight.get(future)
+            pause = self._policy.pause_after_call(measured.wall) if measured is not None else None
+        if pause is not None:
+            time.sleep(pause)  # another thread's turn with the GIL (see pause_after_call)
         with self._changed:
             self._in_flight.pop(future, None)
             feed = self._feed_locked()
@@ -496,7 +523,8 @@ class AutoBackend(Backend):
                     now = time.perf_counter()
                     if self._probe is not None and not policy.decided:
                         # The probe's samples come with no event: read them now and then.
-                        wake = min(wake if wake is not None else now + 1, now + PROBE_READ)
+                        read = self._probe_read + PROBE_READ
+                        wake = read if wake is None else min(wake, read)
                     if wake is not None and now >= wake:
                         break
                     self._changed.wait(None if wake is None else wake - now)
@@ -506,10 +534,11 @@ class AutoBackend(Backend):
                     return
                 probe = self._probe
                 if probe is not None:
+                    self._probe_read = time.perf_counter()
                     policy.probe_update(
                         probe.samples,
                         probe.late,
-                        time.perf_counter() - self._probe_since,
+                        self._probe_read - self._probe_since,
                         PROBE_INTERVAL,
                     )
                 process_cpu = self._process_cpu()  # before the wall clock: see _MeasuredTask
@@ -562,6 +591,7 @@ class AutoBackend(Backend):
                 probe.start()
                 with self._lock:
                     self._probe, self._probe_since = probe, time.perf_counter()
+                    self._probe_read = self._probe_since
             elif isinstance(action, StopProbe):
                 self._stop_probe()
             elif isinstance(action, StartPool):
@@ -576,7 +606,7 @@ class AutoBackend(Backend):
         with self._lock:
             probe, self._probe = self._probe, None
         if probe is not None:
-            probe.stop()
+            probe.stop(wait=False)  # its samples are read; it ends by itself
 
     def _cpu_sample(self) -> CpuSample:
         pool = self._pool or self._chosen
@@ -594,12 +624,11 @@ class AutoBackend(Backend):
         if previous is not None:
             load = previous.load
         else:
-            try:
+            # The kernel's counters tick every 10 ms: a shorter measuring tells nothing,
+            # and reading them costs turns with the GIL that the calls may hold.
+            load = None
+            if self._load.elapsed() >= LOAD_MEASURABLE:
                 load = self._load.stop()
-            except RuntimeError:  # the driver had not started measuring it
-                load = None
-            if load is not None and load.wall < LOAD_MEASURABLE:
-                load = None  # the kernel's counters tick every 10 ms: too short to tell
         reason = policy.reason
         waited = policy.busy_share()
         if load is not None and load.busy:
@@ -634,13 +663,30 @@ class AutoBackend(Backend):
                 self._pool = pool
             for warmup in warmups:
                 pool.submit(warmup)
+            self._until_spawned(pool, warmups[0].future)
         except Exception as exc:
             self._switch.restore()
             with self._changed:
                 self._policy.pool_failed(describe_exception(exc))
                 self._changed.notify_all()
             return
+        with self._changed:
+            self._policy.pool_launched()
+            feed = self._feed_locked()
+            self._changed.notify_all()
+        self._run_here(feed)
         warmups[0].future.add_done_callback(self._pool_answered)
+
+    @staticmethod
+    def _until_spawned(pool: Any, answered: Future[Any]) -> None:
+        """Wait (``POOL_SPAWN_WAIT`` at most) until the pool's thread has started its
+        first worker process, which takes it many turns with the GIL: a few milliseconds
+        while no call here holds it (the policy lets none start meanwhile)."""
+        deadline = time.monotonic() + POOL_SPAWN_WAIT
+        while not pool.statistics()["worker_pids"] and not answered.done():
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(POOL_SPAWN_POLL)
 
     def _pool_answered(self, future: Future[Any]) -> None:
         self._switch.restore()

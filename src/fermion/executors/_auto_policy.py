@@ -18,13 +18,16 @@ time a call spent off its core next to other calls counts as its own only as far
 the GIL probe found the GIL free.
 
 How it avoids losing. Small calls run one at a time (a second thread costs more than
-they gain); a call that proves not small widens the measuring to one thread per core, with
-the GIL probe on, unless it already keeps every core busy by itself (native threads:
-more calls at once would only fight over the cores). Once enough is measured the cost
-model (``fermion._costs._model``) chooses. Processes are never waited for: the pool
-starts in the background, the work goes on here meanwhile (one call at a time when it
-holds the GIL, so the workers starting up get the other cores), and tasks move to the
-pool only once a worker is ready. If the work ends first, it simply ran here.
+they gain); a call that proves not small starts the GIL probe, and the measuring widens
+to one thread per core once the probe finds the GIL free (at once without a GIL),
+unless a call already keeps every core busy by itself (native threads: more calls at
+once would only fight over the cores). Once enough is measured the cost model
+(``fermion._costs._model``) chooses. Processes are never waited for: the pool starts
+in the background, the work goes on here meanwhile (one call at a time when it holds
+the GIL, so the workers starting up get the other cores), and tasks move to the pool
+only once a worker is ready. If the work ends first, it simply ran here. Only the
+pool's creation, a few milliseconds, has the GIL to itself: next to calls that hold it
+in C code, each of the many turns it takes would wait for a call to end.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ CLEAR_CALLS = 4
 #: Fewer GIL probe samples than this say nothing about the GIL. (Two measuring threads
 #: taking turns with the GIL leave the probe few samples, one of them on time in a gap.)
 MIN_PROBE_SAMPLES = 10
+#: Samples that show the GIL free often enough to measure calls side by side: held by
+#: Python code or C code, each sample waits for it (a switch interval, or a call).
+FREE_SAMPLES = 4
 #: Seconds of GIL probing, nearly without a sample on time, that show the GIL held:
 #: Python code holding it makes every sample wait a switch interval (5 ms), so ten
 #: samples would take 50 ms.
@@ -67,9 +73,6 @@ CLEARLY_HELD_AFTER = 0.01
 #: Measuring ends, on the calls finished by then, this many ``measure_seconds`` after
 #: the first task started (a map's chunks may hold many calls, known only at its end).
 WINDOW = 2.0
-#: Seconds to start a pool of worker processes, unless one was measured in this
-#: process already (a loaded 2-core laptop: 0.3-0.6 s; a quiet machine: less).
-DEFAULT_PROCESS_STARTUP = 0.3
 #: The measuring threads go on as the chosen pool unless more threads promise this
 #: much more: a new pool costs threads to start and tasks to hand over.
 KEEP_MEASURING_THREADS = 1.5
@@ -87,6 +90,18 @@ OUTLASTS = 3.0
 #: N / (N + H) of the machine (the standard library's default of cores + 4 threads
 #: happens to do the same; it is the most made).
 FAIR_SHARE = 0.85
+#: While a process pool starts beside calls that hold the GIL, each call here is followed
+#: by a pause of this share of its time (at most ``POOL_START_PAUSE``): the pool's
+#: thread needs the GIL after each of its system calls, and a call in C code (a regular
+#: expression, a JSON parse) lets no other thread have it until it returns.
+POOL_START_PAUSE_SHARE = 0.05
+POOL_START_PAUSE = 0.0005
+#: While measuring, each task of calls this long or longer is followed by a moment
+#: without the GIL (``MEASURING_YIELD`` seconds): a call in C code gives it to no other
+#: thread until it returns, and the next one would keep it, the driver and the probe
+#: waiting a switch interval (5 ms) before they may even ask for it.
+YIELD_AFTER = 0.001
+MEASURING_YIELD = 50e-6
 #: Other programs holding fewer cores than this leave the worker count alone.
 BUSY_CORES = 0.5
 #: The process's CPU rate says something once the measuring has run this long.
@@ -132,7 +147,8 @@ class StopProbe:
 class StartPool:
     """Start a process pool for ``workers`` in the background with ``starting`` of them
     (one short when a call runs here meanwhile, so that it keeps its core; the rest
-    start on the commit); report ``pool_ready``."""
+    start on the commit); report ``pool_launched`` once it is created (no call starts
+    here until then, when the calls hold the GIL), and ``pool_ready``."""
 
     workers: int
     starting: int
@@ -220,6 +236,7 @@ class AutoPolicy:
         self.cost: TaskCost | None = None
         self.reason = ""
         self.pool_workers = 0  # a process pool starting (0: none)
+        self.pool_launching = False  # its creation is under way in this process
         self.committed: Commit | None = None
         self._due = False  # enough is measured: the next tick decides
         self._postponed = False  # it was due, and waits (see tick)
@@ -238,8 +255,23 @@ class AutoPolicy:
         if self.committed is not None:
             return 1 if self.committed.backend == "serial" else 0
         if self.advice is not None:  # a process pool is starting
+            if self.pool_launching:
+                return 0  # the pool's creation has the GIL to itself (see StartPool)
             return 1 if self._gil_bound() else self.measuring_threads
         return self.measuring_threads if self.widened else 1
+
+    def pause_after_call(self, wall: float) -> float | None:
+        """Seconds to pause here after a task of ``wall`` seconds, before the next
+        (None: no pause), so that another thread can take the GIL: while measuring, the
+        driver and the GIL probe (``YIELD_AFTER``); while a process pool starts, its
+        thread, which needs it often (``POOL_START_PAUSE_SHARE``)."""
+        if not self.machine.gil or self.committed is not None:
+            return None
+        if self.advice is None:
+            return MEASURING_YIELD if wall >= YIELD_AFTER else None
+        if not self.pool_workers or not self._gil_bound():
+            return None
+        return min(POOL_START_PAUSE, POOL_START_PAUSE_SHARE * wall)
 
     @property
     def handing_over(self) -> bool:
@@ -261,7 +293,7 @@ class AutoPolicy:
             return None
         started = min(r.started for r in self.running.values())
         wake = started + self.max_measure_seconds
-        if not self.widened and not self._small():
+        if not self.widened and not self.probing and not self._small():
             wake = min(wake, started + PROBE_AFTER)
         if self.calls and self.since is not None:
             wake = min(wake, self.since + WINDOW * self.measure_seconds)
@@ -305,7 +337,7 @@ class AutoPolicy:
             and self.advice is None
             and not self._native_suspected()
         ):
-            self._widen()
+            self._look_wider()
 
     def task_finished(self, key: Any, clocks: TaskClocks) -> None:
         mine = self.running.pop(key, None)
@@ -356,14 +388,29 @@ class AutoPolicy:
         self.probe_seconds, self.probe_interval = seconds, interval
         if self.advice is None and self._gil_clearly_held():
             self._due = True
+        elif (
+            self.advice is None
+            and not self.widened
+            and not self._native_suspected()
+            and self._gil_often_free()
+        ):
+            self.widened = True  # calls side by side may gain: measure them so
+
+    def pool_launched(self) -> None:
+        """The process pool is created and its first worker process started (or that
+        took too long): the worker gets ready in the background, and the work goes on
+        here meanwhile."""
+        self.pool_launching = False
 
     def pool_ready(self) -> None:
         """A worker of the process pool is ready: the tasks move there."""
+        self.pool_launching = False
         if self.committed is None and self.pool_workers:
             self._commit(Commit("processes", self.pool_workers))
 
     def pool_failed(self, why: str) -> None:
         """The process pool could not start: the work goes on here, one call at a time."""
+        self.pool_launching = False
         if self.committed is None and self.pool_workers:
             self.pool_workers = 0
             self.reason += f"; but the process pool could not start ({why}), so the work runs here"
@@ -373,6 +420,7 @@ class AutoPolicy:
         """No work is left and the executor shuts down: a pool still starting was for
         nothing."""
         actions = self._take_actions()
+        self.pool_launching = False
         if self.committed is None and self.pool_workers:
             self.pool_workers = 0
             self.reason += (
@@ -391,14 +439,19 @@ class AutoPolicy:
         if self.advice is None and self.running:
             first = min(self.running.values(), key=lambda r: r.started)
             elapsed = now - first.started
-            if not self.widened and not self._small() and elapsed >= PROBE_AFTER:
+            if (
+                not self.widened
+                and not self.probing
+                and not self._small()
+                and elapsed >= PROBE_AFTER
+            ):
                 if first.alone and elapsed >= NATIVE_MEASURABLE:
                     busy = (process_cpu - first.process_cpu) / elapsed
                     if busy >= 1.0 + NATIVE_HELPERS:  # more than its own thread can use
                         key = next(k for k, r in self.running.items() if r is first)
                         self._alone_busy[key] = busy
                 if not self._native_suspected():
-                    self._widen()
+                    self._look_wider()
             if self.calls and self._window_over(now):
                 # A map's chunk may run long, its calls known only at its end: measuring
                 # also ends by the clock, on the calls finished so far.
@@ -492,13 +545,20 @@ class AutoPolicy:
             self.probe_samples >= MIN_PROBE_SAMPLES and self.probe_late <= 0.2 * self.probe_samples
         )
 
+    def _gil_often_free(self) -> bool:
+        """Half the probe's samples or more found the GIL free, over ``FREE_SAMPLES`` at
+        least. (By count, not by time: on a busy machine the probe waits for a core
+        between its samples, which is not the GIL's doing.)"""
+        return self.probe_samples >= FREE_SAMPLES and self.probe_late <= 0.5 * self.probe_samples
+
     def _gil_clearly_held(self) -> bool:
         """Computing calls next to which the probe, 10 ms long, was nearly never on
         time: Python code holding the GIL, no need to wait for ten samples."""
         if not self.machine.gil or not self.calls or self.probe_seconds < CLEARLY_HELD_AFTER:
             return False
         on_time = (self.probe_samples - self.probe_late) * self.probe_interval
-        return on_time < 0.25 * self.probe_seconds and self.cpu >= 0.75 * self.wall
+        # (computing: their time off the core next to each other is the GIL's)
+        return on_time < 0.25 * self.probe_seconds and self.cpu >= 0.75 * self._call_wall(1.0)
 
     @property
     def native_busy(self) -> float:
@@ -579,13 +639,18 @@ class AutoPolicy:
 
     # -- deciding ---------------------------------------------------------------------
 
-    def _widen(self) -> None:
-        if self.widened:
-            return
-        self.widened = True
+    def _look_wider(self) -> None:
+        """Calls not small: with a GIL, the probe starts, and tells whether the GIL is
+        ever free (``probe_update`` widens then): two threads taking turns with a GIL
+        held in C code for milliseconds (a regular expression, a JSON parse) pass it
+        to each other and leave the driver and the probe waiting as long. Calls shorter
+        than ``PROBE_AFTER`` hand it over as soon, and widen at once, as without a GIL."""
         if self.machine.gil and not self.probing:
             self.probing = True
             self._actions.append(StartProbe())
+        short = self.calls > 0 and self.wall / self.calls < PROBE_AFTER
+        if not self.machine.gil or short:
+            self.widened = True
 
     def _chunksize(self) -> int | None:
         """How many calls a pool would be handed at once: 1 for ``submit``; None (the
@@ -706,6 +771,10 @@ class AutoPolicy:
             self.reason += "; the pool starts in the background while the work runs here"
             here = 1 if self._gil_bound() else 0  # the calls running here meanwhile
             starting = max(1, min(advice.workers, self.machine.cpus - here))
+            # Creating the pool and starting a worker process take many turns with the
+            # GIL (each file read or pipe written gives it up): next to calls that hold
+            # it, each turn would wait for one call to end.
+            self.pool_launching = bool(here)
             self._actions.append(StartPool(advice.workers, starting))
         elif advice.backend == "threads":
             self._commit(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from fermion._costs._startup import note_executor_created
 from fermion.errors import refused_after_shutdown
 from fermion.executors._arguments import (
     check_buffersize,
@@ -59,6 +60,7 @@ class Executor(concurrent.futures.Executor):
         progress: ProgressArg = False,
         **backend_options: Any,
     ) -> None:
+        note_executor_created()  # what the program did before: see expected_worker_startup
         if isinstance(backend, type) and issubclass(backend, Backend):
             cls, name = backend, str(getattr(backend, "name", backend.__name__))
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from fermion._costs._cost import known_worker_startup, record_worker_startup
+from fermion._costs._startup import known_worker_startup, record_worker_startup
 from fermion.executors._base import Task
 from fermion.executors._processes import ProcessBackend
 

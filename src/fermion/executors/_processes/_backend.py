@@ -77,6 +77,7 @@ class ProcessBackend(Backend):
             else check_positive_int(workers, "workers", default="the backend's default")
         )
         context = _start.get_context(start_method)
+        _start.import_start_modules(context)
         if max_tasks_per_worker is not None:
             check_positive_int(max_tasks_per_worker, "max_tasks_per_worker")
         if max_memory_per_worker is not None:

@@ -8,6 +8,7 @@ which re-runs interpreter start-up for each worker; ``spawn`` everywhere else.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import multiprocessing.process
 import os
@@ -22,7 +23,14 @@ from typing import Any
 from fermion._costs._platform import cpu_count
 from fermion.executors._processes import _worker
 
-__all__ = ["WorkerHandle", "default_start_method", "default_workers", "get_context", "start_worker"]
+__all__ = [
+    "WorkerHandle",
+    "default_start_method",
+    "default_workers",
+    "get_context",
+    "import_start_modules",
+    "start_worker",
+]
 
 START_METHODS = ("spawn", "forkserver", "fork")
 
@@ -50,6 +58,30 @@ def get_context(start_method: str | None) -> BaseContext:
             f"{default_start_method()!r})"
         )
     return multiprocessing.get_context(method)
+
+
+#: The modules that starting a worker imports, by start method (multiprocessing imports
+#: them on the first start).
+_START_MODULES = {
+    "forkserver": ("multiprocessing.popen_forkserver", "multiprocessing.resource_tracker"),
+    "spawn": (
+        "multiprocessing.popen_spawn_win32"
+        if sys.platform == "win32"
+        else "multiprocessing.popen_spawn_posix",
+        "multiprocessing.resource_tracker",
+    ),
+    "fork": ("multiprocessing.popen_fork",),
+}
+
+
+def import_start_modules(context: BaseContext) -> None:
+    """Import what starting a worker with ``context`` will import, now, in the pool's
+    creator's thread. An import reads files, and each read gives up the GIL: in the
+    pool's thread, next to a call that holds the GIL for milliseconds (C code: a regular
+    expression, a JSON parse), each read would wait for the call to end, and the first
+    worker would start seconds late."""
+    for name in _START_MODULES.get(context.get_start_method(), ()):
+        importlib.import_module(name)
 
 
 @dataclass

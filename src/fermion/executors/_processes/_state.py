@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any, NamedTuple
 
+from fermion._costs._startup import record_worker_startup
 from fermion.errors import (
     IMPORTABLE_RESULTS,
     PASS_PICKLABLE,
@@ -140,15 +141,17 @@ class Worker:
         "result_open",
         "result_waiting",
         "skipping",
+        "started",
         "state",
         "task",
         "task_function",
         "tasks_sent",
     )
 
-    def __init__(self, handle: _start.WorkerHandle) -> None:
+    def __init__(self, handle: _start.WorkerHandle, started: float) -> None:
         self.handle = handle
         self.pid: int = handle.process.pid
+        self.started = started  # when its start began (time.monotonic)
         self.state = WorkerState.STARTING
         self.task: Task | None = None
         self.next_task: Task | None = None
@@ -444,6 +447,7 @@ class PoolState:
         if kind == _worker.READY:
             if worker.state is WorkerState.STARTING:
                 worker.state = WorkerState.IDLE
+                record_worker_startup(time.monotonic() - worker.started)
             self._start_failures.worker_ready()
         elif kind == _worker.DONE:
             _, values, failures, retire = message
@@ -619,6 +623,7 @@ class PoolState:
         live = sum(1 for w in self.workers.values() if w.state in _LIVE)
         for _ in range(self.size - live):
             levels_version, levels = self._log_levels.current()
+            started = time.monotonic()
             try:
                 handle = _start.start_worker(
                     self._context,
@@ -638,7 +643,7 @@ class PoolState:
                         )
                     )
                 return
-            worker = Worker(handle)
+            worker = Worker(handle, started)
             worker.levels_version = levels_version
             self.workers[worker.pid] = worker
             self._wait_objects = None
