@@ -213,6 +213,9 @@ class AutoPolicy:
         self.off_core_alone = 0.0  # seconds off the core while no other call ran
         self.off_core_shared = 0.0  # seconds off the core next to other calls (the GIL?)
         self.queued = 0.0  # seconds the measuring threads waited for a core
+        # the same two of the calls that ran next to others: the crowding is theirs
+        self.wall_side_by_side = 0.0
+        self.queued_side_by_side = 0.0
         self._since_cpu = 0.0  # the process's CPU clock when the first task started
         self.process_rate: float | None = None  # cores this process kept busy since
         # cores each task kept busy running alone (its native threads), by task, in order
@@ -365,6 +368,8 @@ class AutoPolicy:
             self.off_core_alone += off_core
         else:
             self.off_core_shared += off_core
+            self.wall_side_by_side += wall
+            self.queued_side_by_side += clocks.queued
         if (
             self.wall >= self.measure_seconds
             or (self.calls >= TINY_CALLS and self._small())
@@ -589,7 +594,14 @@ class AutoPolicy:
         core (not for the GIL: a thread waiting for it is not ready to run). Only for
         calls that are not small: native threads that spread over the cores run in
         calls of milliseconds, and the waits of tiny calls are mostly our own threads'."""
-        return self.widened and not self._small() and self.busy_share() >= CROWDED
+        return self.widened and not self._small() and self._side_by_side_waits() >= CROWDED
+
+    def _side_by_side_waits(self) -> float:
+        """Share of the time of the calls measured side by side that their threads
+        waited for a core (the calls run alone before the measuring widened, which wait
+        for none, do not dilute it)."""
+        total = self.wall_side_by_side + self.queued_side_by_side
+        return self.queued_side_by_side / total if total > 0 else 0.0
 
     def _crowded_by_whom_unknown(self) -> bool:
         """Crowded, and the process's CPU rate is not measured yet to tell by whom."""
@@ -758,7 +770,8 @@ class AutoPolicy:
             )
         elif self._native_parallel():
             findings.append(
-                f"calls side by side waited {self.busy_share():.0%} of their time for a core "
+                f"calls side by side waited {self._side_by_side_waits():.0%} of their time "
+                "for a core "
                 f"while this process kept {self.process_rate or 0.0:.1f} of "
                 f"{self.machine.cpus} cores busy: their own native threads (e.g. BLAS) fill them"
             )
