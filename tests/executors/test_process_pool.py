@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +100,23 @@ def started(tmp_path: Path) -> Callable[[str], str]:
 
 
 # -- options ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the spawn start of POSIX systems")
+def test_a_pool_imports_what_its_workers_start_needs_when_it_is_made() -> None:
+    # (not in its own thread, where each file read would wait for the GIL, which a
+    # call in C code next to it may hold for milliseconds: auto starts pools so)
+    script = (
+        "import sys\n"
+        "from fermion.executors._processes import ProcessBackend\n"
+        "pool = ProcessBackend(workers=1, start_method='spawn')\n"
+        "print('multiprocessing.popen_spawn_posix' in sys.modules)\n"
+        "pool.shutdown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["True"], done.stderr
 
 
 def test_invalid_start_method_names_the_valid_ones() -> None:
