@@ -4,8 +4,10 @@ correct for every way of calling the Executor while it measures and after."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -145,6 +147,26 @@ def test_a_long_first_call_is_decided_before_it_returns() -> None:
         assert choice.calls == 0 and "still running" in choice.reason
         release.set()
         assert first.result(timeout=30) == "done"
+
+
+class _Dropped:
+    """A result the caller drops (weakly referenceable)."""
+
+
+def _make_dropped(x: int) -> _Dropped:
+    return _Dropped()
+
+
+def test_a_result_the_caller_drops_is_freed_while_measuring() -> None:
+    # As concurrent.futures' test_free_reference: the first result is costed for the
+    # model, and no reference kept for that may outlive the caller's.
+    for _ in range(5):
+        with Executor("auto", **STEADY) as executor:
+            for obj in executor.map(_make_dropped, range(10)):
+                ref = weakref.ref(obj)
+                del obj
+                gc.collect()
+                assert ref() is None
 
 
 def test_results_exceptions_and_order_are_kept_across_the_switch() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -152,3 +154,15 @@ def test_workers_killed_before_they_are_ready_break_the_pool_in_the_end(
             backend.submit(later)
     finally:
         backend.shutdown(wait=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_tells_an_owner_that_is_exiting_from_one_that_runs() -> None:
+    # (a worker whose task pipe closes sweeps its owner's shared memory only when the
+    # owner is dying: a pool that shuts down closes the same pipe)
+    from fermion.executors._processes._worker import _process_exiting
+
+    assert not _process_exiting(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)  # reaped: gone
+    assert _process_exiting(child.pid)

@@ -328,8 +328,8 @@ class AutoBackend(Backend):
         self._driver_cpu = 0.0  # CPU seconds of the driver thread so far
         self._pool: Backend | None = None  # a process pool started, not yet committed to
         self._first_call: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None
-        self._first_result: list[Any] = []  # the first call's value, once known
-        self._transfers_done = 0  # 1: the first call's arguments costed; 2: its result too
+        self._result_costed = False  # the cost of sending a result back is known (or due)
+        self._transfers_done = 0  # 1: the first call's arguments costed
         self._load = LoadMeter(sampler=self._cpu_sample)
         self._switch = _SwitchInterval()
 
@@ -482,14 +482,26 @@ class AutoBackend(Backend):
 
     def _task_ending(self, measured: _MeasuredTask, outcomes: Sequence[Outcome] | None) -> None:
         clocks = measured.clocks()
-        if outcomes and not self._first_result and self._transfers_done < 2:
-            ok, value = outcomes[0]
-            if ok:
-                self._first_result.append(value)
+        result_cost = None
+        if outcomes and outcomes[0][0] and self._claim_result_cost():
+            # Costed here, before the caller has the result, rather than kept for the
+            # driver: a reference held for it could outlive the caller's, who may count
+            # on dropping the result to free it (concurrent.futures' tests do).
+            result_cost = sampled_transfer_estimate(outcomes[0][1])
         with self._changed:
+            if result_cost is not None:
+                self._policy.first_transfer(result_cost)
             self._policy.task_finished(measured.future, clocks)
-            if self._policy.wants_tick or self._first_result:
+            if self._policy.wants_tick:
                 self._changed.notify_all()
+
+    def _claim_result_cost(self) -> bool:
+        """True for the one task whose result is to be costed (the first to end well)."""
+        with self._lock:
+            if self._result_costed:
+                return False
+            self._result_costed = True
+            return True
 
     def _measured_done(self, future: Future[Any]) -> None:
         with self._lock:
@@ -561,28 +573,20 @@ class AutoBackend(Backend):
         return time.process_time() - spent
 
     def _transfer_due_locked(self) -> bool:
-        return (self._transfers_done == 0 and self._first_call is not None) or (
-            self._transfers_done == 1 and bool(self._first_result)
-        )
+        return self._transfers_done == 0 and self._first_call is not None
 
     def _cost_transfers(self) -> None:
-        """Cost sending the first call and its result, in the driver: off the tasks' path."""
+        """Cost sending the first call, in the driver: off the tasks' path. (Its result is
+        costed where it ends: see _task_ending.)"""
         with self._lock:
             if not self._transfer_due_locked():
                 return
-            what: Any = self._first_call if self._transfers_done == 0 else self._first_result[0]
-        if self._transfers_done == 0:
-            cost = call_transfer_estimate(*what)
-        else:
-            cost = sampled_transfer_estimate(what)
+            what: Any = self._first_call
+        cost = call_transfer_estimate(*what)
         with self._lock:
             self._transfers_done += 1
             self._policy.first_transfer(cost)
-            if self._transfers_done == 1:
-                self._first_call = None  # its arguments are not kept alive
-            else:
-                self._first_result.clear()
-        self._cost_transfers()  # the result may be known already
+            self._first_call = None  # its arguments are not kept alive
 
     def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:

@@ -21,6 +21,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -144,6 +145,7 @@ def main(
             else:
                 frames = early
         except (EOFError, OSError):
+            _task_pipe_closed(alive_conn, setup.owner_pid)
             return  # the pool closed the pipe: shut down quietly
         except BaseException as exc:
             early = None
@@ -184,6 +186,7 @@ def main(
             try:
                 early = _codec.recv_frames(task_conn)
             except (EOFError, OSError):
+                _task_pipe_closed(alive_conn, setup.owner_pid)
                 return
             except BaseException as exc:
                 early = exc  # answered in its turn
@@ -249,6 +252,16 @@ def _forward_logs(sender: _ResultSender, levels: _log_records.Levels | None) -> 
         _log_records.apply_levels(levels)
 
 
+def _task_pipe_closed(alive_conn: Connection, owner_pid: int) -> None:
+    """The pool's end of the task pipe is closed. When the pool's process is exiting, or
+    every write end of ``alive_conn`` is closed too, it may have been killed: sweep as
+    the parent watch does, here, as returning would end this process before the watch
+    had its turn (a worker waiting for its next task sees the pipes close as its owner
+    dies). A pool that shuts down closes ``alive_conn`` only once its workers are gone."""
+    if readable_now(alive_conn)() or _process_exiting(owner_pid):
+        _exit_when_parent_dies(alive_conn, owner_pid)
+
+
 def _exit_when_parent_dies(alive_conn: Connection, owner_pid: int) -> None:
     """Nobody ever writes to ``alive_conn``: it becomes readable (EOF) only when every
     write end is closed, i.e. when the pool's process has exited or been killed (or
@@ -285,6 +298,28 @@ def _process_gone(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state in (b"Z", b"X")
+
+
+#: The ``PF_EXITING`` bit of a Linux task's flags: it has begun to exit (its files are
+#: closed on the way, before it turns into a zombie).
+_PF_EXITING = 0x4
+
+
+def _process_exiting(pid: int) -> bool:
+    """Whether ``pid`` has begun to exit, or has exited (Linux; False elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+    try:
+        return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
+    except (IndexError, ValueError):
+        return False
 
 
 def readable_now(conn: Connection) -> Callable[[], bool]:
