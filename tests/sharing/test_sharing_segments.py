@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -92,6 +93,85 @@ def test_ledger_release_all_unlinks_owned_segments_and_watched_prefixes() -> Non
     assert not _segments.segment_exists(f"{watched}-0")
 
 
+def test_after_release_all_no_segment_is_made_and_an_added_one_is_unlinked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = _segments.Ledger()
+    monkeypatch.setattr(_segments, "ledger", ledger)  # what create_and_write tracks into
+    names = _segments.SegmentNames(_segments.new_prefix())
+    ledger.release_all()  # the SIGTERM handler or the exit hook ran
+    late = names.next()
+    with pytest.raises(RuntimeError, match=rf"segment '{late}' was not created: this process is"):
+        _segments.create_and_write(late, [memoryview(b"a")])
+    assert not _segments.segment_exists(late)
+    made = names.next()
+    _segments.create_and_write(made, [memoryview(b"b")], track=False)
+    ledger.add(made)  # e.g. a name handed over after the release: unlinked at once
+    assert not _segments.segment_exists(made)
+
+
+def test_release_all_waits_for_a_segment_being_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release runs in the signal handler's thread while another creates a segment:
+    the name is listed before the segment exists, so the release must wait for it."""
+    ledger = _segments.Ledger()
+    monkeypatch.setattr(_segments, "ledger", ledger)
+    name = _segments.SegmentNames(_segments.new_prefix()).next()
+    inside, go = threading.Event(), threading.Event()
+
+    def create() -> None:
+        with ledger.creating(name):
+            inside.set()
+            assert go.wait(10)
+            _segments.create_and_write(name, [memoryview(b"c")], track=False)
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    assert inside.wait(10)
+    releaser = threading.Thread(target=ledger.release_all)
+    releaser.start()
+    releaser.join(0.2)
+    assert releaser.is_alive()  # held back while the segment is being made
+    go.set()
+    creator.join(10)
+    releaser.join(10)
+    assert not creator.is_alive() and not releaser.is_alive()
+    assert not _segments.segment_exists(name)
+
+
+def _make_segments(
+    names: _segments.SegmentNames, start: threading.Barrier, refused: list[str]
+) -> None:
+    start.wait(10)
+    try:
+        for _ in range(200):
+            _segments.create_and_write(names.next(), [memoryview(b"d")])
+    except RuntimeError as error:
+        refused.append(str(error))
+
+
+def test_segments_made_by_threads_during_release_all_are_all_unlinked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for _ in range(20):
+        ledger = _segments.Ledger()
+        monkeypatch.setattr(_segments, "ledger", ledger)
+        names = _segments.SegmentNames(_segments.new_prefix())
+        start = threading.Barrier(4)
+        refused: list[str] = []
+        makers = [
+            threading.Thread(target=_make_segments, args=(names, start, refused)) for _ in range(3)
+        ]
+        for thread in makers:
+            thread.start()
+        start.wait(10)
+        ledger.release_all()
+        for thread in makers:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in makers)
+        assert _segments.list_segments(names.prefix) == []
+        assert all("already released its segments" in message for message in refused)
+
+
 # -- the transport, in one process ------------------------------------------------------
 
 
@@ -120,6 +200,22 @@ def test_big_buffers_travel_as_segments_and_small_ones_in_band() -> None:
     assert not out_big.flags.writeable  # mapped read-only on request
     with pytest.raises(ValueError, match="read-only"):
         out_big[0] = 1
+
+
+@pytest.mark.parametrize("keep_owned", [False, True], ids=["handed-over", "kept"])
+def test_a_sent_segment_stays_owned_only_when_the_sender_keeps_it(keep_owned: bool) -> None:
+    """A worker hands its result over (it may end before the caller maps it); a caller
+    keeps what it sent, so that its exit or SIGTERM release unlinks what no worker mapped
+    (with no moment between making and sending where nothing would)."""
+    transport = SharedMemoryTransport(_segments.new_prefix(), threshold=0)
+    buffers: list[pickle.PickleBuffer] = []
+    pickle.dumps(np.arange(100.0), protocol=5, buffer_callback=buffers.append)
+    _, created = transport.export_buffers(buffers, keep_owned=keep_owned)
+    try:
+        assert (created[0] in _segments.ledger.owned()) is keep_owned
+    finally:
+        transport.release(created)
+    assert created[0] not in _segments.ledger.owned()
 
 
 def test_received_array_lives_on_the_segment_without_a_copy() -> None:

@@ -168,7 +168,7 @@ def send_buffers(
     state = _get_state()
     leases: list[_copies.Lease] = []
     if state.hands_over or state.transport.threshold is None or not _areas.supported():
-        items, created = state.transport.export_buffers(buffers)
+        items, created = state.transport.export_buffers(buffers, keep_owned=not state.hands_over)
     else:
         items, created = _export_to_copies(state, conn, buffers, leases)
     if leases:
@@ -194,9 +194,7 @@ def send_buffers(
     with state.lock:
         _prune(state.pending)
         state.pending.setdefault(id(conn), []).extend(created)
-    _watch(state, conn)
-    for name in created:  # unlinked at exit if the receiver never maps them
-        _segments.ledger.add(name)
+    _watch(state, conn)  # the names stay in the ledger: unlinked at exit if never mapped
 
 
 def _export_to_copies(
@@ -224,7 +222,7 @@ def _export_to_copies(
             try:
                 name, ref, new_names, lease = copies.place(id(conn), conn, raw, _source(buffer))
             except _copies.NoSlotError:  # every slot busy: a one-off segment
-                more, names = transport.export_buffers([buffer])
+                more, names = transport.export_buffers([buffer], keep_owned=True)
                 items += more
                 created += names
                 continue

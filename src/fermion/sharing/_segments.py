@@ -32,7 +32,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 try:  # POSIX: Linux, macOS, the BSDs
@@ -135,6 +135,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._hooked = False
+        self._released = False  # release_all ran: the process is ending
 
     def _reset_after_fork(self) -> None:
         # A forked child inherits the parent's ledger but owns none of it.
@@ -143,12 +144,41 @@ class Ledger:
             self._names = set()
             self._prefixes = {}
             self._hooked = False
+            self._released = False
 
     def add(self, name: str) -> None:
+        """Own segment ``name``; once ``release_all`` has run, unlink it at once instead."""
         with self._lock:
             self._reset_after_fork()
+            if self._released:
+                unlink_segment(name)
+                return
             self._names.add(name)
             self._hook_exit()
+
+    @contextlib.contextmanager
+    def creating(self, name: str) -> Iterator[None]:
+        """Hold the ledger while segment ``name`` is created, with the name already in it.
+
+        ``release_all`` (the SIGTERM handler, the exit hook) runs in another thread than
+        the one creating a segment; holding the ledger keeps it from listing the name
+        before the segment exists, and creation after it is refused, so no segment is
+        made that nothing would unlink.
+        """
+        with self._lock:
+            self._reset_after_fork()
+            if self._released:
+                raise RuntimeError(
+                    f"shared-memory segment {name!r} was not created: this process is "
+                    "ending and has already released its segments (SIGTERM or exit), "
+                    "so nothing would unlink it"
+                )
+            self.add(name)
+            try:
+                yield
+            except BaseException:
+                self._names.discard(name)
+                raise
 
     def discard(self, name: str) -> None:
         with self._lock:
@@ -186,10 +216,11 @@ class Ledger:
         with self._lock:
             if self._pid != os.getpid():
                 return
+            self._released = True
             names, self._names = self._names, set()
             prefixes = list(self._prefixes)
-        for name in names:
-            unlink_segment(name)
+            for name in names:
+                unlink_segment(name)
         for head in prefixes:
             sweep_head(head)
 
@@ -263,15 +294,11 @@ def _open_new(name: str, *, track: bool) -> int:
     ``track`` the name joins this process's ledger first, and leaves it if creation fails."""
     if _posixshmem is None:  # pragma: no cover - callers check the platform first
         raise RuntimeError("POSIX shared memory is not available on this platform")
-    if track:
-        ledger.add(name)
-    try:
-        return int(
-            _posixshmem.shm_open(_shm_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
-        )
-    except BaseException:
-        ledger.discard(name)
-        raise
+    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR
+    if not track:
+        return int(_posixshmem.shm_open(_shm_path(name), flags, mode=0o600))
+    with ledger.creating(name):
+        return int(_posixshmem.shm_open(_shm_path(name), flags, mode=0o600))
 
 
 def create_and_write(

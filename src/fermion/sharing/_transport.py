@@ -72,7 +72,11 @@ class SharedMemoryTransport:
         self.inband_bytes = 0
 
     def export_buffers(
-        self, buffers: Sequence[pickle.PickleBuffer], *, single_receiver: bool = True
+        self,
+        buffers: Sequence[pickle.PickleBuffer],
+        *,
+        single_receiver: bool = True,
+        keep_owned: bool = False,
     ) -> tuple[list[Any], list[str]]:
         """Replace each large buffer by a ``SharedBuffer``; returns (items, segment names).
 
@@ -83,6 +87,13 @@ class SharedMemoryTransport:
         be consumed or lost (a receiver that died before mapping cannot unlink). With
         ``single_receiver=False`` (one payload read by several workers) only
         ``release`` removes them.
+
+        A single receiver's segment leaves this process's ledger once made, so that a
+        sender that ends right after sending (a worker handing its result over) does not
+        unlink it before it is mapped. ``keep_owned`` keeps it there, for a sender that
+        outlives the message: if it is killed or ends before the receiver maps the
+        segment (a pool's caller whose workers are stopped with it), its exit or
+        SIGTERM release unlinks it.
         """
         items: list[Any] = []
         created: list[str] = []
@@ -96,7 +107,7 @@ class SharedMemoryTransport:
                 name = self._names.next()
                 _segments.create_and_write(name, [raw])
                 created.append(name)
-                if single_receiver:
+                if single_receiver and not keep_owned:
                     # The receiver unlinks it; the sender keeps only the duty to
                     # release it if the message is lost (see ``release``).
                     _segments.ledger.discard(name)
